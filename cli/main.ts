@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+/**
+ * @module cli/main
+ * `keynode start` runs a container; the other commands administer a running one with the operator identity.
+ * Data goes to stdout, messages to stderr; exit codes: 0 ok, 1 failure, 2 usage.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { Container, DEFAULTS, optionsFromEnv, type ContainerOptions } from '../container/index.js';
+import { adminCommands } from './admin.js';
+
+function int(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+const program = new Command('keynode')
+  .description('A node container runtime: ship computations to sandboxed nodes named by Ed25519 keys.')
+  .showHelpAfterError()
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+program
+  .command('start')
+  .description('Run a container in the foreground (JSON logs on stdout; SIGTERM stops it gracefully).')
+  .addOption(new Option('--host <host>', 'interface to listen on').env('KEYNODE_HOST'))
+  .addOption(new Option('--port <port>', 'port (0 picks a free one)').argParser(int('port')).env('KEYNODE_PORT'))
+  .addOption(new Option('--data <dir>', 'data directory (store, operator.key, master.key)').env('KEYNODE_DATA'))
+  .addOption(new Option('--public-url <url>', 'URL peers reach this container at').env('KEYNODE_PUBLIC_URL'))
+  .addOption(new Option('--idle-timeout-ms <ms>', 'sleep idle nodes after this long').argParser(int('idle-timeout-ms')).env('KEYNODE_IDLE_TIMEOUT_MS'))
+  .addOption(new Option('--eval-timeout-ms <ms>', 'default sandbox.timeoutMs').argParser(int('eval-timeout-ms')).env('KEYNODE_EVAL_TIMEOUT_MS'))
+  .addOption(new Option('--memory-mb <mb>', 'default sandbox.memoryMB').argParser(int('memory-mb')).env('KEYNODE_MEMORY_MB'))
+  .addOption(new Option('--pool-size <n>', 'pre-started blank workers').argParser(int('pool-size')).env('KEYNODE_POOL_SIZE'))
+  .addOption(new Option('--max-body-bytes <n>', 'largest request body').argParser(int('max-body-bytes')).env('KEYNODE_MAX_BODY_BYTES'))
+  .addOption(new Option('--capacity-nodes <n>', 'root budget: nodes').argParser(int('capacity-nodes')))
+  .addOption(new Option('--capacity-awake <n>', 'root budget: awake nodes').argParser(int('capacity-awake')))
+  .addOption(new Option('--capacity-memory-mb <n>', 'root budget: memory of awake nodes').argParser(int('capacity-memory-mb')))
+  .addOption(new Option('--fsync', 'fsync every commit (survive power loss, not only process kill)').env('KEYNODE_FSYNC'))
+  .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('KEYNODE_LOG_LEVEL'))
+  .action(async (flags: Record<string, unknown>) => {
+    const options: Partial<ContainerOptions> = { ...optionsFromEnv() };
+    for (const key of ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolSize', 'maxBodyBytes', 'logLevel'] as const) {
+      const flag = key === 'memoryMB' ? flags.memoryMb : flags[key];
+      if (flag !== undefined) (options as Record<string, unknown>)[key] = typeof DEFAULTS[key as keyof ContainerOptions] === 'number' ? Number(flag) : flag;
+    }
+    if (flags.fsync) options.fsync = true;
+    const cap = { ...DEFAULTS.capacity, ...options.capacity };
+    if (flags.capacityNodes !== undefined) cap.maxNodes = Number(flags.capacityNodes);
+    if (flags.capacityAwake !== undefined) cap.maxAwake = Number(flags.capacityAwake);
+    if (flags.capacityMemoryMb !== undefined) cap.memoryMB = Number(flags.capacityMemoryMb);
+    options.capacity = cap;
+    let container: Container;
+    try {
+      container = await Container.start(options);
+    } catch (e) {
+      process.stderr.write(`keynode: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      container.logger.info({ signal }, 'stopping');
+      container.close().then(
+        () => process.exit(0),
+        (e) => {
+          process.stderr.write(`keynode: shutdown failed: ${(e as Error).message}\n`);
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+
+adminCommands(program);
+
+await program.parseAsync(process.argv);

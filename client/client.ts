@@ -1,0 +1,276 @@
+/**
+ * @module client/client
+ * The program's side: `connect` to a container, then `spawn`, `at`, `destroy`, `describe`. Every call is a
+ * signed envelope POSTed with undici; results come back as MessagePack values.
+ */
+import { Pool } from 'undici';
+import {
+  decode, Identity, isKeynodeError, KeynodeError, makeCodec, parseNodeUrl, resolveNode, sealEnvelope,
+  type Bodies, type MessageType, type NodeId, type NodeInfo, type Reply, type Signer,
+} from '../protocol/index.js';
+import type { Ctx } from './ctx.js';
+import { NodeHandle } from './handle.js';
+import { spawnBody, type SpawnOptions } from './options.js';
+
+export interface ConnectOptions {
+  /** Who this program is. Default: a fresh identity (fine for tests; real programs load one). */
+  identity?: Identity;
+  /** Sockets per container (default 16). */
+  connections?: number;
+  /** Requests in flight per socket (default 1). */
+  pipelining?: number;
+  signal?: AbortSignal;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export type NodeLike = string | { readonly id: string; readonly url?: string };
+type Fn<A extends unknown[], R> = (ctx: Ctx, ...args: A) => R;
+
+const codec = makeCodec((url) => new NodeHandle(url));
+const sources = new WeakMap<Function, string>();
+
+/** The function's source, checked here so a method shorthand or bound function fails before it travels. */
+function sourceOf(fn: Function): string {
+  if (typeof fn !== 'function') throw new KeynodeError('ERR_BAD_FUNCTION', 'at(node, fn, ...args): fn must be a function');
+  let src = sources.get(fn);
+  if (src !== undefined) return src;
+  src = Function.prototype.toString.call(fn);
+  if (/\[native code\]\s*\}$/.test(src) || /^class\b/.test(src)) {
+    throw new KeynodeError('ERR_BAD_FUNCTION', 'the function must be an ordinary or async function written in source, not native, bound or a class');
+  }
+  try {
+    // Compiles without running: proves the source is one function expression on its own.
+    new Function(`return (${src}\n);`);
+  } catch {
+    throw new KeynodeError('ERR_BAD_FUNCTION', 'the function must be a function expression or arrow function (a method shorthand such as `f(ctx) {}` cannot be shipped; write `f: (ctx) => {}`)');
+  }
+  sources.set(fn, src);
+  return src;
+}
+
+function abortError(signal: AbortSignal): KeynodeError {
+  return new KeynodeError('ERR_ABORTED', `the call was aborted: ${String(signal.reason ?? 'aborted')}`, { cause: signal.reason });
+}
+
+/**
+ * @example
+ * const client = await connect('http://127.0.0.1:7070', { identity: await Identity.load('me.key') });
+ * const node = await client.spawn({ lifetime: Lifetime.root() });
+ * const n = await client.at(node, async (ctx, by: number) => {
+ *   const r = ctx.ref<number>('count');
+ *   const next = ((await r.get()) ?? 0) + by;
+ *   await r.set(next);
+ *   return next;
+ * }, 1);
+ * await client.close();
+ */
+export class Client {
+  /** This program's identity. */
+  readonly here: Identity;
+  /** The container this client spawns on. */
+  readonly url: string;
+  /** That container's ID: the `to` of its container messages. */
+  readonly containerId: NodeId;
+  readonly #pools = new Map<string, Pool>();
+  readonly #clockOffset = new Map<string, number>();
+  readonly #options: ConnectOptions;
+  #closed = false;
+
+  /** Use `connect()`. */
+  constructor(url: string, containerId: NodeId, identity: Identity, options: ConnectOptions, clockOffset: number) {
+    this.url = url;
+    this.containerId = containerId;
+    this.here = identity;
+    this.#options = options;
+    this.#clockOffset.set(url, clockOffset);
+  }
+
+  /** Spawns one node (no process starts). The handle holds its private key. */
+  async spawn(options: SpawnOptions, call?: CallOptions): Promise<NodeHandle> {
+    const [node] = await this.spawnMany(1, options, call);
+    return node!;
+  }
+
+  /** Spawns `count` nodes with the same policies in one message (up to 10,000). */
+  async spawnMany(count: number, options: SpawnOptions, call?: CallOptions): Promise<NodeHandle[]> {
+    const value = (await this.#send(this.url, 'spawn', this.containerId, { ...spawnBody(options), count } as Bodies['spawn'], this.here, call)) as {
+      nodes: { url: string; secretKey: Uint8Array }[];
+    };
+    return value.nodes.map((n) => new NodeHandle(n.url, n.secretKey));
+  }
+
+  /** Runs `fn(ctx, ...args)` on the node and returns its result. */
+  at<A extends unknown[], R>(node: NodeLike, fn: Fn<A, R>, ...args: A): Promise<Awaited<R>> {
+    return this.call(node, fn, args);
+  }
+
+  /** `at` with call options (an AbortSignal). */
+  async call<A extends unknown[], R>(node: NodeLike, fn: Fn<A, R>, args: A, options?: CallOptions): Promise<Awaited<R>> {
+    const { id, url } = this.#target(node);
+    const body = { fn: sourceOf(fn), args: codec.encode(args) };
+    const value = await this.#send(url, 'eval', id, body, this.here, options);
+    if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_MESSAGE', 'the container returned a malformed eval result');
+    return codec.decode(value) as Awaited<R>;
+  }
+
+  /**
+   * Destroys the node. The proof is a signature by the node's own key when the handle holds it (nodes this
+   * client spawned), else by this client, which works when the client is an ancestor of the node.
+   */
+  async destroy(node: NodeLike, options?: CallOptions): Promise<void> {
+    const { id, url } = this.#target(node);
+    const signer = (node instanceof NodeHandle && node.identity()) || this.here;
+    await this.#send(url, 'destroy', id, {}, signer, options);
+  }
+
+  /** Status and policies of a node (for its ancestors and the operator). */
+  async describe(node: NodeLike, options?: CallOptions): Promise<NodeInfo> {
+    const { id, url } = this.#target(node);
+    return (await this.#send(this.#origin(url), 'describe', await this.#containerOf(url), { node: id }, this.here, options)) as NodeInfo;
+  }
+
+  /** Log lines of a node after sequence number `after`; `wait` ms long-polls for new ones. */
+  async logs(node: NodeLike, options: { after?: number; limit?: number; wait?: number } & CallOptions = {}): Promise<{ seq: number; ts: number; line: string }[]> {
+    const { id, url } = this.#target(node);
+    const { signal, ...rest } = options;
+    const value = (await this.#send(this.#origin(url), 'logs', await this.#containerOf(url), { node: id, ...rest }, this.here, { signal })) as { lines: { seq: number; ts: number; line: string }[] };
+    return value.lines;
+  }
+
+  /** A handle for a node known by URL or ID; pass its secret key to be able to destroy it as itself. */
+  node(node: NodeLike, secretKey?: Uint8Array): NodeHandle {
+    return new NodeHandle(this.#target(node).url, secretKey);
+  }
+
+  /** Sends any container message signed by this client (the admin CLI uses this). */
+  request<T extends MessageType>(type: T, body: Bodies[T], options?: CallOptions): Promise<unknown> {
+    return this.#send(this.url, type, this.containerId, body, this.here, options);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#pools.values()].map((p) => p.close()));
+    this.#pools.clear();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #target(node: NodeLike): { id: NodeId; url: string } {
+    const { id, url } = resolveNode(node);
+    return { id, url: url ?? `${this.url}/${id}` };
+  }
+
+  #origin(url: string): string {
+    return url === this.url || url.startsWith(`${this.url}/`) ? this.url : parseNodeUrl(url).origin;
+  }
+
+  async #containerOf(url: string): Promise<NodeId> {
+    const origin = this.#origin(url);
+    if (origin === this.url) return this.containerId;
+    return (await fetchInfo(origin, this.#options.signal)).containerId;
+  }
+
+  #pool(origin: string): Pool {
+    if (this.#closed) throw new KeynodeError('ERR_CLOSED', 'this client is closed');
+    let pool = this.#pools.get(origin);
+    if (!pool) {
+      pool = new Pool(origin, { connections: this.#options.connections ?? 16, pipelining: this.#options.pipelining ?? 1 });
+      this.#pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  async #send<T extends MessageType>(url: string, type: T, to: NodeId, body: Bodies[T], signer: Signer, options?: CallOptions): Promise<unknown> {
+    const origin = this.#origin(url);
+    const path = type === 'eval' || type === 'destroy' ? `/${to}` : '/';
+    for (let attempt = 0; ; attempt++) {
+      const ts = Date.now() + (this.#clockOffset.get(origin) ?? 0);
+      try {
+        return await this.#post(origin, path, sealEnvelope(signer, type, to, body, ts), options?.signal);
+      } catch (e) {
+        // A clock that drifted: learn the container's time and sign again, once. Nothing ran, so this is safe.
+        if (attempt === 0 && isKeynodeError(e) && e.code === 'ERR_CLOCK_SKEW' && (e as KeynodeError & { serverTime?: number }).serverTime) {
+          this.#clockOffset.set(origin, (e as KeynodeError & { serverTime: number }).serverTime - Date.now());
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  async #post(origin: string, path: string, envelope: Uint8Array, signal?: AbortSignal): Promise<unknown> {
+    if (signal?.aborted) throw abortError(signal);
+    let res;
+    try {
+      res = await this.#pool(origin).request({ path, method: 'POST', body: envelope, headers: { 'content-type': 'application/msgpack' }, signal, headersTimeout: 0, bodyTimeout: 0 });
+    } catch (cause) {
+      if (signal?.aborted) throw abortError(signal);
+      if (isKeynodeError(cause)) throw cause;
+      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${origin}: ${(cause as Error).message}`, { cause });
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await res.body.arrayBuffer());
+    } catch (cause) {
+      if (signal?.aborted) throw abortError(signal);
+      throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${origin} broke off: ${(cause as Error).message}`, { cause });
+    }
+    let reply: Reply;
+    try {
+      reply = decode(bytes) as Reply;
+    } catch {
+      throw new KeynodeError('ERR_BAD_MESSAGE', `${origin} answered HTTP ${res.statusCode} with a body that is not a keynode reply`);
+    }
+    if (typeof reply !== 'object' || reply === null || typeof reply.ok !== 'boolean') throw new KeynodeError('ERR_BAD_MESSAGE', `${origin} did not answer as a keynode container`);
+    if (reply.ok) return reply.value;
+    const err = KeynodeError.fromWire(reply.error);
+    const serverTime = Number(res.headers['x-keynode-time']);
+    if (Number.isFinite(serverTime)) Object.defineProperty(err, 'serverTime', { value: serverTime, enumerable: false });
+    throw err;
+  }
+}
+
+interface ContainerInfo {
+  containerId: NodeId;
+  url: string;
+  time: number;
+  v: number;
+}
+
+async function fetchInfo(origin: string, signal?: AbortSignal): Promise<ContainerInfo> {
+  let res: Response;
+  try {
+    res = await fetch(`${origin}/.well-known/keynode`, { signal });
+  } catch (cause) {
+    throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach a keynode container at ${origin}: ${(cause as Error).message}`, { cause });
+  }
+  const info = (await res.json().catch(() => undefined)) as ContainerInfo | undefined;
+  if (!res.ok || !info || typeof info.containerId !== 'string') throw new KeynodeError('ERR_UNAVAILABLE', `${origin} is not a keynode container (no /.well-known/keynode)`);
+  return info;
+}
+
+/**
+ * Connects to a container: learns its ID and clock, and returns a client that signs as `identity`.
+ * @example
+ * await using client = await connect('http://127.0.0.1:7070', { identity });
+ */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<Client> {
+  let origin: string;
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
+    origin = u.origin;
+  } catch {
+    throw new KeynodeError('ERR_BAD_URL', `not a container URL (http(s)://host[:port]): ${String(url).slice(0, 80)}`);
+  }
+  const before = Date.now();
+  const info = await fetchInfo(origin, options.signal);
+  const offset = info.time - Math.round((before + Date.now()) / 2);
+  return new Client(origin, info.containerId, options.identity ?? Identity.generate(), options, Math.abs(offset) > 1000 ? offset : 0);
+}

@@ -1,0 +1,42 @@
+/**
+ * @module client/ctx
+ * Types of what a function sees inside a node. They describe the runtime's `ctx`; nothing here runs.
+ */
+
+/** A reference to a node, as `ctx.here`, a spawned child, or a node reference in arguments and results. */
+export interface NodeRefLike {
+  readonly id: string;
+  readonly url: string;
+}
+
+/** A single persistent value. */
+export interface Ref<T = unknown> {
+  get(): Promise<T | undefined>;
+  set(value: T): Promise<void>;
+}
+
+/** A persistent key-value map, read in key order. */
+export interface Index<T = unknown> {
+  get(key: string): Promise<T | undefined>;
+  put(key: string, value: T): Promise<void>;
+  delete(key: string): Promise<void>;
+  entries(options?: { prefix?: string; limit?: number }): Promise<[string, T][]>;
+}
+
+export interface Ctx {
+  /** This node. */
+  readonly here: NodeRefLike;
+  /** The ID of the principal that sent this eval. */
+  readonly caller: string;
+  ref<T = unknown>(name: string): Ref<T>;
+  index<T = unknown>(name: string): Index<T>;
+  /** A log line, kept when sandbox.log is true. */
+  log(...args: unknown[]): void;
+  /** Runs fn on another node (same container or another) as this node. */
+  at<A extends unknown[], R>(node: string | NodeRefLike, fn: (ctx: Ctx, ...args: A) => R, ...args: A): Promise<Awaited<R>>;
+  /** Capabilities bound by the spawner. */
+  readonly caps: Readonly<Record<string, (...args: any[]) => Promise<any>>>;
+  spawn(options: unknown): Promise<NodeRefLike>;
+  destroy(node: string | NodeRefLike): Promise<void>;
+  destroySelf(): Promise<void>;
+}

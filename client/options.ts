@@ -1,0 +1,50 @@
+/**
+ * @module client/options
+ * The typed spawn options a program writes, and their wire form. Functions become source and handles
+ * become URLs here; the container validates the result again and is the authority.
+ */
+import type { BudgetSpec, LifetimeKind, RefsMode } from '../protocol/index.js';
+import { callSpec, nodeName, type Call, type Lifetime, type NodeName } from '../lifetimes/index.js';
+
+export interface SandboxOptions {
+  /** The node's own persistent state: 'none' | 'read' | 'readwrite' (default 'readwrite'). */
+  refs?: RefsMode;
+  /** Whether the node may spawn children, and with which lifetimes (default false). */
+  spawn?: false | { lifetimes: LifetimeKind[] };
+  /** Nodes its code may `ctx.at` (default none; its own descendants are always reachable). */
+  contacts?: 'any' | NodeName[];
+  /** Named computations bound by the spawner: `ctx.caps.name(...args)` runs exactly `fn` on `node`. */
+  capabilities?: Record<string, Call>;
+  /** Heap of the node's process in MB (default: the container's, 64). */
+  memoryMB?: number;
+  /** Longest one eval may run, in ms (default: the container's, 5000). */
+  timeoutMs?: number;
+  /** Largest eval (function + arguments) and result, in bytes (default 1 MiB). */
+  maxMessageBytes?: number;
+  /** Keep ctx.log lines (default true). */
+  log?: boolean;
+}
+
+/** A principal allowed to send code: an ID, a node URL, a handle or identity, or 'public'. */
+export type AclEntry = 'public' | NodeName;
+
+export interface SpawnOptions {
+  lifetime: Lifetime;
+  sandbox?: SandboxOptions;
+  acl?: AclEntry[];
+  budget?: Partial<BudgetSpec>;
+}
+
+export function spawnBody(options: SpawnOptions): Record<string, unknown> {
+  const { lifetime, sandbox, acl, budget, ...rest } = options as SpawnOptions & Record<string, unknown>;
+  const body: Record<string, unknown> = { ...rest, lifetime };
+  if (sandbox !== undefined) {
+    const s: Record<string, unknown> = { ...sandbox };
+    if (Array.isArray(sandbox.contacts)) s.contacts = sandbox.contacts.map(nodeName);
+    if (sandbox.capabilities) s.capabilities = Object.fromEntries(Object.entries(sandbox.capabilities).map(([k, c]) => [k, callSpec(c)]));
+    body.sandbox = s;
+  }
+  if (acl !== undefined) body.acl = acl.map((e) => (e === 'public' ? e : nodeName(e)));
+  if (budget !== undefined) body.budget = budget;
+  return body;
+}

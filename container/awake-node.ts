@@ -1,0 +1,57 @@
+/**
+ * @module container/awake-node
+ * An entry of the status map: a node with a process (or about to have one). Sleeping nodes have no entry.
+ */
+import type { KeyObject } from 'node:crypto';
+import type { KeynodeError, NodeId, NodeStatus } from '../protocol/index.js';
+import type { NodeRecord } from '../store/index.js';
+import type { WorkerProcess } from './worker-process.js';
+
+/** One eval waiting for, or holding, its node. */
+export interface Job {
+  fn: string;
+  args: Uint8Array;
+  from: NodeId;
+  /** Set when the eval is part of a call chain, so a nested eval cannot outlive its caller. */
+  deadline?: number;
+  /** Nodes of this container whose evals are waiting on this one (to refuse calls back into them). */
+  chain?: NodeId[];
+  resolve(value: Uint8Array): void;
+  reject(error: KeynodeError): void;
+}
+
+/** 'asleep' only between the entry's creation and its first wake, or after a crash with work still queued. */
+export type AwakeStatus = 'asleep' | 'waking' | 'idle' | 'active' | 'committing' | 'stopping';
+
+export class AwakeNode {
+  readonly id: NodeId;
+  rec: NodeRecord;
+  status: AwakeStatus = 'asleep';
+  worker: WorkerProcess | undefined;
+  readonly queue: Job[] = [];
+  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number } | undefined;
+  lastActivity = Date.now();
+  wokenAt = 0;
+  /** Memory granted at wake, counted against budgets while awake. */
+  grantedMB = 0;
+  /** Unsealed private key, held only while awake (or for Ephemeral nodes, in the container's memory). */
+  key: KeyObject | undefined;
+  destroyed = false;
+  /** Set by ctx.destroySelf(): the eval's writes are dropped and the node is destroyed once it returns. */
+  selfDestruct = false;
+  #nextEval = 1;
+
+  constructor(rec: NodeRecord) {
+    this.id = rec.id;
+    this.rec = rec;
+  }
+
+  nextEvalId(): number {
+    return this.#nextEval++;
+  }
+
+  /** What `describe` and `ls` show. */
+  get publicStatus(): NodeStatus {
+    return this.status === 'idle' || this.status === 'waking' ? 'idle' : 'active';
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * @module container/config
+ * Container options: defaults, `KEYNODE_*` environment variables, and validation that names the option.
+ */
+import { resolve } from 'node:path';
+import { KeynodeError } from '../protocol/index.js';
+
+export interface ContainerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Data directory: LevelDB, operator.key, master.key. */
+  data: string;
+  /** URL peers use to reach this container; default `http://host:port`. */
+  publicUrl?: string;
+  /** An idle node is put to sleep after this long without work. */
+  idleTimeoutMs: number;
+  /** Default and ceiling of `sandbox.timeoutMs`. */
+  evalTimeoutMs: number;
+  maxEvalTimeoutMs: number;
+  /** Default `sandbox.memoryMB` (V8 heap of the node's process) and its ceiling. */
+  memoryMB: number;
+  maxMemoryMB: number;
+  /** Memory a worker may use beyond its heap grant (code, stacks, buffers) before it is killed. */
+  rssOverheadMB: number;
+  /** How often awake workers' resident memory is read. */
+  memoryPollMs: number;
+  /** Largest request body; also the ceiling of `sandbox.maxMessageBytes`. */
+  maxBodyBytes: number;
+  /** Default `sandbox.maxMessageBytes`. */
+  maxMessageBytes: number;
+  /** Accepted difference between a message's `ts` and this container's clock. */
+  skewMs: number;
+  /** Evals that may wait for one node before more are refused with ERR_OVERLOADED. */
+  maxQueue: number;
+  /** Pre-started blank workers kept ready for wakes at the default memory size. */
+  poolSize: number;
+  /** Log lines kept per node. */
+  logLines: number;
+  /** fsync every commit (survives power loss; default survives process kill only). */
+  fsync: boolean;
+  /** How long a client's holds on Ephemeral nodes last without renewal. */
+  holdGraceMs: number;
+  /** Root budget held by the operator. */
+  capacity: { maxNodes: number; maxAwake: number; memoryMB: number };
+  /** Consecutive failed lease checks that destroy a Leased node. */
+  leaseFailures: number;
+  /** Deepest spawn tree. */
+  maxDepth: number;
+  /** pino level. */
+  logLevel: string;
+}
+
+export const DEFAULTS: ContainerOptions = {
+  host: '127.0.0.1',
+  port: 7070,
+  data: './.keynode',
+  idleTimeoutMs: 30_000,
+  evalTimeoutMs: 5_000,
+  maxEvalTimeoutMs: 300_000,
+  memoryMB: 64,
+  maxMemoryMB: 4096,
+  rssOverheadMB: 96,
+  memoryPollMs: 100,
+  maxBodyBytes: 16 * 1024 * 1024,
+  maxMessageBytes: 1024 * 1024,
+  skewMs: 30_000,
+  poolSize: 2,
+  maxQueue: 1024,
+  logLines: 1000,
+  fsync: false,
+  holdGraceMs: 30_000,
+  capacity: { maxNodes: 10_000_000, maxAwake: 1000, memoryMB: 16 * 1024 },
+  leaseFailures: 3,
+  maxDepth: 32,
+  logLevel: 'info',
+};
+
+const NUMERIC: (keyof ContainerOptions)[] = [
+  'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
+  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolSize', 'maxQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth',
+];
+
+function envName(key: string): string {
+  return `KEYNODE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** Options from `KEYNODE_*` variables: KEYNODE_PORT, KEYNODE_IDLE_TIMEOUT_MS, KEYNODE_DATA, ... */
+export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ContainerOptions> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(DEFAULTS) as (keyof ContainerOptions)[]) {
+    if (key === 'capacity') continue;
+    const raw = env[envName(key)];
+    if (raw === undefined || raw === '') continue;
+    if (NUMERIC.includes(key)) out[key] = Number(raw);
+    else if (key === 'fsync') out[key] = raw === '1' || raw === 'true';
+    else out[key] = raw;
+  }
+  const cap: Record<string, number> = {};
+  for (const [k, name] of [['maxNodes', 'KEYNODE_CAPACITY_NODES'], ['maxAwake', 'KEYNODE_CAPACITY_AWAKE'], ['memoryMB', 'KEYNODE_CAPACITY_MEMORY_MB']] as const) {
+    if (env[name]) cap[k] = Number(env[name]);
+  }
+  if (Object.keys(cap).length) out.capacity = { ...DEFAULTS.capacity, ...cap };
+  return out as Partial<ContainerOptions>;
+}
+
+function bad(message: string): never {
+  throw new KeynodeError('ERR_BAD_POLICY', message);
+}
+
+export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
+  const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
+  for (const key of Object.keys(input)) if (!(key in DEFAULTS) && key !== 'publicUrl') bad(`Unknown container option \`${key}\``);
+  for (const key of NUMERIC) {
+    const v = o[key] as number;
+    const min = key === 'port' || key === 'poolSize' ? 0 : 1;
+    if (!Number.isSafeInteger(v) || v < min) bad(`Expected the \`${key}\` option to be an integer of at least ${min}, got \`${String(v)}\` (${typeof v})`);
+  }
+  if (o.port > 65535) bad(`Expected the \`port\` option to be at most 65535, got \`${o.port}\``);
+  for (const [k, v] of Object.entries(o.capacity)) if (!Number.isSafeInteger(v) || v < 0) bad(`Expected \`capacity.${k}\` to be a non-negative integer, got \`${String(v)}\``);
+  if (o.evalTimeoutMs > o.maxEvalTimeoutMs) bad('`evalTimeoutMs` must not exceed `maxEvalTimeoutMs`');
+  if (o.memoryMB > o.maxMemoryMB || o.memoryMB < 16) bad('`memoryMB` must be at least 16 and not exceed `maxMemoryMB`');
+  if (o.maxMessageBytes > o.maxBodyBytes) bad('`maxMessageBytes` must not exceed `maxBodyBytes`');
+  o.data = resolve(o.data);
+  return o;
+}

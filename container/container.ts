@@ -1,0 +1,210 @@
+/**
+ * @module container/container
+ * Wires one container together: keyring, store, supervisor and pool, runtime, HTTP server. Start-up reads
+ * no node: sleeping nodes cost nothing until a message names them.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { pino, type Logger } from 'pino';
+import type { Identity, NodeId } from '../protocol/index.js';
+import { Store } from '../store/index.js';
+import { normalizeOptions, type ContainerOptions } from './config.js';
+import { Keyring } from './keyring.js';
+import { LogBook } from './logbook.js';
+import { Metrics } from './metrics.js';
+import { Operations } from './operations.js';
+import { WorkerPool } from './pool.js';
+import { RemotePeers } from './remote.js';
+import { ReplayGuard } from './replay.js';
+import { Runtime } from './runtime.js';
+import { createHttpServer, requestHandler } from './server.js';
+import { Supervisor } from './supervisor.js';
+
+type Status = 'opening' | 'open' | 'closing' | 'closed';
+
+export class Container {
+  readonly options: ContainerOptions;
+  readonly logger: Logger;
+  #status: Status = 'opening';
+  #closing: Promise<void> | undefined;
+  #url = '';
+  #server!: Server;
+  #store!: Store;
+  #keyring!: Keyring;
+  #pool!: WorkerPool;
+  #supervisor!: Supervisor;
+  #runtime!: Runtime;
+  #logbook!: LogBook;
+  #remote!: RemotePeers;
+
+  private constructor(options: ContainerOptions, logger?: Logger) {
+    this.options = options;
+    this.logger = logger ?? pino({ level: options.logLevel, base: { service: 'keynode' } });
+  }
+
+  /**
+   * @example
+   * const container = await Container.start({ port: 0, data: '/tmp/kn' });
+   * console.log(container.url);
+   * await container.close();
+   */
+  static async start(input: Partial<ContainerOptions> = {}, logger?: Logger): Promise<Container> {
+    const c = new Container(normalizeOptions(input), logger);
+    try {
+      await c.#open();
+    } catch (e) {
+      await c.#teardown().catch(() => {});
+      throw e;
+    }
+    return c;
+  }
+
+  get url(): string {
+    return this.#url;
+  }
+
+  get status(): Status {
+    return this.#status;
+  }
+
+  /** The operator identity (created in the data directory on first start). */
+  get operator(): Identity {
+    return this.#keyring.operator;
+  }
+
+  /** The container's ID (the operator's public key): the `to` of container messages. */
+  get id(): NodeId {
+    return this.#keyring.operator.id;
+  }
+
+  get runtime(): Runtime {
+    return this.#runtime;
+  }
+
+  get supervisor(): Supervisor {
+    return this.#supervisor;
+  }
+
+  /** Resolves when the pool of blank workers is full (benchmarks measure wakes from a warm pool). */
+  warm(): Promise<void> {
+    return this.#pool.warm();
+  }
+
+  async #open(): Promise<void> {
+    const o = this.options;
+    this.#keyring = await Keyring.open(o.data);
+    this.#store = await Store.open(join(o.data, 'db'), { sync: o.fsync });
+    const killed = await killOrphans(o.data);
+    if (killed) this.logger.warn({ killed }, 'killed workers left by a previous run of this container');
+
+    this.#logbook = new LogBook(this.#store, o.logLines);
+    this.#remote = new RemotePeers(o.maxBodyBytes);
+    const marker = `--keynode-data=${o.data}`;
+    const maxFrameBytes = o.maxBodyBytes + 64 * 1024;
+    this.#pool = new WorkerPool(o.poolSize, { memoryMB: o.memoryMB, maxFrameBytes, marker });
+
+    this.#server = createHttpServer();
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(o.port, o.host, () => resolve());
+    });
+    const { port } = this.#server.address() as AddressInfo;
+    const host = o.host.includes(':') ? `[${o.host}]` : o.host;
+    this.#url = (o.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, '');
+
+    const runtime = new Runtime(o, this.#store, this.#keyring, this.#logbook, this.#remote, this.#url);
+    this.#runtime = runtime;
+    const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0));
+    this.#supervisor = new Supervisor(
+      { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxFrameBytes, marker },
+      this.#pool,
+      {
+        beforeWake: async (node) => {
+          await runtime.keyOf(node.rec, node);
+          metrics.wakes.inc();
+          return node.rec.sandbox.memoryMB;
+        },
+        onRequest: (node, req) => runtime.handleRequest(node, req),
+        onCommit: (node, writes) => runtime.commit(node, writes),
+        onLog: (node, line) => this.#logbook.append(node.id, line),
+        onAsleep: (node, why) => {
+          if (why !== 'idle' && why !== 'shutdown' && why !== 'destroyed') metrics.kills.inc({ reason: why });
+          if (why !== 'destroyed') void this.#logbook.settle(node.id).catch((err) => this.logger.warn({ err }, 'log trim failed'));
+        },
+        publicUrl: (id) => runtime.urlOf(id),
+      },
+    );
+    runtime.supervisor = this.#supervisor;
+    const operations = new Operations(runtime, this.id);
+    this.#server.on(
+      'request',
+      requestHandler({
+        operations,
+        replay: new ReplayGuard(o.skewMs),
+        metrics,
+        logger: this.logger,
+        maxBodyBytes: o.maxBodyBytes,
+        info: () => ({ containerId: this.id, url: this.#url }),
+        ready: () => this.#status === 'open',
+      }),
+    );
+    this.#pool.fill();
+    void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
+    this.#status = 'open';
+    this.logger.info({ url: this.#url, data: o.data, operator: this.id }, 'keynode container started');
+  }
+
+  /** Graceful and idempotent: stop accepting, let evals in flight finish or time out, sleep every node, close the store. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#status = 'closing';
+      await this.#teardown();
+      this.#status = 'closed';
+      this.logger.info('keynode container stopped');
+    })();
+    return this.#closing;
+  }
+
+  async #teardown(): Promise<void> {
+    const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
+    this.#server?.closeIdleConnections();
+    await this.#supervisor?.close();
+    await this.#pool?.close();
+    await this.#logbook?.close();
+    this.#server?.closeAllConnections();
+    await serverClosed;
+    await this.#remote?.close();
+    await this.#store?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Workers of a previous run of this container (killed with -9, say) that still run: found by their marker. */
+async function killOrphans(data: string): Promise<number> {
+  const marker = `--keynode-data=${data}`;
+  let killed = 0;
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch {
+    return 0; // not Linux: orphans exit on their own when they next read their closed stdin
+  }
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').includes(marker)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+        killed++;
+      } catch {
+        // already gone
+      }
+    }
+  }
+  return killed;
+}

@@ -1,0 +1,84 @@
+/**
+ * @module container/logbook
+ * Per-node logs from `ctx.log`. Lines are buffered and written in batches (logs are kept even when the eval
+ * fails: that is when they matter), trimmed to the last `keep` lines, and followed by long-polling readers.
+ * Sequence numbers are microseconds since the epoch, made strictly increasing per node, so they need no
+ * read from the store before the first append after a wake.
+ */
+import type { NodeId } from '../protocol/index.js';
+import type { LogLine, Store } from '../store/index.js';
+
+const FLUSH_MS = 20;
+
+export class LogBook {
+  readonly #store: Store;
+  readonly #keep: number;
+  readonly #pending = new Map<NodeId, LogLine[]>();
+  readonly #lastSeq = new Map<NodeId, number>();
+  readonly #followers = new Map<NodeId, Set<() => void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> = Promise.resolve();
+
+  constructor(store: Store, keep: number) {
+    this.#store = store;
+    this.#keep = keep;
+  }
+
+  append(id: NodeId, line: string): void {
+    const now = Date.now();
+    const seq = Math.max(now * 1000, (this.#lastSeq.get(id) ?? 0) + 1);
+    this.#lastSeq.set(id, seq);
+    let list = this.#pending.get(id);
+    if (!list) this.#pending.set(id, (list = []));
+    list.push({ seq, ts: now, line });
+    // Runaway logging is bounded in memory too: only the last `keep` unflushed lines matter.
+    if (list.length > this.#keep) list.splice(0, list.length - this.#keep);
+    this.#timer ??= setTimeout(() => void this.flush(), FLUSH_MS);
+  }
+
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = [...this.#pending];
+    this.#pending.clear();
+    this.#flushing = this.#flushing.then(async () => {
+      await Promise.all(batch.map(([id, lines]) => this.#store.appendLogs(id, lines, this.#keep)));
+      for (const [id] of batch) for (const wake of this.#followers.get(id) ?? []) wake();
+    });
+    return this.#flushing;
+  }
+
+  async read(id: NodeId, after: number, limit: number): Promise<LogLine[]> {
+    await this.flush();
+    return this.#store.readLogs(id, after, limit);
+  }
+
+  /** Resolves when new lines for the node are stored, or after `waitMs`. */
+  waitForLines(id: NodeId, waitMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.#followers.get(id);
+      if (!set) this.#followers.set(id, (set = new Set()));
+      const done = (): void => {
+        clearTimeout(timer);
+        set!.delete(done);
+        if (set!.size === 0) this.#followers.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      set.add(done);
+    });
+  }
+
+  /** The node went to sleep: trim its log and forget its counter. */
+  async settle(id: NodeId): Promise<void> {
+    await this.flush();
+    this.#lastSeq.delete(id);
+    await this.#store.trimLogs(id, this.#keep);
+  }
+
+  /** Wakes every follower (shutdown). */
+  close(): Promise<void> {
+    for (const set of this.#followers.values()) for (const wake of [...set]) wake();
+    return this.flush();
+  }
+}

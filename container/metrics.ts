@@ -1,0 +1,43 @@
+/**
+ * @module container/metrics
+ * Prometheus metrics (prom-client), one registry per container so several can share a process (tests).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<'type' | 'code'>;
+  readonly #latency: Histogram<'type'>;
+  readonly wakes: Counter;
+  readonly kills: Counter<'reason'>;
+
+  constructor(awake: () => number, queued: () => number) {
+    const registers = [this.registry];
+    this.#requests = new Counter({ name: 'keynode_requests_total', help: 'Signed messages handled, by type and result code', labelNames: ['type', 'code'], registers });
+    this.#latency = new Histogram({
+      name: 'keynode_request_seconds',
+      help: 'Time to handle a signed message',
+      labelNames: ['type'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+    this.wakes = new Counter({ name: 'keynode_wakes_total', help: 'Nodes woken (worker processes given a node)', registers });
+    this.kills = new Counter({ name: 'keynode_worker_kills_total', help: 'Workers killed or lost, by reason', labelNames: ['reason'], registers });
+    new Gauge({ name: 'keynode_awake_nodes', help: 'Nodes with a process', registers, collect() { this.set(awake()); } });
+    new Gauge({ name: 'keynode_queued_evals', help: 'Evals waiting for their node', registers, collect() { this.set(queued()); } });
+    collectDefaultMetrics({ register: this.registry, prefix: 'keynode_process_' });
+  }
+
+  request(type: string, code: string, ms: number): void {
+    this.#requests.inc({ type, code });
+    this.#latency.observe({ type }, ms / 1000);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

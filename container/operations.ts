@@ -1,0 +1,115 @@
+/**
+ * @module container/operations
+ * One handler per signed message type. The envelope is already verified and fresh; each handler checks
+ * its body's shape, then who may do it, then does it.
+ */
+import { isNodeId, KeynodeError, type Bodies, type Envelope, type MessageType, type NodeId } from '../protocol/index.js';
+import { checkAdminister, checkDestroy } from './access.js';
+import type { Runtime } from './runtime.js';
+
+type Handler<T extends MessageType> = (env: Envelope<T>) => Promise<unknown>;
+
+function bad(what: string): never {
+  throw new KeynodeError('ERR_BAD_MESSAGE', `malformed body: ${what}`);
+}
+
+function nodeField(v: unknown, name: string): NodeId {
+  if (!isNodeId(v)) bad(`\`${name}\` must be a node ID`);
+  return v;
+}
+
+function optionalInt(v: unknown, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(`\`${name}\` must be an integer from ${min} to ${max}`);
+  return v;
+}
+
+export class Operations {
+  readonly #rt: Runtime;
+  readonly #containerId: NodeId;
+  readonly #extra = new Map<MessageType, Handler<MessageType>>();
+
+  constructor(runtime: Runtime, containerId: NodeId) {
+    this.#rt = runtime;
+    this.#containerId = containerId;
+  }
+
+  /** Lets other modules (budgets, lifetimes) own their message types. */
+  register<T extends MessageType>(type: T, handler: Handler<T>): void {
+    this.#extra.set(type, handler as unknown as Handler<MessageType>);
+  }
+
+  /** `pathId` is the node the HTTP request was addressed to, or undefined for the container itself. */
+  async handle(env: Envelope, pathId: NodeId | undefined): Promise<unknown> {
+    const toNode = env.type === 'eval' || env.type === 'destroy';
+    if (toNode ? env.to !== pathId : pathId !== undefined || env.to !== this.#containerId) {
+      throw new KeynodeError('ERR_BAD_MESSAGE', toNode ? `a ${env.type} message must be POSTed to the URL of the node it names` : `a ${env.type} message goes to the container (POST /, to = ${this.#containerId})`);
+    }
+    switch (env.type) {
+      case 'eval': {
+        const { fn, args } = env.body as Bodies['eval'];
+        if (typeof fn !== 'string') bad('`fn` must be function source');
+        if (!(args instanceof Uint8Array)) bad('`args` must be MessagePack bytes');
+        return this.#rt.evalOn(env.to, env.from, fn, args);
+      }
+      case 'destroy': {
+        const rec = await this.#rt.lookup(env.to);
+        checkDestroy(rec, env.from);
+        await this.#rt.destroy(env.to, `destroyed by ${env.from}`);
+        return null;
+      }
+      case 'spawn': {
+        const { count, ...spec } = env.body as Bodies['spawn'];
+        const n = optionalInt(count, 'count', 1, 10_000) ?? 1;
+        const nodes = await this.#rt.spawn(env.from, undefined, spec, n);
+        return { nodes };
+      }
+      case 'describe': {
+        const id = nodeField((env.body as Bodies['describe']).node, 'node');
+        const rec = await this.#rt.lookup(id);
+        checkAdminister(rec, env.from, this.#rt.operator);
+        return this.#rt.info(rec);
+      }
+      case 'logs': {
+        const body = env.body as Bodies['logs'] & { wait?: unknown };
+        const id = nodeField(body.node, 'node');
+        const after = optionalInt(body.after, 'after', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+        const limit = optionalInt(body.limit, 'limit', 1, 10_000) ?? 1000;
+        const wait = optionalInt(body.wait, 'wait', 0, 60_000) ?? 0;
+        const rec = await this.#rt.lookup(id);
+        checkAdminister(rec, env.from, this.#rt.operator);
+        let lines = await this.#rt.logs.read(id, after, limit);
+        if (lines.length === 0 && wait > 0) {
+          await this.#rt.logs.waitForLines(id, wait);
+          lines = await this.#rt.logs.read(id, after, limit);
+        }
+        return { lines };
+      }
+      case 'list': {
+        this.#operatorOnly(env.from);
+        const body = env.body as Bodies['list'];
+        const after = body.after === undefined ? undefined : nodeField(body.after, 'after');
+        const limit = optionalInt(body.limit, 'limit', 1, 10_000) ?? 1000;
+        return { nodes: await this.#rt.list(after, limit) };
+      }
+      case 'stats':
+        this.#operatorOnly(env.from);
+        return this.#rt.stats();
+      case 'forceDestroy': {
+        this.#operatorOnly(env.from);
+        const id = nodeField((env.body as Bodies['forceDestroy']).node, 'node');
+        await this.#rt.destroy(id, 'destroyed by the operator');
+        return null;
+      }
+      default: {
+        const handler = this.#extra.get(env.type);
+        if (!handler) throw new KeynodeError('ERR_BAD_MESSAGE', `message type ${env.type} is not handled by this container`);
+        return handler(env);
+      }
+    }
+  }
+
+  #operatorOnly(from: NodeId): void {
+    if (from !== this.#rt.operator) throw new KeynodeError('ERR_ACCESS_DENIED', 'only the operator may do that');
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * @module container/server
+ * The HTTP edge (node:http). POST / carries container messages, POST /<nodeId> node messages; both are
+ * signed MessagePack envelopes. Health at /livez and /readyz, Prometheus at /metrics, and the container's
+ * identity and clock at /.well-known/keynode. Every error leaves here as `{ ok: false, error: { code } }`
+ * with the status its code maps to; this is the only place that mapping happens.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import {
+  encode, isNodeId, KeynodeError, openBody, parseEnvelope, PROTOCOL_VERSION, toKeynodeError, verifyEnvelope, type NodeId, type Reply,
+} from '../protocol/index.js';
+import type { Metrics } from './metrics.js';
+import type { Operations } from './operations.js';
+import type { ReplayGuard } from './replay.js';
+
+export interface ServerDeps {
+  operations: Operations;
+  replay: ReplayGuard;
+  metrics: Metrics;
+  logger: Logger;
+  maxBodyBytes: number;
+  info(): Record<string, unknown>;
+  ready(): boolean;
+}
+
+const MSGPACK = 'application/msgpack';
+
+function send(res: ServerResponse, status: number, reply: Reply): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = encode(reply);
+  res.writeHead(status, { 'content-type': MSGPACK, 'content-length': body.length, 'x-keynode-time': String(Date.now()) });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, err: KeynodeError): void {
+  send(res, err.status, { ok: false, error: err.toWire() });
+}
+
+/** Reads the body, refusing early (by Content-Length) or as soon as it passes the limit. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new KeynodeError('ERR_TOO_LARGE', `request body of ${declared} bytes exceeds the ${limit}-byte limit`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new KeynodeError('ERR_TOO_LARGE', `request body exceeds the ${limit}-byte limit`));
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
+    req.on('error', reject);
+    req.on('aborted', () => reject(new KeynodeError('ERR_BAD_MESSAGE', 'request aborted')));
+  });
+}
+
+/** The server, without its handler: it is attached once the listening port (and so node URLs) is known. */
+export function createHttpServer(): Server {
+  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 });
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy(err);
+  });
+  return server;
+}
+
+export function requestHandler(deps: ServerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const { operations, replay, metrics, logger } = deps;
+
+  async function handleMessage(req: IncomingMessage, res: ServerResponse, pathId: NodeId | undefined): Promise<void> {
+    const started = performance.now();
+    let type = 'unknown';
+    try {
+      const bytes = await readBody(req, deps.maxBodyBytes);
+      // Copy into a plain Uint8Array: decoded byte strings must not be views on a pooled Buffer.
+      const raw = parseEnvelope(new Uint8Array(bytes));
+      type = raw.type;
+      replay.checkTime(raw.ts);
+      if (!verifyEnvelope(raw)) throw new KeynodeError('ERR_BAD_SIGNATURE', `the signature does not verify against the sender ${raw.from}`);
+      replay.checkNonce(raw.from, raw.nonce);
+      const value = await operations.handle(openBody(raw), pathId);
+      send(res, 200, { ok: true, value });
+      metrics.request(type, 'ok', performance.now() - started);
+    } catch (e) {
+      const err = toKeynodeError(e);
+      if (err.code === 'ERR_INTERNAL') logger.error({ err: e }, 'internal error');
+      metrics.request(type, err.code, performance.now() - started);
+      if (err.code === 'ERR_TOO_LARGE' && !req.complete) res.setHeader('connection', 'close');
+      sendError(res, err);
+    }
+  }
+
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      if (path === '/livez') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      if (path === '/readyz') return void res.writeHead(deps.ready() ? 200 : 503, { 'content-type': 'text/plain' }).end(deps.ready() ? 'ready\n' : 'not ready\n');
+      if (path === '/metrics') {
+        void metrics.render().then((text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text));
+        return;
+      }
+      if (path === '/.well-known/keynode') {
+        const body = JSON.stringify({ ...deps.info(), v: PROTOCOL_VERSION, time: Date.now() });
+        return void res.writeHead(200, { 'content-type': 'application/json', 'x-keynode-time': String(Date.now()) }).end(body);
+      }
+    }
+    if (req.method === 'POST') {
+      if (path === '/') return void handleMessage(req, res, undefined);
+      const id = path.slice(1);
+      if (isNodeId(id)) return void handleMessage(req, res, id);
+      req.resume();
+      return sendError(res, new KeynodeError('ERR_BAD_NODE_ID', `POST / for the container or /<nodeId> for a node; ${JSON.stringify(path.slice(0, 80))} is neither`));
+    }
+    req.resume();
+    if (path === '/' || isNodeId(path.slice(1))) return sendError(res, new KeynodeError('ERR_METHOD_NOT_ALLOWED', `use POST with a signed MessagePack envelope`));
+    sendError(res, new KeynodeError('ERR_NOT_FOUND', `no route ${req.method} ${path.slice(0, 80)}`));
+  };
+}

@@ -1,0 +1,278 @@
+/**
+ * @module container/supervisor
+ * The status map and every worker's life: wake on the first message (one wake however many arrive), one
+ * eval at a time in arrival order, sleep after the idle timeout, kill on crash, timeout or memory overrun.
+ * Sleeping nodes are not here at all; a single sweep timer serves every awake node.
+ */
+import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../protocol/index.js';
+import { AwakeNode, type Job } from './awake-node.js';
+import type { WorkerPool } from './pool.js';
+import { WorkerProcess, type WorkerExit } from './worker-process.js';
+import type { NodeRecord } from '../store/index.js';
+import { workerNodeOf } from './worker-node.js';
+
+export interface SupervisorHooks {
+  /** Before a process starts: reserve budget; may sleep other nodes to make room. Returns the memory grant. */
+  beforeWake(node: AwakeNode): Promise<number>;
+  /** After the node is awake (key loaded, process ready). */
+  afterWake?(node: AwakeNode): void;
+  /** A request the node's code makes through ctx. */
+  onRequest(node: AwakeNode, req: WorkerRequest): Promise<unknown>;
+  /** Commits an eval's writes; throwing fails the eval and discards them. */
+  onCommit(node: AwakeNode, writes: Write[]): Promise<void>;
+  onLog(node: AwakeNode, line: string): void;
+  /** The node has no process any more (slept, crashed idle, destroyed). */
+  onAsleep(node: AwakeNode, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'): void;
+  publicUrl(id: NodeId): string;
+}
+
+export interface SupervisorOptions {
+  idleTimeoutMs: number;
+  rssOverheadMB: number;
+  memoryPollMs: number;
+  maxQueue: number;
+  maxFrameBytes: number;
+  marker: string;
+}
+
+const EXIT_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  ERR_EVAL_TIMEOUT: 'the eval ran past its time limit (sandbox.timeoutMs); its worker was killed and the node is asleep',
+  ERR_OUT_OF_MEMORY: "the node's worker passed its memory grant (sandbox.memoryMB) and was killed; the node is asleep",
+  ERR_WORKER_CRASHED: "the node's worker died during the eval; the node is asleep and wakes on its next message",
+  ERR_NODE_DESTROYED: 'the node was destroyed',
+  ERR_UNAVAILABLE: 'the container is shutting down',
+};
+
+export class Supervisor {
+  readonly #awake = new Map<NodeId, AwakeNode>();
+  readonly #hooks: SupervisorHooks;
+  readonly #options: SupervisorOptions;
+  readonly #pool: WorkerPool;
+  readonly #sweepTimer: NodeJS.Timeout;
+  readonly #memoryTimer: NodeJS.Timeout;
+  #closing = false;
+  wakes = 0;
+
+  constructor(options: SupervisorOptions, pool: WorkerPool, hooks: SupervisorHooks) {
+    this.#options = options;
+    this.#pool = pool;
+    this.#hooks = hooks;
+    const sweepEvery = Math.max(10, Math.min(1000, Math.floor(options.idleTimeoutMs / 4)));
+    this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery).unref();
+    this.#memoryTimer = setInterval(() => void this.#watchMemory(), options.memoryPollMs).unref();
+  }
+
+  get(id: NodeId): AwakeNode | undefined {
+    return this.#awake.get(id);
+  }
+
+  get size(): number {
+    return this.#awake.size;
+  }
+
+  nodes(): IterableIterator<AwakeNode> {
+    return this.#awake.values();
+  }
+
+  /** Queues an eval on the node, waking it if it sleeps. */
+  submit(rec: NodeRecord, job: Job): void {
+    if (this.#closing) return job.reject(new KeynodeError('ERR_UNAVAILABLE', EXIT_MESSAGES.ERR_UNAVAILABLE!));
+    let node = this.#awake.get(rec.id);
+    if (!node) {
+      node = new AwakeNode(rec);
+      this.#awake.set(rec.id, node);
+    }
+    if (node.queue.length >= this.#options.maxQueue) {
+      return job.reject(new KeynodeError('ERR_OVERLOADED', `node ${rec.id} has ${node.queue.length} evals waiting; retry later`));
+    }
+    node.queue.push(job);
+    this.#pump(node);
+  }
+
+  #pump(node: AwakeNode): void {
+    if (node.running || node.destroyed || node.status === 'waking' || node.status === 'committing' || node.status === 'stopping') return;
+    if (!node.worker) {
+      if (node.queue.length) void this.#wake(node);
+      return;
+    }
+    const job = node.queue.shift();
+    if (!job) return;
+    const remaining = job.deadline === undefined ? Infinity : job.deadline - Date.now();
+    if (remaining <= 0) {
+      job.reject(new KeynodeError('ERR_EVAL_TIMEOUT', 'the calling eval ran out of time before this one could start'));
+      return this.#pump(node);
+    }
+    const evalId = node.nextEvalId();
+    const limit = Math.min(node.rec.sandbox.timeoutMs, remaining);
+    const worker = node.worker;
+    const timer = setTimeout(() => worker.kill('ERR_EVAL_TIMEOUT'), limit);
+    node.running = { job, evalId, timer, deadline: Date.now() + limit };
+    node.status = 'active';
+    node.lastActivity = Date.now();
+    worker.send({ type: 'eval', id: evalId, fn: job.fn, args: job.args, from: job.from });
+  }
+
+  async #wake(node: AwakeNode): Promise<void> {
+    node.status = 'waking';
+    let worker: WorkerProcess;
+    try {
+      node.grantedMB = await this.#hooks.beforeWake(node);
+      if (node.destroyed) return;
+      worker = this.#pool.take(node.grantedMB) ?? WorkerProcess.start({ memoryMB: node.grantedMB, maxFrameBytes: this.#options.maxFrameBytes, marker: this.#options.marker });
+      node.worker = worker;
+      worker.onMessage = (msg) => this.#onMessage(node, worker, msg);
+      void worker.exited.then((exit) => this.#onExit(node, worker, exit));
+      await worker.ready;
+    } catch (e) {
+      const err = e instanceof KeynodeError ? e : new KeynodeError('ERR_UNAVAILABLE', `could not wake node ${node.id}: ${(e as Error).message}`);
+      // Nothing ran, so every waiting eval fails the same way; the node stays asleep.
+      for (const job of node.queue.splice(0)) job.reject(err);
+      if (!node.worker) this.#forget(node, 'crash');
+      return;
+    }
+    if (node.destroyed || !worker.alive) return;
+    this.wakes++;
+    worker.send({ type: 'become', node: workerNodeOf(node.rec, this.#hooks.publicUrl(node.id)) });
+    node.wokenAt = Date.now();
+    node.status = 'idle';
+    this.#hooks.afterWake?.(node);
+    this.#pump(node);
+  }
+
+  #onMessage(node: AwakeNode, worker: WorkerProcess, msg: FromWorker): void {
+    if (node.worker !== worker) return;
+    switch (msg.type) {
+      case 'ready':
+        return;
+      case 'idle':
+        if (!node.running && node.status === 'active') node.status = 'idle';
+        node.lastActivity = Date.now();
+        return;
+      case 'log':
+        if (node.running?.evalId === msg.eval) this.#hooks.onLog(node, msg.line);
+        return;
+      case 'request': {
+        const reply = (r: { ok: true; value: unknown } | { ok: false; error: WireError }) => worker.send({ type: 'reply', id: msg.id, ...r });
+        if (node.running?.evalId !== msg.eval) return reply({ ok: false, error: { code: 'ERR_EVAL_ENDED', message: 'this eval has already returned' } });
+        this.#hooks.onRequest(node, msg.req).then(
+          (value) => reply({ ok: true, value: value ?? null }),
+          (e: unknown) => reply({ ok: false, error: (e instanceof KeynodeError ? e : new KeynodeError('ERR_INTERNAL', String(e))).toWire() }),
+        );
+        return;
+      }
+      case 'result':
+        return void this.#onResult(node, worker, msg);
+    }
+  }
+
+  async #onResult(node: AwakeNode, worker: WorkerProcess, msg: Extract<FromWorker, { type: 'result' }>): Promise<void> {
+    const running = node.running;
+    if (!running || running.evalId !== msg.id) return worker.kill('ERR_WORKER_CRASHED'); // a result nobody asked for
+    clearTimeout(running.timer);
+    node.running = undefined;
+    node.lastActivity = Date.now();
+    if (!msg.ok) {
+      node.status = 'idle';
+      running.job.reject(KeynodeError.fromWire(msg.error));
+      return this.#pump(node);
+    }
+    node.status = 'committing';
+    try {
+      await this.#hooks.onCommit(node, msg.writes);
+      running.job.resolve(msg.value);
+    } catch (e) {
+      running.job.reject(e instanceof KeynodeError ? e : new KeynodeError('ERR_INTERNAL', `commit failed: ${(e as Error).message}`));
+    }
+    if (node.status === 'committing') node.status = 'idle';
+    if (!node.worker && !node.queue.length) return this.#forget(node, 'crash'); // it died while we committed
+    this.#pump(node);
+  }
+
+  #onExit(node: AwakeNode, worker: WorkerProcess, exit: WorkerExit): void {
+    if (node.worker !== worker) return;
+    node.worker = undefined;
+    const running = node.running;
+    if (running) {
+      clearTimeout(running.timer);
+      node.running = undefined;
+      const code = exit.reason ?? 'ERR_WORKER_CRASHED';
+      running.job.reject(new KeynodeError(code, EXIT_MESSAGES[code] ?? `the node's worker exited (${exit.signal ?? exit.code})`));
+    }
+    if (node.status === 'committing') return; // the commit in flight finishes and pumps
+    if (node.queue.length && !node.destroyed && !this.#closing) {
+      void this.#wake(node); // the next message wakes it again
+      return;
+    }
+    this.#forget(node, node.destroyed ? 'destroyed' : this.#closing ? 'shutdown' : node.status === 'stopping' ? 'idle' : 'crash');
+  }
+
+  #forget(node: AwakeNode, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'): void {
+    if (this.#awake.get(node.id) !== node) return;
+    this.#awake.delete(node.id);
+    for (const job of node.queue.splice(0)) job.reject(new KeynodeError(node.destroyed ? 'ERR_NODE_DESTROYED' : 'ERR_UNAVAILABLE', node.destroyed ? EXIT_MESSAGES.ERR_NODE_DESTROYED! : 'the node could not be woken'));
+    this.#hooks.onAsleep(node, why);
+  }
+
+  /** Puts an idle node to sleep now; resolves when its process has ended. */
+  async sleep(node: AwakeNode): Promise<void> {
+    if (node.status !== 'idle' || node.running || node.queue.length || !node.worker) return;
+    node.status = 'stopping';
+    await node.worker.stop();
+  }
+
+  /** Least recently used idle nodes first: candidates to sleep when a budget is full. */
+  idleByAge(filter: (n: AwakeNode) => boolean): AwakeNode[] {
+    return [...this.#awake.values()].filter((n) => n.status === 'idle' && !n.running && !n.queue.length && filter(n)).sort((a, b) => a.lastActivity - b.lastActivity);
+  }
+
+  /** Kills the node's process at once and fails what it was doing; used by destroy. */
+  async terminate(id: NodeId, code: ErrorCode = 'ERR_NODE_DESTROYED'): Promise<void> {
+    const node = this.#awake.get(id);
+    if (!node) return;
+    node.destroyed = code === 'ERR_NODE_DESTROYED';
+    const worker = node.worker;
+    if (worker) {
+      worker.kill(code);
+      await worker.exited;
+    }
+    this.#forget(node, node.destroyed ? 'destroyed' : 'crash');
+  }
+
+  #sweep(): void {
+    const cutoff = Date.now() - this.#options.idleTimeoutMs;
+    for (const node of this.#awake.values()) {
+      if (node.status === 'idle' && node.lastActivity <= cutoff && !node.queue.length) void this.sleep(node);
+    }
+  }
+
+  async #watchMemory(): Promise<void> {
+    const checks: Promise<void>[] = [];
+    for (const node of this.#awake.values()) {
+      const w = node.worker;
+      if (!w) continue;
+      checks.push(
+        w.rssMB().then((rss) => {
+          if (rss !== undefined && rss > w.memoryMB + this.#options.rssOverheadMB) w.kill('ERR_OUT_OF_MEMORY');
+        }),
+      );
+    }
+    await Promise.all(checks);
+  }
+
+  /** Graceful: new work is refused, evals in flight finish or hit their timeout, every node sleeps. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#sweepTimer);
+    clearInterval(this.#memoryTimer);
+    const nodes = [...this.#awake.values()];
+    for (const node of nodes) for (const job of node.queue.splice(0)) job.reject(new KeynodeError('ERR_UNAVAILABLE', EXIT_MESSAGES.ERR_UNAVAILABLE!));
+    await Promise.all(
+      nodes.map(async (node) => {
+        const worker = node.worker;
+        if (!worker) return;
+        if (node.running) await Promise.race([worker.exited, new Promise((r) => setTimeout(r, node.rec.sandbox.timeoutMs + 100).unref())]);
+        await worker.stop(1000);
+      }),
+    );
+  }
+}

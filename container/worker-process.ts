@@ -1,0 +1,166 @@
+/**
+ * @module container/worker-process
+ * One worker OS process: started with execa under Node's permission model and a V8 heap cap, spoken to in
+ * length-prefixed MessagePack frames over stdio. Everything it sends is checked as untrusted input; a
+ * frame that breaks the protocol kills it.
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { decode, encode, encodeFrame, FrameReader, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../protocol/index.js';
+import { checkFromWorker } from './worker-messages.js';
+
+const require = createRequire(import.meta.url);
+const WORKER_MAIN = fileURLToPath(new URL('../node-worker/main.js', import.meta.url));
+const DIST = dirname(dirname(WORKER_MAIN));
+// The worker may read its own code, the protocol it shares with us, and its two libraries. Nothing else.
+const READABLE = [
+  dirname(WORKER_MAIN),
+  `${DIST}/protocol`,
+  dirname(dirname(require.resolve('ses'))),
+  dirname(dirname(require.resolve('@msgpack/msgpack'))),
+];
+const STDERR_TAIL = 8 * 1024;
+
+export interface WorkerStartOptions {
+  memoryMB: number;
+  /** Largest frame accepted from the worker. */
+  maxFrameBytes: number;
+  /** Marks the process as this container's, so a restarted container can find orphans. */
+  marker: string;
+  readyTimeoutMs?: number;
+}
+
+export interface WorkerExit {
+  code: number | null;
+  signal: string | null;
+  /** Why it ended, when the container ended it or could tell (timeout, memory, protocol). */
+  reason?: ErrorCode;
+}
+
+export class WorkerProcess {
+  readonly memoryMB: number;
+  readonly startedAt = Date.now();
+  readonly exited: Promise<WorkerExit>;
+  readonly ready: Promise<void>;
+  onMessage: (msg: FromWorker) => void = () => {};
+  #child: ResultPromise;
+  #reason: ErrorCode | undefined;
+  #stderr = '';
+  #alive = true;
+
+  private constructor(options: WorkerStartOptions) {
+    this.memoryMB = options.memoryMB;
+    const flags = [
+      `--max-old-space-size=${options.memoryMB}`,
+      '--experimental-permission',
+      ...READABLE.map((p) => `--allow-fs-read=${p}`),
+      '--no-warnings',
+    ];
+    this.#child = execa(process.execPath, [...flags, WORKER_MAIN, options.marker], {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      cleanup: true,
+      extendEnv: false,
+      env: {},
+      cwd: dirname(WORKER_MAIN),
+    });
+    const reader = new FrameReader(options.maxFrameBytes);
+    let resolveReady!: () => void;
+    let rejectReady!: (e: unknown) => void;
+    this.ready = new Promise((res, rej) => {
+      resolveReady = res;
+      rejectReady = rej;
+    });
+    this.ready.catch(() => {});
+    const readyTimer = setTimeout(() => this.kill('ERR_UNAVAILABLE'), options.readyTimeoutMs ?? 15_000);
+    let isReady = false;
+
+    this.#child.stdout!.on('data', (chunk: Buffer) => {
+      if (!this.#alive) return;
+      try {
+        for (const frame of reader.push(chunk)) {
+          const msg = checkFromWorker(decode(frame));
+          if (msg.type === 'ready' && !isReady) {
+            isReady = true;
+            clearTimeout(readyTimer);
+            resolveReady();
+          } else this.onMessage(msg);
+        }
+      } catch (e) {
+        this.#stderr += `\n[keynode] protocol violation: ${(e as Error).message}`;
+        this.kill('ERR_WORKER_CRASHED');
+      }
+    });
+    this.#child.stderr!.on('data', (chunk: Buffer) => {
+      this.#stderr = (this.#stderr + chunk.toString('utf8')).slice(-STDERR_TAIL);
+    });
+    this.#child.stdin!.on('error', () => {}); // EPIPE after death is reported by `exited`
+    this.exited = this.#child.then((r) => {
+      this.#alive = false;
+      clearTimeout(readyTimer);
+      if (!this.#reason && /heap out of memory|Allocation failed|OOM/i.test(this.#stderr)) this.#reason = 'ERR_OUT_OF_MEMORY';
+      const exit: WorkerExit = { code: r.exitCode ?? null, signal: r.signal ?? null };
+      if (this.#reason) exit.reason = this.#reason;
+      if (!isReady) rejectReady(new KeynodeError('ERR_UNAVAILABLE', `worker exited before it was ready (${r.signal ?? r.exitCode}): ${this.#stderr.slice(-500)}`));
+      return exit;
+    });
+  }
+
+  static start(options: WorkerStartOptions): WorkerProcess {
+    return new WorkerProcess(options);
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  get stderrTail(): string {
+    return this.#stderr;
+  }
+
+  send(msg: ToWorker): void {
+    if (!this.#alive) return;
+    this.#child.stdin!.write(encodeFrame(encode(msg)));
+  }
+
+  /** Kills at once; the first reason given is the one reported. */
+  kill(reason: ErrorCode): void {
+    this.#reason ??= reason;
+    if (this.#alive) this.#child.kill('SIGKILL');
+  }
+
+  /** Asks the worker to exit, and kills it if it has not within `graceMs`. */
+  async stop(graceMs = 2000): Promise<WorkerExit> {
+    if (this.#alive) {
+      this.send({ type: 'stop' });
+      this.#child.stdin!.end();
+      const timer = setTimeout(() => this.kill('ERR_UNAVAILABLE'), graceMs);
+      const exit = await this.exited;
+      clearTimeout(timer);
+      return exit;
+    }
+    return this.exited;
+  }
+
+  /** Resident memory in MB, read from /proc (Linux); undefined where it cannot be read. */
+  async rssMB(): Promise<number | undefined> {
+    if (!this.#alive || this.pid === undefined) return undefined;
+    try {
+      const status = await readFile(`/proc/${this.pid}/status`, 'utf8');
+      const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
+      return kb === undefined ? undefined : Number(kb) / 1024;
+    } catch {
+      return undefined;
+    }
+  }
+}

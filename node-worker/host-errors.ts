@@ -1,0 +1,29 @@
+/**
+ * @module node-worker/host-errors
+ * Errors keynode itself raises inside a worker. A user can call `new err.constructor(code)` on one it
+ * caught, but that forgery is not in `genuine`, so it is reported as the user's own error (ERR_USER)
+ * and can never pass for a container verdict such as ERR_ACCESS_DENIED.
+ */
+import { isKeynodeError, KeynodeError, type ErrorCode, type RemoteError } from '../protocol/index.js';
+
+const genuine = new WeakSet<object>();
+
+export function hostError(code: ErrorCode, message: string, remote?: RemoteError): KeynodeError {
+  const e = new KeynodeError(code, message, remote ? { remote } : undefined);
+  genuine.add(e);
+  return e;
+}
+
+export function isGenuine(e: unknown): e is KeynodeError {
+  return typeof e === 'object' && e !== null && genuine.has(e);
+}
+
+/** Runs `f`, turning any KeynodeError our own libraries throw into a genuine one. */
+export function hostCall<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (isKeynodeError(e) && !genuine.has(e)) throw hostError(e.code, e.message, e.remote);
+    throw e;
+  }
+}

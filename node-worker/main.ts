@@ -1,0 +1,137 @@
+/**
+ * @module node-worker/main
+ * A worker process: one node at a time, evals one at a time. It boots blank (lockdown, compartment ready),
+ * says `ready`, becomes a node on `become`, runs `eval`s and says `idle` after each.
+ *
+ * It holds no secret: the node's private key stays in the container, which signs on the node's behalf.
+ * The container treats everything this process says as untrusted input.
+ */
+import { createRequire } from 'node:module';
+import { KeynodeError, makeCodec, NodeRef, type RemoteError, type ToWorker, type WireError, type WorkerNode, type WorkerRequest } from '../protocol/index.js';
+import { listen, send } from './channel.js';
+import { hostCall, hostError, isGenuine } from './host-errors.js';
+import { makeContext, type EvalScope } from './context.js';
+import { Sandbox } from './sandbox.js';
+
+declare function lockdown(options: Record<string, string>): void;
+declare function harden<T>(value: T): T;
+
+// Captured before lockdown tames the shared versions; only the compartment's globals receive them.
+const powerful = { Date, Math };
+
+createRequire(import.meta.url)('ses');
+lockdown({
+  errorTaming: 'unsafe', // keep stacks: users debug their own functions with them
+  overrideTaming: 'severe',
+  consoleTaming: 'unsafe',
+  // SES would exit the process on an uncaught error. A stray throw from a dangling user promise must not
+  // kill an idle node, and a real crash is caught by the container anyway (the process exits).
+  errorTrapping: 'none',
+  unhandledRejectionTrapping: 'none',
+});
+harden(KeynodeError);
+harden(NodeRef);
+
+process.on('uncaughtException', (e) => process.stderr.write(`uncaught: ${safeText(e)}\n`));
+process.on('unhandledRejection', (e) => process.stderr.write(`unhandled rejection: ${safeText(e)}\n`));
+
+const sandbox = new Sandbox(powerful);
+const raw = makeCodec((url) => harden(new NodeRef(url)));
+const codec = { encode: (v: unknown) => hostCall(() => raw.encode(v)), decode: (b: Uint8Array) => hostCall(() => raw.decode(b)) };
+const pending = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
+let nextRequest = 1;
+let node: WorkerNode | undefined;
+let here: unknown;
+
+function safeText(e: unknown): string {
+  try {
+    return e instanceof Error ? (e.stack ?? e.message) : String(e);
+  } catch {
+    return '[unprintable]';
+  }
+}
+
+function readString(o: object, key: string, max: number): string | undefined {
+  try {
+    const v = (o as Record<string, unknown>)[key];
+    return typeof v === 'string' ? v.slice(0, max) : typeof v === 'number' ? String(v) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whatever the user threw, reduced to data without trusting its getters to behave. */
+function toWire(e: unknown): WireError {
+  if (isGenuine(e)) return e.toWire();
+  let remote: RemoteError;
+  if ((typeof e === 'object' && e !== null) || typeof e === 'function') {
+    remote = { name: readString(e, 'name', 200) ?? 'Error', message: readString(e, 'message', 4096) ?? '' };
+    const code = readString(e, 'code', 200);
+    const stack = readString(e, 'stack', 16 * 1024);
+    if (code !== undefined) remote.code = code;
+    if (stack !== undefined) remote.stack = stack;
+  } else {
+    let text: string;
+    try {
+      text = typeof e === 'symbol' ? e.toString() : String(e);
+    } catch {
+      text = '[unprintable]';
+    }
+    remote = { name: 'Thrown', message: text.slice(0, 4096) };
+  }
+  return { code: 'ERR_USER', message: `${remote.name}: ${remote.message}`, remote };
+}
+
+function request(scope: EvalScope, req: WorkerRequest): Promise<unknown> {
+  if (scope.ended) return Promise.reject(hostError('ERR_EVAL_ENDED', 'this eval has already returned'));
+  const id = nextRequest++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    send({ type: 'request', id, eval: scope.id, req });
+  });
+}
+
+async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
+  const scope: EvalScope = { id: msg.id, ended: false, writes: new Map(), logLines: 0 };
+  try {
+    if (!node) throw hostError('ERR_INTERNAL', 'eval before become');
+    const fn = sandbox.compile(msg.fn);
+    const args = codec.decode(msg.args);
+    if (!Array.isArray(args)) throw hostError('ERR_BAD_MESSAGE', 'eval arguments must be an array');
+    const ctx = makeContext({ node, here, codec, request, log: (s, line) => send({ type: 'log', eval: s.id, line }) }, scope, msg.from);
+    const value = await fn(ctx, ...args);
+    // End the scope before encoding: a getter on the result must not be able to write after this point.
+    scope.ended = true;
+    const bytes = codec.encode(value);
+    if (bytes.length > node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${node.maxMessageBytes}`);
+    send({ type: 'result', id: msg.id, ok: true, value: bytes, writes: [...scope.writes.values()] });
+  } catch (e) {
+    scope.ended = true;
+    send({ type: 'result', id: msg.id, ok: false, error: toWire(e) });
+  }
+  send({ type: 'idle' });
+}
+
+listen((msg) => {
+  switch (msg.type) {
+    case 'become':
+      node = msg.node;
+      here = harden(new NodeRef(node.url));
+      return;
+    case 'eval':
+      void runEval(msg);
+      return;
+    case 'reply': {
+      const p = pending.get(msg.id);
+      if (!p) return;
+      pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.value);
+      else p.reject(hostError(msg.error.code, msg.error.message, msg.error.remote));
+      return;
+    }
+    case 'stop':
+      process.exit(0);
+  }
+});
+
+send({ type: 'ready', pid: process.pid });

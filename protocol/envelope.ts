@@ -1,0 +1,81 @@
+/**
+ * @module protocol/envelope
+ * Signed envelopes `{ v, type, from, to, ts, nonce, body, sig }`. The body travels as MessagePack bytes
+ * inside the envelope, and the signature covers a domain tag plus the encoding of every other field, so a
+ * verifier never re-encodes the body and two encoders can never disagree on what was signed.
+ */
+import { randomBytes } from 'node:crypto';
+import { Encoder } from '@msgpack/msgpack';
+import { decode, encode } from './codec.js';
+import { KeynodeError } from './errors.js';
+import { isNodeId, publicKeyFromId, type NodeId } from './ids.js';
+import { MESSAGE_TYPES, PROTOCOL_VERSION, type Bodies, type Envelope, type MessageType } from './messages.js';
+import { verifyBytes } from './keys.js';
+
+const DOMAIN = new TextEncoder().encode('keynode/envelope/1\n');
+const plain = new Encoder();
+
+export interface Signer {
+  readonly id: NodeId;
+  sign(message: Uint8Array): Uint8Array;
+}
+
+function signingInput(v: number, type: string, from: string, to: string, ts: number, nonce: Uint8Array, body: Uint8Array): Uint8Array {
+  const fields = plain.encode([v, type, from, to, ts, nonce, body]);
+  const out = new Uint8Array(DOMAIN.length + fields.length);
+  out.set(DOMAIN, 0);
+  out.set(fields, DOMAIN.length);
+  return out;
+}
+
+/** Builds and signs an envelope; returns its wire bytes. */
+export function sealEnvelope<T extends MessageType>(signer: Signer, type: T, to: NodeId, body: Bodies[T], ts = Date.now()): Uint8Array {
+  const nonce = new Uint8Array(randomBytes(16));
+  const bodyBytes = encode(body);
+  const sig = signer.sign(signingInput(PROTOCOL_VERSION, type, signer.id, to, ts, nonce, bodyBytes));
+  return encode({ v: PROTOCOL_VERSION, type, from: signer.id, to, ts, nonce, body: bodyBytes, sig });
+}
+
+/** Envelope fields before the signature is checked. */
+export interface UnverifiedEnvelope {
+  v: number;
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  ts: number;
+  nonce: Uint8Array;
+  bodyBytes: Uint8Array;
+  sig: Uint8Array;
+}
+
+function field(cond: boolean, what: string): void {
+  if (!cond) throw new KeynodeError('ERR_BAD_MESSAGE', `malformed envelope: ${what}`);
+}
+
+/** Parses wire bytes into envelope fields, checking every type; does not verify the signature. */
+export function parseEnvelope(bytes: Uint8Array): UnverifiedEnvelope {
+  const raw = decode(bytes) as Record<string, unknown>;
+  field(typeof raw === 'object' && raw !== null && !Array.isArray(raw), 'not a map');
+  const { v, type, from, to, ts, nonce, body, sig } = raw;
+  field(typeof v === 'number', '`v` must be a number');
+  if (v !== PROTOCOL_VERSION) throw new KeynodeError('ERR_BAD_VERSION', `protocol version ${String(v)} is not supported; this container speaks ${PROTOCOL_VERSION}`);
+  field(typeof type === 'string' && MESSAGE_TYPES.has(type), '`type` must be one of ' + [...MESSAGE_TYPES].join(', '));
+  field(isNodeId(from), '`from` must be a node ID');
+  field(isNodeId(to), '`to` must be a node ID');
+  field(typeof ts === 'number' && Number.isSafeInteger(ts) && ts > 0, '`ts` must be milliseconds since the epoch');
+  field(nonce instanceof Uint8Array && nonce.length >= 8 && nonce.length <= 32, '`nonce` must be 8 to 32 bytes');
+  field(body instanceof Uint8Array, '`body` must be bytes');
+  field(sig instanceof Uint8Array && sig.length === 64, '`sig` must be a 64-byte Ed25519 signature');
+  return { v, type: type as MessageType, from: from as NodeId, to: to as NodeId, ts: ts as number, nonce: nonce as Uint8Array, bodyBytes: body as Uint8Array, sig: sig as Uint8Array };
+}
+
+export function verifyEnvelope(e: UnverifiedEnvelope): boolean {
+  return verifyBytes(publicKeyFromId(e.from), e.from, signingInput(e.v, e.type, e.from, e.to, e.ts, e.nonce, e.bodyBytes), e.sig);
+}
+
+/** Decodes the body once the signature has been verified. Shape checks belong to each handler. */
+export function openBody<T extends MessageType>(e: UnverifiedEnvelope & { type: T }): Envelope<T> {
+  const body = decode(e.bodyBytes);
+  field(typeof body === 'object' && body !== null && !Array.isArray(body), '`body` must be a map');
+  return { v: e.v, type: e.type, from: e.from, to: e.to, ts: e.ts, nonce: e.nonce, body: body as Bodies[T] };
+}

@@ -1,0 +1,123 @@
+/**
+ * @module protocol/messages
+ * Every message in keynode, as one discriminated union per channel:
+ * - principal → container (signed envelopes over HTTP): `MessageType` and its `Body`;
+ * - container ↔ worker (frames over stdio): `ToWorker` and `FromWorker`.
+ */
+import type { WireError } from './errors.js';
+import type { NodeId } from './ids.js';
+import type { BudgetSpec, LifetimeKind, RefsMode, SandboxSpec } from './policy.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Bodies of signed messages from principals, keyed by envelope `type`. */
+export interface Bodies {
+  /** To the container. Spawns `count` nodes (default 1) with the same policies. */
+  spawn: { lifetime: unknown; sandbox?: unknown; acl?: unknown; budget?: unknown; count?: number };
+  /** To a node: run `fn(ctx, ...args)`; `args` is the MessagePack encoding of an array. */
+  eval: { fn: string; args: Uint8Array };
+  /** To a node, signed by the node's own key (or an ancestor's). */
+  destroy: Record<string, never>;
+  /** To the container: status and policies of a node (its ancestors and the operator). */
+  describe: { node: NodeId };
+  /** To the container: list nodes (operator). */
+  list: { after?: NodeId; limit?: number };
+  /** To the container: the node's log lines after `after` (its ancestors and the operator). */
+  logs: { node: NodeId; after?: number; limit?: number };
+  /** To the container: counters (operator). */
+  stats: Record<string, never>;
+  /** To the container: the operator destroys a node without its key. */
+  forceDestroy: { node: NodeId };
+  /** To the container: give a principal a budget (operator, or anyone from its own budget). */
+  grant: { principal: NodeId; budget: Partial<BudgetSpec> };
+  /** To the container: a principal's budget limits and use. */
+  budget: { principal?: NodeId };
+  /** To the container: keep ephemeral children alive (client library heartbeat). */
+  renew: { nodes: NodeId[] };
+  /** To the container: a parent narrows or widens its child's ACL and sandbox. */
+  update: { node: NodeId; acl?: unknown; sandbox?: unknown };
+}
+
+export type MessageType = keyof Bodies;
+export const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
+  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update',
+]);
+
+/** A verified envelope: who sent what to whom. */
+export interface Envelope<T extends MessageType = MessageType> {
+  v: number;
+  type: T;
+  from: NodeId;
+  /** The node for node messages, the container's ID for container messages. */
+  to: NodeId;
+  ts: number;
+  nonce: Uint8Array;
+  body: Bodies[T];
+}
+
+/** HTTP response body. `value` of an eval is the MessagePack encoding of the result. */
+export type Reply = { ok: true; value: unknown } | { ok: false; error: WireError };
+
+export type NodeStatus = 'asleep' | 'idle' | 'active';
+
+export interface NodeInfo {
+  id: NodeId;
+  url: string;
+  status: NodeStatus;
+  pid?: number;
+  lifetime: unknown;
+  parent: NodeId;
+  sandbox: SandboxSpec;
+  acl: string[];
+  budget: BudgetSpec;
+  createdAt: number;
+  lastActivity?: number;
+  memoryMB?: number;
+  uptimeMs?: number;
+}
+
+/** What the worker needs to know of its node. Never its private key. */
+export interface WorkerNode {
+  id: NodeId;
+  url: string;
+  parent: NodeId;
+  refs: RefsMode;
+  log: boolean;
+  capabilities: string[];
+  spawn: false | { lifetimes: LifetimeKind[] };
+  maxMessageBytes: number;
+}
+
+/** Container → worker. */
+export type ToWorker =
+  | { type: 'become'; node: WorkerNode }
+  | { type: 'eval'; id: number; fn: string; args: Uint8Array; from: NodeId }
+  | { type: 'reply'; id: number; ok: true; value: unknown }
+  | { type: 'reply'; id: number; ok: false; error: WireError }
+  | { type: 'stop' };
+
+/** A write an eval made; committed only if the eval returns. */
+export type Write =
+  | { op: 'ref'; name: string; value: Uint8Array }
+  | { op: 'put'; name: string; key: string; value: Uint8Array }
+  | { op: 'del'; name: string; key: string };
+
+/** Requests a worker makes of the container during an eval. */
+export type WorkerRequest =
+  | { op: 'ref.get'; name: string }
+  | { op: 'index.get'; name: string; key: string }
+  | { op: 'index.entries'; name: string; prefix?: string; limit?: number }
+  | { op: 'at'; node: string; fn: string; args: Uint8Array }
+  | { op: 'cap'; name: string; args: Uint8Array }
+  | { op: 'spawn'; spec: unknown }
+  | { op: 'destroy'; node: string }
+  | { op: 'destroySelf' };
+
+/** Worker → container. */
+export type FromWorker =
+  | { type: 'ready'; pid: number }
+  | { type: 'idle' }
+  | { type: 'request'; id: number; eval: number; req: WorkerRequest }
+  | { type: 'log'; eval: number; line: string }
+  | { type: 'result'; id: number; ok: true; value: Uint8Array; writes: Write[] }
+  | { type: 'result'; id: number; ok: false; error: WireError };
