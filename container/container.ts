@@ -3,6 +3,7 @@
  * Wires one container together: keyring, store, supervisor and pool, runtime, HTTP server. Start-up reads
  * no node: sleeping nodes cost nothing until a message names them.
  */
+import { EventEmitter } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -24,7 +25,15 @@ import { Supervisor } from './supervisor.js';
 
 type Status = 'opening' | 'open' | 'closing' | 'closed';
 
-export class Container {
+/** Events a container emits, for embedders and tests that wait on them instead of polling. */
+export interface ContainerEvents {
+  /** A node got a process. */
+  wake: [id: NodeId, pid: number];
+  /** A node lost its process: slept when idle, crashed, was destroyed, or the container stopped. */
+  sleep: [id: NodeId, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'];
+}
+
+export class Container extends EventEmitter<ContainerEvents> {
   readonly options: ContainerOptions;
   readonly logger: Logger;
   #status: Status = 'opening';
@@ -40,6 +49,7 @@ export class Container {
   #remote!: RemotePeers;
 
   private constructor(options: ContainerOptions, logger?: Logger) {
+    super();
     this.options = options;
     this.logger = logger ?? pino({ level: options.logLevel, base: { service: 'keynode' } });
   }
@@ -126,11 +136,13 @@ export class Container {
           metrics.wakes.inc();
           return node.rec.sandbox.memoryMB;
         },
+        afterWake: (node) => this.emit('wake', node.id, node.worker!.pid!),
         onRequest: (node, req) => runtime.handleRequest(node, req),
         onCommit: (node, writes) => runtime.commit(node, writes),
         onLog: (node, line) => this.#logbook.append(node.id, line),
         onAsleep: (node, why) => {
           if (why !== 'idle' && why !== 'shutdown' && why !== 'destroyed') metrics.kills.inc({ reason: why });
+          this.emit('sleep', node.id, why);
           if (why !== 'destroyed') void this.#logbook.settle(node.id).catch((err) => this.logger.warn({ err }, 'log trim failed'));
         },
         publicUrl: (id) => runtime.urlOf(id),

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { connect, Lifetime, type KeynodeError } from 'keynode';
+import { startContainer } from '../helpers/containers.js';
+
+describe('ctx.at across nodes and containers', () => {
+  it('a node on container A calls a node on container B by URL, signed as itself and checked against B\'s ACL', async () => {
+    const a = await startContainer();
+    const b = await startContainer();
+    const caller = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any' } });
+    const stranger = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any' } });
+    const callee = await b.client.spawn({ lifetime: Lifetime.root(), acl: [caller.url] });
+    await b.client.at(callee, (ctx) => ctx.ref('greeting').set('hello from B'));
+
+    const answer = await a.client.at(
+      caller,
+      async (ctx, target: string) => ctx.at(target, async (inner, who: string) => `${await inner.ref('greeting').get()} to ${inner.caller === who ? 'you' : 'someone else'}`, ctx.here.id),
+      callee.url,
+    );
+    expect(answer).toBe('hello from B to you');
+
+    const denied = (await a.client.at(stranger, (ctx, target: string) => ctx.at(target, () => 'should not run'), callee.url).catch((e: unknown) => e)) as KeynodeError;
+    expect(denied.code).toBe('ERR_ACCESS_DENIED');
+  });
+
+  it('computation bounces between nodes on one container, and a call back into a waiting node is refused', async () => {
+    const { client } = await startContainer();
+    const first = await client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any' } });
+    const second = await client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any' }, acl: [first.id] });
+    const hops = await client.at(first, (ctx, next: string) => ctx.at(next, (c2) => ['second saw', c2.caller]), second.url);
+    expect(hops).toEqual(['second saw', first.id]);
+    const cycle = (await client
+      .at(first, (ctx, next: string, back: string) => ctx.at(next, (c2, b: string) => c2.at(b, () => 'deadlock?'), back), second.url, first.url)
+      .catch((e: unknown) => e)) as KeynodeError;
+    expect(cycle.code).toBe('ERR_CYCLE');
+  });
+
+  it('sandbox.contacts bounds ctx.at before any message leaves the node', async () => {
+    const { client } = await startContainer();
+    const target = await client.spawn({ lifetime: Lifetime.root(), acl: ['public'] });
+    const closed = await client.spawn({ lifetime: Lifetime.root() });
+    const listed = await client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: [target.url] } });
+    const err = (await client.at(closed, (ctx, t: string) => ctx.at(t, () => 1), target.url).catch((e: unknown) => e)) as KeynodeError;
+    expect(err.code).toBe('ERR_SANDBOX');
+    expect(await client.at(listed, (ctx, t: string) => ctx.at(t, () => 1), target.url)).toBe(1);
+  });
+});
+
+describe('destroy', () => {
+  it('deletes state, ends the process and refuses later messages', async () => {
+    const { container, client, url } = await startContainer();
+    const node = await client.spawn({ lifetime: Lifetime.root(), acl: ['public'] });
+    await client.at(node, (ctx) => ctx.ref('secret').set(42));
+    const { pid } = await client.describe(node);
+    expect(pid).toBeGreaterThan(0);
+
+    const stranger = await connect(url);
+    try {
+      const denied = (await stranger.destroy(node.url).catch((e: unknown) => e)) as KeynodeError;
+      expect(denied.code).toBe('ERR_ACCESS_DENIED');
+      expect(await stranger.at(node.url, (ctx) => ctx.ref('secret').get())).toBe(42);
+    } finally {
+      await stranger.close();
+    }
+
+    const slept = new Promise((resolve) => container.on('sleep', (id, why) => id === node.id && resolve(why)));
+    await client.destroy(node); // signed with the node's own key, which the spawner's handle holds
+    expect(await slept).toBe('destroyed');
+    for (const attempt of [() => client.at(node, () => 1), () => client.describe(node), () => client.destroy(node)]) {
+      const err = (await attempt().catch((e: unknown) => e)) as KeynodeError;
+      expect(['ERR_NODE_DESTROYED', 'ERR_NODE_NOT_FOUND']).toContain(err.code);
+    }
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * Real containers for tests: in this process (fast, lets a test reach the runtime), or as a child process
+ * started with the CLI (for kill -9 and restarts). Every one is stopped after its test file, pass or fail.
+ */
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll } from 'vitest';
+import { connect, Identity, type Client } from 'keynode';
+import { Container, type ContainerOptions } from 'keynode/container';
+
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const cleanups: (() => Promise<unknown>)[] = [];
+
+afterAll(async () => {
+  for (const f of cleanups.splice(0).reverse()) await f().catch(() => {});
+});
+
+/** Registers cleanup to run after the test file, even when it fails. */
+export function defer(f: () => Promise<unknown>): void {
+  cleanups.push(f);
+}
+
+export async function tempDir(prefix = 'keynode-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  defer(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface TestContainer {
+  container: Container;
+  url: string;
+  operator: Identity;
+  data: string;
+  /** A client signed by the operator. */
+  client: Client;
+}
+
+/** A container in this process on a free loopback port with fresh data. */
+export async function startContainer(options: Partial<ContainerOptions> = {}): Promise<TestContainer> {
+  const data = options.data ?? (await tempDir());
+  const container = await Container.start({ port: 0, logLevel: 'silent', poolSize: 1, ...options, data });
+  defer(() => container.close());
+  const client = await connect(container.url, { identity: container.operator });
+  defer(() => client.close());
+  return { container, url: container.url, operator: container.operator, data, client };
+}
+
+export interface ContainerProcess {
+  url: string;
+  data: string;
+  child: ResultPromise;
+  operator: Identity;
+  /** kill -9 and wait for the exit. */
+  kill9(): Promise<void>;
+  /** SIGTERM and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/** A container as its own process (`keynode start`), for crash tests. Resolves once it is listening. */
+export async function startContainerProcess(data: string, flags: string[] = []): Promise<ContainerProcess> {
+  const child = execa(process.execPath, [CLI, 'start', '--port', '0', '--data', data, '--log-level', 'info', ...flags], {
+    buffer: false,
+    reject: false,
+    cleanup: true,
+    stdin: 'ignore',
+  });
+  defer(async () => {
+    child.kill('SIGKILL');
+    await child;
+  });
+  let buffered = '';
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (const line of buffered.split('\n')) {
+        try {
+          const rec = JSON.parse(line) as { msg?: string; url?: string };
+          if (rec.msg === 'keynode container started' && rec.url) {
+            child.stdout!.off('data', onData);
+            child.stdout!.resume();
+            resolve(rec.url);
+            return;
+          }
+        } catch {
+          // a partial line
+        }
+      }
+    };
+    child.stdout!.on('data', onData);
+    void child.then((r) => reject(new Error(`container exited before it started (${r.exitCode ?? r.signal}): ${stderr}`)));
+  });
+  const operator = await Identity.load(join(data, 'operator.key'));
+  return {
+    url,
+    data,
+    child,
+    operator,
+    async kill9() {
+      child.kill('SIGKILL');
+      await child;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await child;
+    },
+  };
+}
+
+/** Resolves when `predicate` holds, checking after each event the container's clock gives; bounded. */
+export async function until(predicate: () => Promise<boolean> | boolean, timeoutMs = 10_000, label = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await predicate()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${label}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** True when a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export { once };

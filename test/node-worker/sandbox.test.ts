@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { Lifetime, type KeynodeError } from 'keynode';
+import { startContainer } from '../helpers/containers.js';
+
+/**
+ * Each body runs as the user's function and returns `process.pid` if it got hold of `process`. Blocked means
+ * it threw (ERR_USER / ERR_BAD_FUNCTION) or returned anything but a number.
+ */
+const escapes: Record<string, string> = {
+  'process global': '() => process.pid',
+  'globalThis.process': '() => globalThis.process.pid',
+  require: "() => require('fs')",
+  'module.require': "() => module.require('fs')",
+  'dynamic import': "async () => (await import('node:fs')).readFileSync('/etc/passwd', 'utf8')",
+  'import via Function': "() => Function('return import(\"node:fs\")')()",
+  'Function constructor escape': "() => Function('return this')().process.pid",
+  'constructor.constructor of ctx': "(ctx) => ctx.constructor.constructor('return process')().pid",
+  'constructor of a ctx method': "(ctx) => ctx.ref.constructor('return process')().pid",
+  'async function constructor': "async () => (async function(){}).constructor('return process')()",
+  'generator function constructor': "() => (function*(){}).constructor('return process')().next()",
+  'indirect eval': "() => (0, eval)('process').pid",
+  'this at top of sloppy function': "function () { return this.process.pid }",
+  'arguments.callee.caller': 'function f() { return f.caller.constructor("return process")() }',
+  'Error.prepareStackTrace': "() => { Error.prepareStackTrace = (e, s) => s[0].getThis(); const t = new Error().stack; return t && t.process ? t.process.pid : null }",
+  'host globals': "() => [typeof setTimeout, typeof setImmediate, typeof fetch, typeof Buffer, typeof WebAssembly, typeof SharedArrayBuffer, typeof console].join() === 'undefined,undefined,undefined,undefined,undefined,undefined,undefined' ? (() => { throw new Error('blocked') })() : 'leak'",
+};
+
+describe('sandbox', () => {
+  it.each(Object.entries(escapes))('blocks %s', async (_name, source) => {
+    const { client } = await shared();
+    const outcome = await client.at(node, new Function(`return ${source}`)() as () => unknown).then(
+      (value) => ({ value, code: undefined }),
+      (e: KeynodeError) => ({ value: undefined, code: e.code }),
+    );
+    expect(typeof outcome.value).not.toBe('number');
+    if (outcome.code !== undefined) expect(['ERR_USER', 'ERR_BAD_FUNCTION']).toContain(outcome.code);
+    // The node keeps serving, and its state is untouched.
+    expect(await client.at(node, (ctx) => ctx.ref('canary').get())).toBe('alive');
+  });
+
+  it('freezes intrinsics and globals, so one eval cannot poison the next', async () => {
+    const { client } = await shared();
+    const attempts = await client.at(node, () => {
+      const results: string[] = [];
+      const tryIt = (name: string, f: () => void) => {
+        try {
+          f();
+          results.push(`${name}: changed`);
+        } catch {
+          results.push(`${name}: refused`);
+        }
+      };
+      tryIt('Array.prototype', () => { (Array.prototype as unknown as Record<string, unknown>).evil = 1; });
+      tryIt('Object.prototype', () => { Object.defineProperty(Object.prototype, 'polluted', { value: 1 }); });
+      tryIt('JSON.parse', () => { (JSON as unknown as Record<string, unknown>).parse = () => 'evil'; });
+      tryIt('globalThis', () => { (globalThis as unknown as Record<string, unknown>).stash = 'left behind'; });
+      return results;
+    });
+    expect(attempts).toEqual(['Array.prototype: refused', 'Object.prototype: refused', 'JSON.parse: refused', 'globalThis: refused']);
+    const next = await client.at(node, () => [typeof ([] as unknown as Record<string, unknown>).evil, JSON.parse('1'), typeof (globalThis as unknown as Record<string, unknown>).stash]);
+    expect(next).toEqual(['undefined', 1, 'undefined']);
+  });
+
+  it('gives ctx only what the sandbox grants', async () => {
+    const { client } = await shared();
+    const readOnly = await client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'read' } });
+    expect(await client.at(readOnly, (ctx) => ctx.ref('x').get())).toBeNull(); // MessagePack has no undefined
+    const write = (await client.at(readOnly, (ctx) => ctx.ref('x').set(1)).catch((e: unknown) => e)) as KeynodeError;
+    expect(write.code).toBe('ERR_SANDBOX');
+    const none = await client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'none' } });
+    const read = (await client.at(none, (ctx) => ctx.ref('x').get()).catch((e: unknown) => e)) as KeynodeError;
+    expect(read.code).toBe('ERR_SANDBOX');
+    const spawn = (await client.at(none, (ctx) => ctx.spawn({ lifetime: { kind: 'root' } })).catch((e: unknown) => e)) as KeynodeError;
+    expect(spawn.code).toBe('ERR_SANDBOX');
+  });
+
+  it('reports user errors with name, message and code, never as container failures', async () => {
+    const { client } = await shared();
+    const err = (await client
+      .at(node, () => {
+        throw Object.assign(new TypeError('bad input'), { code: 'E_INPUT' });
+      })
+      .catch((e: unknown) => e)) as KeynodeError;
+    expect(err.code).toBe('ERR_USER');
+    expect(err.remote).toMatchObject({ name: 'TypeError', message: 'bad input', code: 'E_INPUT' });
+    // A forged keynode error is still the user's own error.
+    const forged = (await client
+      .at(node, async (ctx) => {
+        try {
+          await ctx.ref('').get();
+        } catch (e) {
+          const Ctor = (e as { constructor: new (c: string, m: string) => Error }).constructor;
+          throw new Ctor('ERR_ACCESS_DENIED', 'forged');
+        }
+      })
+      .catch((e: unknown) => e)) as KeynodeError;
+    expect(forged.code).toBe('ERR_USER');
+  });
+});
+
+let node: string;
+let ready: Promise<Awaited<ReturnType<typeof startContainer>>> | undefined;
+function shared() {
+  ready ??= startContainer().then(async (tc) => {
+    node = (await tc.client.spawn({ lifetime: Lifetime.root() })).id;
+    await tc.client.at(node, (ctx) => ctx.ref('canary').set('alive'));
+    return tc;
+  });
+  return ready;
+}
