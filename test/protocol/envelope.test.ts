@@ -48,7 +48,7 @@ function rewrite(wire: Uint8Array, patch: (m: Record<string, unknown>) => void):
 
 function flip(bytes: Uint8Array, at = 0): Uint8Array {
   const out = new Uint8Array(bytes);
-  out[at]! ^= 0x01;
+  out[at] = out[at]! ^ 0x01;
   return out;
 }
 
