@@ -295,7 +295,7 @@ async function benchMemory(): Promise<void> {
     const t0 = performance.now();
     child = await forkContainer(data);
     client = await connect(child.url, { identity: operator, connections: 4 });
-    await client.describe(first!);
+    await client.describe(first!.id); // by ID: the old handle names the old port
     const restartMs = performance.now() - t0;
     row(`restart with ${nodesK}k nodes → first reply (process start included)`, 'ms', [restartMs], { kind: 'max', value: 2000, note: '(1M nodes)' });
     notes.push(`restart: Container.start itself took ${fmt(child.startMs)} ms`);

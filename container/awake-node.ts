@@ -7,8 +7,16 @@ import type { KeynodeError, NodeId, NodeStatus } from '../protocol/index.js';
 import type { NodeRecord } from '../store/index.js';
 import type { WorkerProcess } from './worker-process.js';
 
+/** Work the container does on a node's state between evals (a Resetting node's reset). */
+export interface Task {
+  task: () => Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
 /** One eval waiting for, or holding, its node. */
 export interface Job {
+  task?: undefined;
   fn: string;
   args: Uint8Array;
   from: NodeId;
@@ -28,7 +36,7 @@ export class AwakeNode {
   rec: NodeRecord;
   status: AwakeStatus = 'asleep';
   worker: WorkerProcess | undefined;
-  readonly queue: Job[] = [];
+  readonly queue: (Job | Task)[] = [];
   running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number } | undefined;
   lastActivity = Date.now();
   wokenAt = 0;
@@ -37,6 +45,12 @@ export class AwakeNode {
   /** Unsealed private key, held only while awake (or for Ephemeral nodes, in the container's memory). */
   key: KeyObject | undefined;
   destroyed = false;
+  /** Holds a budget reservation and has (or had) a process since its entry was made. */
+  wasAwake = false;
+  /** When a Resetting node's activity was last written to the store. */
+  lifeWrittenAt = 0;
+  /** The budget holders this wake was counted against. */
+  chain: string[] = [];
   /** Set by ctx.destroySelf(): the eval's writes are dropped and the node is destroyed once it returns. */
   selfDestruct = false;
   #nextEval = 1;

@@ -22,6 +22,11 @@ import { ReplayGuard } from './replay.js';
 import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './server.js';
 import { Supervisor } from './supervisor.js';
+import { admit } from './admission.js';
+import { Budgets } from './budgets.js';
+import { LifetimePolicy } from './lifetime-policy.js';
+import { NodeRequests } from './node-requests.js';
+import { Spawner } from './spawner.js';
 
 type Status = 'opening' | 'open' | 'closing' | 'closed';
 
@@ -47,6 +52,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   #runtime!: Runtime;
   #logbook!: LogBook;
   #remote!: RemotePeers;
+  #lifetimes!: LifetimePolicy;
 
   private constructor(options: ContainerOptions, logger?: Logger) {
     super();
@@ -126,30 +132,42 @@ export class Container extends EventEmitter<ContainerEvents> {
 
     const runtime = new Runtime(o, this.#store, this.#keyring, this.#logbook, this.#remote, this.#url);
     this.#runtime = runtime;
+    const budgets = new Budgets(this.#store, this.id, o.capacity, (id) => runtime.find(id));
+    runtime.budgets = budgets;
+    const lifetimes = new LifetimePolicy(runtime, (err, what) => this.logger.warn({ err }, `lifetime: ${what} failed`));
+    this.#lifetimes = lifetimes;
+    runtime.destroy = (id, reason) => lifetimes.destroy(id, reason);
+    const spawner = new Spawner(runtime, lifetimes);
+    const requests = new NodeRequests(runtime, spawner, lifetimes);
     const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0));
     this.#supervisor = new Supervisor(
       { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxFrameBytes, marker },
       this.#pool,
       {
         beforeWake: async (node) => {
-          await runtime.keyOf(node.rec, node);
+          runtime.keyOf(node.rec, node);
+          const granted = await admit(node, budgets, this.#supervisor);
           metrics.wakes.inc();
-          return node.rec.sandbox.memoryMB;
+          return granted;
         },
         afterWake: (node) => this.emit('wake', node.id, node.worker!.pid!),
-        onRequest: (node, req) => runtime.handleRequest(node, req),
-        onCommit: (node, writes) => runtime.commit(node, writes),
+        onRequest: (node, req) => requests.handle(node, req),
+        onCommit: (node, writes) => requests.commit(node, writes),
         onLog: (node, line) => this.#logbook.append(node.id, line),
         onAsleep: (node, why) => {
           if (why !== 'idle' && why !== 'shutdown' && why !== 'destroyed') metrics.kills.inc({ reason: why });
+          budgets.unreserve(node.chain, node.grantedMB);
+          node.key = undefined;
           this.emit('sleep', node.id, why);
-          if (why !== 'destroyed') void this.#logbook.settle(node.id).catch((err) => this.logger.warn({ err }, 'log trim failed'));
+          if (why === 'destroyed') return;
+          void this.#logbook.settle(node.id).catch((err) => this.logger.warn({ err }, 'log trim failed'));
+          if (why !== 'shutdown') void lifetimes.collectChildren(node.id).catch((err) => this.logger.warn({ err }, 'ephemeral collection failed'));
         },
         publicUrl: (id) => runtime.urlOf(id),
       },
     );
     runtime.supervisor = this.#supervisor;
-    const operations = new Operations(runtime, this.id);
+    const operations = new Operations(runtime, spawner, lifetimes, this.id);
     this.#server.on(
       'request',
       requestHandler({
@@ -158,10 +176,11 @@ export class Container extends EventEmitter<ContainerEvents> {
         metrics,
         logger: this.logger,
         maxBodyBytes: o.maxBodyBytes,
-        info: () => ({ containerId: this.id, url: this.#url }),
+        info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs }),
         ready: () => this.#status === 'open',
       }),
     );
+    await lifetimes.start();
     this.#pool.fill();
     void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
     this.#status = 'open';
@@ -182,6 +201,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   async #teardown(): Promise<void> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
+    this.#lifetimes?.close();
     await this.#supervisor?.close();
     await this.#pool?.close();
     await this.#logbook?.close();

@@ -3,11 +3,11 @@
  * One handler per signed message type. The envelope is already verified and fresh; each handler checks
  * its body's shape, then who may do it, then does it.
  */
-import { isNodeId, KeynodeError, type Bodies, type Envelope, type MessageType, type NodeId } from '../protocol/index.js';
+import { checkBudget, isNodeId, KeynodeError, type Bodies, type Envelope, type NodeId } from '../protocol/index.js';
 import { checkAdminister, checkDestroy } from './access.js';
+import type { LifetimePolicy } from './lifetime-policy.js';
 import type { Runtime } from './runtime.js';
-
-type Handler<T extends MessageType> = (env: Envelope<T>) => Promise<unknown>;
+import type { Spawner } from './spawner.js';
 
 function bad(what: string): never {
   throw new KeynodeError('ERR_BAD_MESSAGE', `malformed body: ${what}`);
@@ -26,17 +26,15 @@ function optionalInt(v: unknown, name: string, min: number, max: number): number
 
 export class Operations {
   readonly #rt: Runtime;
+  readonly #spawner: Spawner;
+  readonly #lifetimes: LifetimePolicy;
   readonly #containerId: NodeId;
-  readonly #extra = new Map<MessageType, Handler<MessageType>>();
 
-  constructor(runtime: Runtime, containerId: NodeId) {
+  constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId) {
     this.#rt = runtime;
+    this.#spawner = spawner;
+    this.#lifetimes = lifetimes;
     this.#containerId = containerId;
-  }
-
-  /** Lets other modules (budgets, lifetimes) own their message types. */
-  register<T extends MessageType>(type: T, handler: Handler<T>): void {
-    this.#extra.set(type, handler as unknown as Handler<MessageType>);
   }
 
   /** `pathId` is the node the HTTP request was addressed to, or undefined for the container itself. */
@@ -47,9 +45,13 @@ export class Operations {
     }
     switch (env.type) {
       case 'eval': {
-        const { fn, args } = env.body as Bodies['eval'];
+        const { fn, args, cap } = env.body as Bodies['eval'];
         if (typeof fn !== 'string') bad('`fn` must be function source');
         if (!(args instanceof Uint8Array)) bad('`args` must be MessagePack bytes');
+        if (cap !== undefined) {
+          if (typeof cap !== 'object' || cap === null) bad('`cap` must be { name, grant }');
+          return this.#rt.evalGranted(env.to, env.from, fn, args, cap);
+        }
         return this.#rt.evalOn(env.to, env.from, fn, args);
       }
       case 'destroy': {
@@ -59,10 +61,29 @@ export class Operations {
         return null;
       }
       case 'spawn': {
-        const { count, ...spec } = env.body as Bodies['spawn'];
-        const n = optionalInt(count, 'count', 1, 10_000) ?? 1;
-        const nodes = await this.#rt.spawn(env.from, undefined, spec, n);
-        return { nodes };
+        const { count, keys, ...spec } = env.body as Bodies['spawn'];
+        const n = optionalInt(count, 'count', 1, 10_000) ?? (Array.isArray(keys) ? keys.length : 1);
+        return { nodes: await this.#spawner.spawn(env.from, undefined, spec, n, keys) };
+      }
+      case 'update': {
+        const body = env.body as Bodies['update'];
+        const rec = await this.#spawner.update(env.from, nodeField(body.node, 'node'), body);
+        return this.#rt.info(rec);
+      }
+      case 'grant': {
+        this.#operatorOnly(env.from);
+        const body = env.body as Bodies['grant'];
+        return this.#rt.budgets.grant(nodeField(body.principal, 'principal'), checkBudget(body.budget));
+      }
+      case 'budget': {
+        const principal = (env.body as Bodies['budget']).principal === undefined ? env.from : nodeField((env.body as Bodies['budget']).principal, 'principal');
+        if (principal !== env.from) this.#operatorOnly(env.from);
+        return this.#rt.budgets.report(principal);
+      }
+      case 'renew': {
+        const { nodes } = env.body as Bodies['renew'];
+        if (!Array.isArray(nodes) || nodes.length > 100_000 || !nodes.every(isNodeId)) bad('`nodes` must be a list of node IDs');
+        return { gone: this.#lifetimes.renew(env.from, nodes) };
       }
       case 'describe': {
         const id = nodeField((env.body as Bodies['describe']).node, 'node');
@@ -102,9 +123,8 @@ export class Operations {
         return null;
       }
       default: {
-        const handler = this.#extra.get(env.type);
-        if (!handler) throw new KeynodeError('ERR_BAD_MESSAGE', `message type ${env.type} is not handled by this container`);
-        return handler(env);
+        const unknown: never = env.type;
+        throw new KeynodeError('ERR_BAD_MESSAGE', `message type ${String(unknown)} is not handled by this container`);
       }
     }
   }

@@ -5,7 +5,7 @@
  * Sleeping nodes are not here at all; a single sweep timer serves every awake node.
  */
 import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../protocol/index.js';
-import { AwakeNode, type Job } from './awake-node.js';
+import { AwakeNode, type Job, type Task } from './awake-node.js';
 import type { WorkerPool } from './pool.js';
 import { WorkerProcess, type WorkerExit } from './worker-process.js';
 import type { NodeRecord } from '../store/index.js';
@@ -89,13 +89,54 @@ export class Supervisor {
     this.#pump(node);
   }
 
+  /** A node's policies changed: the awake entry and its worker see the new ones from the next eval on. */
+  refresh(rec: NodeRecord): void {
+    const node = this.#awake.get(rec.id);
+    if (!node) return;
+    node.rec = rec;
+    node.worker?.send({ type: 'become', node: workerNodeOf(rec, this.#hooks.publicUrl(rec.id)) });
+  }
+
+  /** Runs `task` on the node's state when no eval is running on it, without waking it. */
+  runTask(rec: NodeRecord, task: () => Promise<void>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let node = this.#awake.get(rec.id);
+      if (!node) {
+        node = new AwakeNode(rec);
+        this.#awake.set(rec.id, node);
+      }
+      node.queue.push({ task, resolve, reject });
+      this.#pump(node);
+    });
+  }
+
+  async #runTask(node: AwakeNode, t: Task): Promise<void> {
+    const before = node.status;
+    node.status = 'committing';
+    try {
+      await t.task();
+      t.resolve();
+    } catch (e) {
+      t.reject(e);
+    }
+    if (node.status === 'committing') node.status = before === 'asleep' ? 'asleep' : 'idle';
+    if (!node.worker && !node.queue.length) return this.#forget(node, 'idle');
+    this.#pump(node);
+  }
+
   #pump(node: AwakeNode): void {
     if (node.running || node.destroyed || node.status === 'waking' || node.status === 'committing' || node.status === 'stopping') return;
+    const head = node.queue[0];
+    if (head?.task) {
+      node.queue.shift();
+      void this.#runTask(node, head);
+      return;
+    }
     if (!node.worker) {
       if (node.queue.length) void this.#wake(node);
       return;
     }
-    const job = node.queue.shift();
+    const job = node.queue.shift() as Job | undefined;
     if (!job) return;
     const remaining = job.deadline === undefined ? Infinity : job.deadline - Date.now();
     if (remaining <= 0) {
@@ -117,7 +158,8 @@ export class Supervisor {
     let worker: WorkerProcess;
     try {
       node.grantedMB = await this.#hooks.beforeWake(node);
-      if (node.destroyed) return;
+      node.wasAwake = true;
+      if (node.destroyed) return this.#forget(node, 'destroyed');
       worker = this.#pool.take(node.grantedMB) ?? WorkerProcess.start({ memoryMB: node.grantedMB, maxFrameBytes: this.#options.maxFrameBytes, marker: this.#options.marker });
       node.worker = worker;
       worker.onMessage = (msg) => this.#onMessage(node, worker, msg);
@@ -210,7 +252,8 @@ export class Supervisor {
     if (this.#awake.get(node.id) !== node) return;
     this.#awake.delete(node.id);
     for (const job of node.queue.splice(0)) job.reject(new KeynodeError(node.destroyed ? 'ERR_NODE_DESTROYED' : 'ERR_UNAVAILABLE', node.destroyed ? EXIT_MESSAGES.ERR_NODE_DESTROYED! : 'the node could not be woken'));
-    this.#hooks.onAsleep(node, why);
+    // An entry made only to run a task, or whose wake was refused, never held a process or a budget.
+    if (node.wasAwake) this.#hooks.onAsleep(node, why);
   }
 
   /** Puts an idle node to sleep now; resolves when its process has ended. */

@@ -85,7 +85,7 @@ export class WorkerProcess {
       if (!this.#alive) return;
       try {
         for (const frame of reader.push(chunk)) {
-          const msg = checkFromWorker(decode(frame));
+          const msg = checkFromWorker(decode(new Uint8Array(frame)));
           if (msg.type === 'ready' && !isReady) {
             isReady = true;
             clearTimeout(readyTimer);

@@ -3,3 +3,4 @@
  * Lifetime values and the deadline schedule that enforces them.
  */
 export { Lifetime, callSpec, nodeName, type Call, type NodeName } from './lifetime.js';
+export { DeadlineSchedule, type Deadline, type DeadlineKind, type DeadlineHandler } from './schedule.js';

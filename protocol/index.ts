@@ -12,3 +12,4 @@ export * from './envelope.js';
 export * from './frames.js';
 export * from './messages.js';
 export * from './policy.js';
+export * from './grants.js';

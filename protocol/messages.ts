@@ -12,10 +12,13 @@ export const PROTOCOL_VERSION = 1;
 
 /** Bodies of signed messages from principals, keyed by envelope `type`. */
 export interface Bodies {
-  /** To the container. Spawns `count` nodes (default 1) with the same policies. */
-  spawn: { lifetime: unknown; sandbox?: unknown; acl?: unknown; budget?: unknown; count?: number };
-  /** To a node: run `fn(ctx, ...args)`; `args` is the MessagePack encoding of an array. */
-  eval: { fn: string; args: Uint8Array };
+  /**
+   * To the container. Spawns `count` nodes (default 1) with the same policies. A client that binds
+   * capabilities with keys it holds picks the nodes' keys itself (`keys`) so it can sign their grants.
+   */
+  spawn: { lifetime: unknown; sandbox?: unknown; acl?: unknown; budget?: unknown; count?: number; keys?: { seed: Uint8Array; grants?: Record<string, Uint8Array> }[] };
+  /** To a node: run `fn(ctx, ...args)`; `args` is the MessagePack encoding of an array. `cap` presents a grant. */
+  eval: { fn: string; args: Uint8Array; cap?: { name: string; grant: Uint8Array } };
   /** To a node, signed by the node's own key (or an ancestor's). */
   destroy: Record<string, never>;
   /** To the container: status and policies of a node (its ancestors and the operator). */

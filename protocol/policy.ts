@@ -15,6 +15,12 @@ export interface BoundCall {
   node: string;
   /** Function source, called as fn(ctx, ...args). */
   fn: string;
+  /** The target's signature binding this call to its holder (see protocol/grants). */
+  grant?: Uint8Array;
+  /** The name the grant was signed under, when it differs (a capability passed down by a node). */
+  grantName?: string;
+  /** The node whose grant this is and who signs the calls, when not the holder itself. */
+  as?: string;
 }
 
 export type LifetimeSpec =
@@ -51,7 +57,7 @@ export interface SpawnSpec {
   lifetime: LifetimeSpec;
   sandbox: SandboxSpec;
   acl: AclEntry[];
-  budget: BudgetSpec;
+  budget: Partial<BudgetSpec>;
 }
 
 /** What the container allows at most; defaults are what an omitted field becomes. */
@@ -113,10 +119,11 @@ export function checkNodeName(where: string, v: unknown): string {
 
 export function checkBoundCall(where: string, v: unknown): BoundCall {
   if (!isPlainObject(v)) bad(`Expected \`${where}\` to be { node, fn }, got ${describe(v)}`);
-  onlyFields(where, v, new Set(['node', 'fn']));
+  onlyFields(where, v, new Set(['node', 'fn', 'grant']));
   const node = checkNodeName(`${where}.node`, v.node);
   if (typeof v.fn !== 'string' || v.fn.length === 0 || v.fn.length > MAX_FN_SOURCE) bad(`Expected \`${where}.fn\` to be function source up to ${MAX_FN_SOURCE} chars`);
-  return { node, fn: v.fn };
+  if (v.grant !== undefined && !(v.grant instanceof Uint8Array && v.grant.length === 64)) bad(`Expected \`${where}.grant\` to be a 64-byte signature`);
+  return v.grant ? { node, fn: v.fn, grant: v.grant } : { node, fn: v.fn };
 }
 
 export function checkLifetime(v: unknown): LifetimeSpec {
@@ -190,17 +197,18 @@ export function checkAcl(v: unknown): AclEntry[] {
   return [...new Set(v.map((e, i) => (e === 'public' ? 'public' : checkNodeName(`acl[${i}]`, e))))];
 }
 
-/** Unset budget fields mean "no limit of its own" (bounded only by the spawner's budget). */
-export function checkBudget(v: unknown): BudgetSpec {
+/**
+ * Unset fields are filled by the container from the spawner: `maxNodes` 0 (no children), `maxAwake` and
+ * `memoryMB` the spawner's own limits (the child is bounded only by what its ancestors have left).
+ */
+export function checkBudget(v: unknown): Partial<BudgetSpec> {
   if (v === undefined) v = {};
   if (!isPlainObject(v)) bad(`Expected \`budget\` to be { maxNodes, maxAwake, memoryMB }, got ${describe(v)}`);
   onlyFields('budget', v, BUDGET_FIELDS);
   const MAX = 1e12;
-  return {
-    maxNodes: v.maxNodes === undefined ? 0 : integer('budget.maxNodes', v.maxNodes, 0, MAX),
-    maxAwake: v.maxAwake === undefined ? 0 : integer('budget.maxAwake', v.maxAwake, 0, MAX),
-    memoryMB: v.memoryMB === undefined ? 0 : integer('budget.memoryMB', v.memoryMB, 0, MAX),
-  };
+  const out: Partial<BudgetSpec> = {};
+  for (const k of ['maxNodes', 'maxAwake', 'memoryMB'] as const) if (v[k] !== undefined) out[k] = integer(`budget.${k}`, v[k], 0, MAX);
+  return out;
 }
 
 export function checkSpawnSpec(v: unknown, limits: PolicyLimits): SpawnSpec {

@@ -65,7 +65,7 @@ describe('envelopes: seal, parse, verify', () => {
     expect(env.nonce.length).toBeGreaterThanOrEqual(8);
     expect(env.sig.length).toBe(64);
     expect(verifyEnvelope(env)).toBe(true);
-    const opened = openBody(env);
+    const opened = openBody(env as typeof env & { type: 'eval' });
     expect(opened.body.fn).toBe('(ctx, a) => a + 1');
     expect(decode(opened.body.args)).toEqual([41]);
   });

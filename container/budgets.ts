@@ -1,0 +1,180 @@
+/**
+ * @module container/budgets
+ * The budget tree. The operator holds the container's capacity; it grants budgets to client principals;
+ * every spawner carves its children's `maxNodes` out of what it has left, and gets it back when they are
+ * destroyed. `maxAwake` and `memoryMB` are ceilings checked on wake along the node's whole chain (itself,
+ * its ancestors, the top principal, the operator), counted in memory over awake nodes only: sleeping
+ * nodes count against `maxNodes` alone.
+ */
+import { decode, encode, KeynodeError, type BudgetSpec, type NodeId } from '../protocol/index.js';
+import type { NodeRecord, Store, Txn } from '../store/index.js';
+
+/** What the store keeps per budget holder: principals' granted limits and every holder's node count. */
+interface HolderRecord {
+  limits?: BudgetSpec;
+  usedNodes: number;
+}
+
+export interface BudgetReport {
+  principal: NodeId;
+  limits: BudgetSpec;
+  used: { nodes: number; awake: number; memoryMB: number };
+}
+
+export interface ChainLink {
+  id: NodeId;
+  limits: BudgetSpec;
+}
+
+function exhausted(message: string): KeynodeError {
+  return new KeynodeError('ERR_BUDGET_EXHAUSTED', message);
+}
+
+export class Budgets {
+  readonly #store: Store;
+  readonly #operator: NodeId;
+  readonly #capacity: BudgetSpec;
+  readonly #node: (id: NodeId) => Promise<NodeRecord | undefined>;
+  readonly #awake = new Map<NodeId, { count: number; mem: number }>();
+  readonly #locks = new Map<NodeId, Promise<unknown>>();
+
+  constructor(store: Store, operator: NodeId, capacity: BudgetSpec, node: (id: NodeId) => Promise<NodeRecord | undefined>) {
+    this.#store = store;
+    this.#operator = operator;
+    this.#capacity = capacity;
+    this.#node = node;
+  }
+
+  /** Runs `f` alone for this holder: spawns, destroys and grants that change its node count never interleave. */
+  locked<T>(holder: NodeId, f: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(holder) ?? Promise.resolve();
+    const run = prev.then(f, f);
+    const tail = run.then(() => undefined, () => undefined);
+    this.#locks.set(holder, tail);
+    void tail.then(() => {
+      if (this.#locks.get(holder) === tail) this.#locks.delete(holder);
+    });
+    return run;
+  }
+
+  async #holder(id: NodeId): Promise<HolderRecord> {
+    const v = await this.#store.sub('b').get(id);
+    return v ? (decode(v) as HolderRecord) : { usedNodes: 0 };
+  }
+
+  /** A holder's limits: the capacity for the operator, a grant for a principal, the record for a node. */
+  async limitsOf(id: NodeId): Promise<BudgetSpec | undefined> {
+    if (id === this.#operator) return this.#capacity;
+    const rec = await this.#node(id);
+    if (rec) return rec.budget;
+    return (await this.#holder(id)).limits;
+  }
+
+  /**
+   * Checks and records a spawn of `count` children by `holder` (inside `locked(holder)`); fills the child's
+   * budget from the holder's. Over-asking throws and changes nothing.
+   */
+  async carve(holder: NodeId, limits: BudgetSpec | undefined, count: number, asked: Partial<BudgetSpec>, txn: Txn): Promise<BudgetSpec> {
+    if (!limits) throw exhausted(`principal ${holder} has no budget on this container; the operator grants one (keynode grant)`);
+    const child: BudgetSpec = { maxNodes: asked.maxNodes ?? 0, maxAwake: asked.maxAwake ?? limits.maxAwake, memoryMB: asked.memoryMB ?? limits.memoryMB };
+    if (child.maxAwake > limits.maxAwake || child.memoryMB > limits.memoryMB) {
+      throw exhausted(`a child may not have more than its spawner: asked maxAwake ${child.maxAwake} and memoryMB ${child.memoryMB}, the spawner has ${limits.maxAwake} and ${limits.memoryMB}`);
+    }
+    const record = await this.#holder(holder);
+    const need = count * (1 + child.maxNodes);
+    const left = limits.maxNodes - record.usedNodes;
+    if (need > left) throw exhausted(`spawning ${count} node(s) with maxNodes ${child.maxNodes} needs ${need} of ${holder}'s budget; ${left} left of ${limits.maxNodes}`);
+    record.usedNodes += need;
+    txn.put('b', holder, encode(record));
+    return child;
+  }
+
+  /**
+   * Returns a destroyed node's share to the nearest holder that still exists (its parent, unless that is
+   * gone too). Shares of the node's own surviving (non-Linked) children stay charged there.
+   */
+  async release(rec: NodeRecord, txn: Txn): Promise<void> {
+    const own = await this.#holder(rec.id);
+    txn.del('b', rec.id);
+    const share = 1 + rec.budget.maxNodes - own.usedNodes;
+    const chain = [rec.parent, ...[...rec.ancestors].reverse()];
+    for (const holder of chain) {
+      if (holder !== this.#operator && !(await this.#node(holder)) && !(await this.#holder(holder)).limits) continue;
+      const record = await this.#holder(holder);
+      record.usedNodes = Math.max(0, record.usedNodes - share);
+      txn.put('b', holder, encode(record));
+      return;
+    }
+  }
+
+  /** Operator only: gives `principal` a budget carved from the capacity (replacing any earlier grant). */
+  async grant(principal: NodeId, asked: Partial<BudgetSpec>): Promise<BudgetReport> {
+    if (principal === this.#operator) throw new KeynodeError('ERR_BAD_POLICY', 'the operator already holds the whole capacity');
+    const limits: BudgetSpec = { maxNodes: asked.maxNodes ?? 0, maxAwake: asked.maxAwake ?? 0, memoryMB: asked.memoryMB ?? 0 };
+    if (limits.maxAwake > this.#capacity.maxAwake || limits.memoryMB > this.#capacity.memoryMB) {
+      throw exhausted(`a grant may not exceed the container's capacity (maxAwake ${this.#capacity.maxAwake}, memoryMB ${this.#capacity.memoryMB})`);
+    }
+    await this.locked(this.#operator, () =>
+      this.locked(principal, async () => {
+        const root = await this.#holder(this.#operator);
+        const holder = await this.#holder(principal);
+        if (limits.maxNodes < holder.usedNodes) throw exhausted(`principal ${principal} already uses ${holder.usedNodes} nodes; a grant cannot go below that`);
+        const delta = limits.maxNodes - (holder.limits?.maxNodes ?? 0);
+        if (delta > this.#capacity.maxNodes - root.usedNodes) throw exhausted(`the container has ${this.#capacity.maxNodes - root.usedNodes} nodes of capacity left`);
+        root.usedNodes += delta;
+        holder.limits = limits;
+        const t = this.#store.txn();
+        t.put('b', this.#operator, encode(root)).put('b', principal, encode(holder));
+        await t.commit();
+      }),
+    );
+    return this.report(principal);
+  }
+
+  async report(principal: NodeId): Promise<BudgetReport> {
+    const limits = await this.limitsOf(principal);
+    if (!limits) throw exhausted(`principal ${principal} has no budget on this container`);
+    const awake = this.#awake.get(principal) ?? { count: 0, mem: 0 };
+    return { principal, limits, used: { nodes: (await this.#holder(principal)).usedNodes, awake: awake.count, memoryMB: awake.mem } };
+  }
+
+  /** The holders a node's wake counts against, nearest first. */
+  async chain(rec: NodeRecord): Promise<ChainLink[]> {
+    const ids = [rec.id, ...[...rec.ancestors].reverse()];
+    if (!ids.includes(this.#operator)) ids.push(this.#operator);
+    const links: ChainLink[] = [];
+    for (const id of ids) {
+      const limits = id === rec.id ? rec.budget : await this.limitsOf(id);
+      if (limits) links.push({ id, limits }); // an ancestor destroyed since no longer limits anyone
+    }
+    return links;
+  }
+
+  /**
+   * Reserves one awake slot and memory along the chain. Returns the memory granted (the request, or less
+   * if less is left but at least `minMB`), or the ID of the first holder that has no room.
+   */
+  tryReserve(chain: ChainLink[], requestedMB: number, minMB: number): { grantedMB: number } | { blocker: NodeId } {
+    let granted = requestedMB;
+    for (const { id, limits } of chain) {
+      const used = this.#awake.get(id) ?? { count: 0, mem: 0 };
+      if (used.count + 1 > limits.maxAwake) return { blocker: id };
+      granted = Math.min(granted, limits.memoryMB - used.mem);
+      if (granted < minMB) return { blocker: id };
+    }
+    for (const { id } of chain) {
+      const used = this.#awake.get(id) ?? { count: 0, mem: 0 };
+      this.#awake.set(id, { count: used.count + 1, mem: used.mem + granted });
+    }
+    return { grantedMB: granted };
+  }
+
+  unreserve(chain: NodeId[], mb: number): void {
+    for (const id of chain) {
+      const used = this.#awake.get(id);
+      if (!used) continue;
+      if (used.count <= 1) this.#awake.delete(id);
+      else this.#awake.set(id, { count: used.count - 1, mem: used.mem - mb });
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * @module container/node-requests
+ * What a node's code asks of the container through ctx, and the commit of its writes. The worker is
+ * untrusted, so every sandbox rule is enforced here again, whatever the worker already checked.
+ */
+import { encode, KeynodeError, NodeRef, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
+import type { AwakeNode } from './awake-node.js';
+import type { LifetimePolicy } from './lifetime-policy.js';
+import type { Runtime } from './runtime.js';
+import type { Spawner } from './spawner.js';
+
+function sandboxError(what: 'refs' | 'write'): KeynodeError {
+  return what === 'refs'
+    ? new KeynodeError('ERR_SANDBOX', "this node's sandbox grants no refs (sandbox.refs is 'none')")
+    : new KeynodeError('ERR_SANDBOX', "this node's sandbox does not allow writes (sandbox.refs is not 'readwrite')");
+}
+
+export class NodeRequests {
+  readonly #rt: Runtime;
+  readonly #spawner: Spawner;
+  readonly #lifetimes: LifetimePolicy;
+
+  constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy) {
+    this.#rt = runtime;
+    this.#spawner = spawner;
+    this.#lifetimes = lifetimes;
+  }
+
+  async handle(node: AwakeNode, req: WorkerRequest): Promise<unknown> {
+    const rt = this.#rt;
+    const { sandbox } = node.rec;
+    const running = node.running!;
+    switch (req.op) {
+      case 'ref.get':
+        if (sandbox.refs === 'none') throw sandboxError('refs');
+        return (await rt.store.getRef(node.id, req.name)) ?? null;
+      case 'index.get':
+        if (sandbox.refs === 'none') throw sandboxError('refs');
+        return (await rt.store.getIndex(node.id, req.name, req.key)) ?? null;
+      case 'index.entries':
+        if (sandbox.refs === 'none') throw sandboxError('refs');
+        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000);
+      case 'at': {
+        const { id, url } = resolveNode(req.node);
+        const target = await rt.find(id);
+        // Its own descendants are always in reach; anything else must be in sandbox.contacts.
+        if (!target?.ancestors.includes(node.id)) this.#checkContact(node, id, url);
+        return rt.callAs({ from: node.rec, target: req.node, fn: req.fn, args: req.args, deadline: running.deadline, chain: [...(running.job.chain ?? []), node.id] });
+      }
+      case 'cap': {
+        const cap = Object.hasOwn(sandbox.capabilities, req.name) ? sandbox.capabilities[req.name] : undefined;
+        if (!cap?.grant) throw new KeynodeError('ERR_SANDBOX', `no capability ${req.name} is bound to this node`);
+        const signer = cap.as ? await rt.lookup(cap.as) : node.rec;
+        return rt.callAs({
+          from: signer,
+          target: cap.node,
+          fn: cap.fn,
+          args: req.args,
+          deadline: running.deadline,
+          chain: [...(running.job.chain ?? []), node.id],
+          grant: { name: cap.grantName ?? req.name, grant: cap.grant },
+        });
+      }
+      case 'spawn': {
+        const [child] = await this.#spawner.spawn(node.id, node.rec, req.spec, 1);
+        return encode(new NodeRef(child!.url));
+      }
+      case 'destroy': {
+        const { id } = resolveNode(req.node);
+        const rec = await rt.lookup(id);
+        if (!rec.ancestors.includes(node.id)) throw new KeynodeError('ERR_ACCESS_DENIED', `node ${node.id} may destroy only nodes it spawned (directly or not)`);
+        await rt.destroy(id, `destroyed by ${node.id}`);
+        return null;
+      }
+      case 'destroySelf':
+        node.selfDestruct = true;
+        return null;
+    }
+  }
+
+  #checkContact(node: AwakeNode, id: string, url: string | undefined): void {
+    const contacts = node.rec.sandbox.contacts;
+    if (contacts === 'any') return;
+    if (contacts.some((c) => c === id || c === url || resolveNode(c).id === id)) return;
+    throw new KeynodeError('ERR_SANDBOX', `node ${node.id} may not contact ${url ?? id}: it is not in sandbox.contacts`);
+  }
+
+  /** Commits an eval's writes in one batch, with the lifetime bookkeeping the eval causes. */
+  async commit(node: AwakeNode, writes: Write[]): Promise<void> {
+    if (node.selfDestruct) {
+      // The eval's result still reaches its caller; the node ends right after, its writes discarded.
+      queueMicrotask(() => void this.#rt.destroy(node.id, 'destroyed itself').catch(() => {}));
+      return;
+    }
+    const { sandbox } = node.rec;
+    if (writes.length && sandbox.refs !== 'readwrite') throw sandboxError('write');
+    let total = 0;
+    for (const w of writes) {
+      if (w.op === 'del') continue;
+      if (w.value.length > sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `a value of ${w.value.length} bytes exceeds sandbox.maxMessageBytes`);
+      total += w.value.length;
+    }
+    if (total > 4 * sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `one eval wrote ${total} bytes; the limit is 4 × sandbox.maxMessageBytes`);
+    const txn = this.#rt.store.txn().writes(node.id, writes);
+    this.#lifetimes.onEval(node, txn);
+    await txn.commit();
+  }
+}

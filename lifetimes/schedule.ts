@@ -1,0 +1,113 @@
+/**
+ * @module lifetimes/schedule
+ * Deadlines of Resetting and Leased nodes, kept in the store ordered by time, with one timer for the
+ * earliest. A million nodes with deadlines are a million keys on disk and one timer; a restart re-arms from
+ * the first key. Handlers must make their own effects and the deadline's removal one batch, so a crash
+ * between them replays the deadline rather than losing it.
+ */
+import type { NodeId } from '../protocol/index.js';
+import type { Store, Txn } from '../store/index.js';
+
+export type DeadlineKind = 'reset' | 'lease';
+
+export interface Deadline {
+  at: number;
+  id: NodeId;
+  kind: DeadlineKind;
+}
+
+export type DeadlineHandler = (deadline: Deadline) => Promise<void>;
+
+const BATCH = 256;
+// setTimeout's ceiling; a farther deadline just re-arms when this fires.
+const MAX_DELAY = 2 ** 31 - 1;
+
+export class DeadlineSchedule {
+  readonly #store: Store;
+  readonly #handle: DeadlineHandler;
+  readonly #onError: (e: unknown, d: Deadline) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #armedAt = Infinity;
+  #running: Promise<void> | undefined;
+  #rerun = false;
+  #closed = false;
+  /** Deadlines being handled now: a handler may take a while (a lease check), and must not run twice. */
+  readonly #inFlight = new Set<string>();
+
+  constructor(store: Store, handle: DeadlineHandler, onError: (e: unknown, d: Deadline) => void) {
+    this.#store = store;
+    this.#handle = handle;
+    this.#onError = onError;
+  }
+
+  /** Adds a deadline to `txn`; call `notify(at)` once the txn is committed. */
+  add(txn: Txn, at: number, id: NodeId, kind: DeadlineKind): void {
+    txn.deadline(at, id, kind);
+  }
+
+  remove(txn: Txn, d: Deadline): void {
+    txn.deadline(d.at, d.id, d.kind, false);
+  }
+
+  /** Re-arms the timer if `at` is earlier than what it waits for. */
+  notify(at: number): void {
+    if (!this.#closed && at < this.#armedAt) this.#arm(at);
+  }
+
+  async start(): Promise<void> {
+    const next = await this.#store.nextDeadline();
+    if (next !== undefined) this.notify(next);
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#armedAt = at;
+    this.#timer = setTimeout(() => this.#fire(), Math.min(MAX_DELAY, Math.max(0, at - Date.now()))).unref();
+  }
+
+  #fire(): void {
+    this.#armedAt = Infinity;
+    if (this.#running) {
+      this.#rerun = true;
+      return;
+    }
+    this.#running = this.#drain().finally(() => {
+      this.#running = undefined;
+      if (this.#rerun && !this.#closed) {
+        this.#rerun = false;
+        this.#fire();
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    for (;;) {
+      if (this.#closed) return;
+      const now = Date.now();
+      const due = ((await this.#store.dueDeadlines(now, BATCH + this.#inFlight.size)) as Deadline[]).filter((d) => !this.#inFlight.has(key(d)));
+      for (const d of due as Deadline[]) {
+        const k = key(d);
+        this.#inFlight.add(k);
+        // Handlers run concurrently: one slow lease check must not hold up every other node's deadline.
+        void this.#handle(d)
+          .catch((e) => this.#onError(e, d))
+          .finally(() => {
+            this.#inFlight.delete(k);
+            void this.#store.nextDeadline().then((next) => next !== undefined && this.notify(next));
+          });
+      }
+      if (due.length < BATCH) break;
+    }
+    const next = await this.#store.nextDeadline();
+    if (next !== undefined && next > Date.now()) this.notify(next);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+  }
+}
+
+function key(d: Deadline): string {
+  return `${d.at}:${d.id}:${d.kind}`;
+}
