@@ -6,11 +6,12 @@
 import { Pool } from 'undici';
 import {
   decode, Identity, isKeynodeError, KeynodeError, makeCodec, parseNodeUrl, resolveNode, sealEnvelope,
-  type Bodies, type MessageType, type NodeId, type NodeInfo, type Reply, type Signer,
+  type Bodies, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type Reply, type Signer,
 } from '../protocol/index.js';
 import type { Ctx } from './ctx.js';
 import { NodeHandle } from './handle.js';
-import { spawnBody, type SpawnOptions } from './options.js';
+import { clientKeys, spawnBody, type SandboxOptions, type SpawnOptions, type AclEntry } from './options.js';
+import { nodeName } from '../lifetimes/index.js';
 
 export interface ConnectOptions {
   /** Who this program is. Default: a fresh identity (fine for tests; real programs load one). */
@@ -77,14 +78,20 @@ export class Client {
   readonly #pools = new Map<string, Pool>();
   readonly #clockOffset = new Map<string, number>();
   readonly #options: ConnectOptions;
+  readonly #holdGraceMs: number;
+  /** Ephemeral nodes this client holds: renewed while their handles live, destroyed when collected. */
+  readonly #holds = new Map<NodeId, WeakRef<NodeHandle>>();
+  readonly #collected = new FinalizationRegistry<{ id: NodeId; url: string; seed: Uint8Array }>((held) => this.#release(held));
+  #renewTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
   /** Use `connect()`. */
-  constructor(url: string, containerId: NodeId, identity: Identity, options: ConnectOptions, clockOffset: number) {
+  constructor(url: string, containerId: NodeId, identity: Identity, options: ConnectOptions, clockOffset: number, holdGraceMs = 30_000) {
     this.url = url;
     this.containerId = containerId;
     this.here = identity;
     this.#options = options;
+    this.#holdGraceMs = holdGraceMs;
     this.#clockOffset.set(url, clockOffset);
   }
 
@@ -96,10 +103,57 @@ export class Client {
 
   /** Spawns `count` nodes with the same policies in one message (up to 10,000). */
   async spawnMany(count: number, options: SpawnOptions, call?: CallOptions): Promise<NodeHandle[]> {
-    const value = (await this.#send(this.url, 'spawn', this.containerId, { ...spawnBody(options), count } as Bodies['spawn'], this.here, call)) as {
-      nodes: { url: string; secretKey: Uint8Array }[];
-    };
-    return value.nodes.map((n) => new NodeHandle(n.url, n.secretKey));
+    const keys = clientKeys(options, count);
+    const body = { ...spawnBody(options), count, ...(keys ? { keys } : {}) } as Bodies['spawn'];
+    const value = (await this.#send(this.url, 'spawn', this.containerId, body, this.here, call)) as { nodes: { url: string; secretKey: Uint8Array }[] };
+    const handles = value.nodes.map((n) => new NodeHandle(n.url, n.secretKey));
+    if (options.lifetime.kind === 'ephemeral') for (const h of handles) this.#hold(h);
+    return handles;
+  }
+
+  /** Operator only: gives a principal a budget to spawn top-level nodes with (replacing an earlier grant). */
+  async grant(principal: string | { id: string }, budget: Partial<BudgetSpec>, options?: CallOptions): Promise<BudgetReport> {
+    const id = typeof principal === 'string' ? principal : principal.id;
+    return (await this.request('grant', { principal: id, budget }, options)) as BudgetReport;
+  }
+
+  /** A principal's budget limits and use (yours by default; anyone's for the operator). */
+  async budget(principal?: string | { id: string }, options?: CallOptions): Promise<BudgetReport> {
+    const id = principal === undefined ? undefined : typeof principal === 'string' ? principal : principal.id;
+    return (await this.request('budget', id === undefined ? {} : { principal: id }, options)) as BudgetReport;
+  }
+
+  /** The parent changes its child's ACL or sandbox (capabilities stay as bound at spawn). */
+  async update(node: NodeLike, change: { acl?: AclEntry[]; sandbox?: Omit<SandboxOptions, 'capabilities'> }, options?: CallOptions): Promise<NodeInfo> {
+    const { id } = this.#target(node);
+    const body: Bodies['update'] = { node: id };
+    if (change.acl) body.acl = change.acl.map((e) => (e === 'public' ? e : nodeName(e)));
+    if (change.sandbox) body.sandbox = spawnBody({ lifetime: { kind: 'root' }, sandbox: change.sandbox }).sandbox;
+    return (await this.request('update', body, options)) as NodeInfo;
+  }
+
+  #hold(handle: NodeHandle): void {
+    this.#holds.set(handle.id, new WeakRef(handle));
+    this.#collected.register(handle, { id: handle.id, url: handle.url, seed: handle.exportSecretKey()! });
+    this.#renewTimer ??= setInterval(() => void this.#renew(), Math.max(10, Math.floor(this.#holdGraceMs / 3))).unref();
+  }
+
+  async #renew(): Promise<void> {
+    const ids = [...this.#holds].filter(([, ref]) => ref.deref() !== undefined).map(([id]) => id);
+    if (!ids.length || this.#closed) return;
+    try {
+      const { gone } = (await this.request('renew', { nodes: ids })) as { gone: NodeId[] };
+      for (const id of gone) this.#holds.delete(id);
+    } catch {
+      // The next renewal tries again; a hold lapses only after the whole grace period.
+    }
+  }
+
+  /** A handle of an Ephemeral node was garbage collected: nothing holds the node any more. */
+  #release(held: { id: NodeId; url: string; seed: Uint8Array }): void {
+    this.#holds.delete(held.id);
+    if (this.#closed) return;
+    this.#send(held.url, 'destroy', held.id, {}, Identity.fromSecretKey(held.seed)).catch(() => {});
   }
 
   /** Runs `fn(ctx, ...args)` on the node and returns its result. */
@@ -153,6 +207,7 @@ export class Client {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#renewTimer);
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
     this.#pools.clear();
   }
@@ -241,6 +296,13 @@ interface ContainerInfo {
   url: string;
   time: number;
   v: number;
+  holdGraceMs?: number;
+}
+
+export interface BudgetReport {
+  principal: NodeId;
+  limits: BudgetSpec;
+  used: { nodes: number; awake: number; memoryMB: number };
 }
 
 async function fetchInfo(origin: string, signal?: AbortSignal): Promise<ContainerInfo> {
@@ -272,5 +334,5 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   const before = Date.now();
   const info = await fetchInfo(origin, options.signal);
   const offset = info.time - Math.round((before + Date.now()) / 2);
-  return new Client(origin, info.containerId, options.identity ?? Identity.generate(), options, Math.abs(offset) > 1000 ? offset : 0);
+  return new Client(origin, info.containerId, options.identity ?? Identity.generate(), options, Math.abs(offset) > 1000 ? offset : 0, info.holdGraceMs);
 }

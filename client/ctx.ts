@@ -36,7 +36,21 @@ export interface Ctx {
   at<A extends unknown[], R>(node: string | NodeRefLike, fn: (ctx: Ctx, ...args: A) => R, ...args: A): Promise<Awaited<R>>;
   /** Capabilities bound by the spawner. */
   readonly caps: Readonly<Record<string, (...args: any[]) => Promise<any>>>;
-  spawn(options: unknown): Promise<NodeRefLike>;
+  /** Spawns a child of this node (sandbox.spawn must allow its lifetime); options as in client.spawn. */
+  spawn(options: {
+    lifetime: { kind: string };
+    sandbox?: Record<string, unknown>;
+    acl?: (string | NodeRefLike)[];
+    budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number };
+  }): Promise<NodeRefLike>;
+  /** Lifetime values for ctx.spawn: ctx.Lifetime.linked(), .ephemeral(), .root(), .resetting(s), .leased(s, { node, fn }). */
+  readonly Lifetime: {
+    root(): { kind: 'root' };
+    ephemeral(): { kind: 'ephemeral' };
+    linked(): { kind: 'linked' };
+    resetting(seconds: number): { kind: 'resetting'; seconds: number };
+    leased(seconds: number, check: { node: string | NodeRefLike; fn: (ctx: Ctx) => unknown }): { kind: 'leased'; seconds: number };
+  };
   destroy(node: string | NodeRefLike): Promise<void>;
   destroySelf(): Promise<void>;
 }

@@ -3,8 +3,8 @@
  * The typed spawn options a program writes, and their wire form. Functions become source and handles
  * become URLs here; the container validates the result again and is the authority.
  */
-import type { BudgetSpec, LifetimeKind, RefsMode } from '../protocol/index.js';
-import { callSpec, nodeName, type Call, type Lifetime, type NodeName } from '../lifetimes/index.js';
+import { generateKeyPair, grantMessage, idFromPublicKey, LEASE_GRANT, resolveNode, type BudgetSpec, type Identity, type LifetimeKind, type RefsMode } from '../protocol/index.js';
+import { CALL_NODE, callSpec, nodeName, type Call, type Lifetime, type NodeName } from '../lifetimes/index.js';
 
 export interface SandboxOptions {
   /** The node's own persistent state: 'none' | 'read' | 'readwrite' (default 'readwrite'). */
@@ -47,4 +47,37 @@ export function spawnBody(options: SpawnOptions): Record<string, unknown> {
   if (acl !== undefined) body.acl = acl.map((e) => (e === 'public' ? e : nodeName(e)));
   if (budget !== undefined) body.budget = budget;
   return body;
+}
+
+interface Signer {
+  name: string;
+  target: string;
+  fn: string;
+  identity: Identity;
+}
+
+/** Calls bound on nodes whose keys this client holds: it signs their grants itself (works across containers). */
+function signers(options: SpawnOptions): Signer[] {
+  const out: Signer[] = [];
+  const add = (name: string, node: unknown, fn: string) => {
+    const identity = typeof node === 'object' && node !== null && 'identity' in node && typeof (node as { identity: unknown }).identity === 'function' ? (node as { identity(): Identity | undefined }).identity() : undefined;
+    if (identity) out.push({ name, target: resolveNode(node as NodeName).id, fn, identity });
+  };
+  for (const [name, call] of Object.entries(options.sandbox?.capabilities ?? {})) add(name, call.node, typeof call.fn === 'function' ? call.fn.toString() : call.fn);
+  const lt = options.lifetime as { kind: string; check?: { fn: string; [CALL_NODE]?: unknown } };
+  if (lt.kind === 'leased' && lt.check) add(LEASE_GRANT, lt.check[CALL_NODE], lt.check.fn);
+  return out;
+}
+
+/** Keys and grants for `count` new nodes, when any binding needs a grant this client signs. */
+export function clientKeys(options: SpawnOptions, count: number): { seed: Uint8Array; grants: Record<string, Uint8Array> }[] | undefined {
+  const list = signers(options);
+  if (!list.length) return undefined;
+  return Array.from({ length: count }, () => {
+    const kp = generateKeyPair();
+    const holder = idFromPublicKey(kp.publicKey);
+    const grants: Record<string, Uint8Array> = {};
+    for (const s of list) grants[s.name] = s.identity.sign(grantMessage(s.target, holder, s.name, s.fn));
+    return { seed: kp.seed, grants };
+  });
 }

@@ -36,6 +36,12 @@ export interface ContainerEvents {
   wake: [id: NodeId, pid: number];
   /** A node lost its process: slept when idle, crashed, was destroyed, or the container stopped. */
   sleep: [id: NodeId, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'];
+  /** A node was destroyed (asked, cascaded, or by its lifetime), with the reason. */
+  destroy: [id: NodeId, reason: string];
+  /** A Resetting node's state was emptied. */
+  reset: [id: NodeId];
+  /** A Leased node's check ran: renewed, or failed (a false check or a lost node destroys instead). */
+  lease: [id: NodeId, verdict: 'renewed' | 'failed'];
 }
 
 export class Container extends EventEmitter<ContainerEvents> {
@@ -134,7 +140,14 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#runtime = runtime;
     const budgets = new Budgets(this.#store, this.id, o.capacity, (id) => runtime.find(id));
     runtime.budgets = budgets;
-    const lifetimes = new LifetimePolicy(runtime, (err, what) => this.logger.warn({ err }, `lifetime: ${what} failed`));
+    const lifetimes = new LifetimePolicy(runtime, (err, what) => this.logger.warn({ err }, `lifetime: ${what} failed`), {
+      destroyed: (id, reason) => {
+        this.logger.info({ node: id, reason }, 'node destroyed');
+        this.emit('destroy', id, reason);
+      },
+      reset: (id) => this.emit('reset', id),
+      leaseChecked: (id, verdict) => this.emit('lease', id, verdict),
+    });
     this.#lifetimes = lifetimes;
     runtime.destroy = (id, reason) => lifetimes.destroy(id, reason);
     const spawner = new Spawner(runtime, lifetimes);

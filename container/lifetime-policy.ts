@@ -22,6 +22,13 @@ interface LifeState {
 
 const EMPTY = new Uint8Array(0);
 
+/** What the policy reports as it acts (the container re-emits these for embedders and tests). */
+export interface LifetimeEvents {
+  destroyed(id: NodeId, reason: string): void;
+  reset(id: NodeId): void;
+  leaseChecked(id: NodeId, verdict: 'renewed' | 'failed'): void;
+}
+
 export class LifetimePolicy {
   readonly #rt: Runtime;
   readonly schedule: DeadlineSchedule;
@@ -29,10 +36,12 @@ export class LifetimePolicy {
   readonly #holds = new Map<NodeId, { parent: NodeId; until: number }>();
   readonly #holdTimer: NodeJS.Timeout;
   readonly #onError: (e: unknown, what: string) => void;
+  readonly #events: LifetimeEvents;
 
-  constructor(runtime: Runtime, onError: (e: unknown, what: string) => void) {
+  constructor(runtime: Runtime, onError: (e: unknown, what: string) => void, events: LifetimeEvents) {
     this.#rt = runtime;
     this.#onError = onError;
+    this.#events = events;
     this.schedule = new DeadlineSchedule(runtime.store, (d) => this.#due(d), (e, d) => onError(e, `deadline ${d.kind} of ${d.id}`));
     const every = Math.max(10, Math.floor(runtime.options.holdGraceMs / 4));
     this.#holdTimer = setInterval(() => this.#sweepHolds(), every).unref();
@@ -155,6 +164,7 @@ export class LifetimePolicy {
       });
       rt.ephemeralKeys.delete(rec.id);
       this.#holds.delete(rec.id);
+      this.#events.destroyed(rec.id, reason);
     } finally {
       rt.destroying.delete(rec.id);
     }
@@ -206,10 +216,11 @@ export class LifetimePolicy {
     await this.#rt.supervisor.runTask(rec, async () => {
       const now = Date.now();
       const awake = this.#rt.supervisor.get(rec.id);
-      const last = Math.max((await this.#state(rec.id)).last ?? 0, awake?.lastActivity ?? 0);
+      const last = Math.max((await this.#state(rec.id)).last ?? 0, awake?.worker ? awake.lastActivity : 0);
       if (now - last < period) return this.#reschedule(d, last + period);
       await this.#rt.store.resetState(rec.id);
       await this.#reschedule(d, now + period, { last: now });
+      this.#events.reset(rec.id);
     });
   }
 
@@ -233,12 +244,16 @@ export class LifetimePolicy {
       const code = (e as KeynodeError).code;
       verdict = code === 'ERR_NODE_NOT_FOUND' || code === 'ERR_NODE_DESTROYED' ? 'gone' : (e as Error);
     }
-    if (verdict === true) return this.#reschedule(d, Date.now() + period, { failures: 0 });
+    if (verdict === true) {
+      await this.#reschedule(d, Date.now() + period, { failures: 0 });
+      return this.#events.leaseChecked(rec.id, 'renewed');
+    }
     if (verdict === false || verdict === 'gone') {
       await this.#destroyRecord(rec, verdict === 'gone' ? "leased: its check's node is gone" : 'leased: its check returned false');
       return;
     }
     const failures = ((await this.#state(rec.id)).failures ?? 0) + 1;
+    this.#events.leaseChecked(rec.id, 'failed');
     if (failures >= rt.options.leaseFailures) {
       await this.#destroyRecord(rec, `leased: its check failed ${failures} times in a row (${verdict.message})`);
       return;

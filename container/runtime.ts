@@ -160,8 +160,9 @@ export class Runtime {
     return value;
   }
 
+  /** True when the node lives (or lived) here, or its URL names this container. */
   async isLocal(id: NodeId, url?: string): Promise<boolean> {
-    if (url === undefined || url.startsWith(`${this.origin}/`) || this.supervisor.get(id)) return true;
+    if (this.supervisor.get(id) || url?.startsWith(`${this.origin}/`)) return true;
     return (await this.store.getNode(id)) !== undefined || (await this.store.getTombstone(id)) !== undefined;
   }
 

@@ -25,10 +25,15 @@ export function nodeName(node: NodeName): string {
   throw new KeynodeError('ERR_BAD_NODE_ID', 'expected a node URL, node ID or node handle');
 }
 
+/** The handle a call was made with, kept out of the wire form: a client signs grants with its key. */
+export const CALL_NODE = Symbol.for('keynode.call.node');
+
 export function callSpec(call: Call): { node: string; fn: string } {
   const fn = typeof call.fn === 'function' ? call.fn.toString() : call.fn;
   if (typeof fn !== 'string') throw new KeynodeError('ERR_BAD_FUNCTION', 'a call needs { node, fn } with fn a function');
-  return { node: nodeName(call.node), fn };
+  const spec = { node: nodeName(call.node), fn };
+  Object.defineProperty(spec, CALL_NODE, { value: call.node, enumerable: false });
+  return spec;
 }
 
 /**

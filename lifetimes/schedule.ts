@@ -55,8 +55,7 @@ export class DeadlineSchedule {
   }
 
   async start(): Promise<void> {
-    const next = await this.#store.nextDeadline();
-    if (next !== undefined) this.notify(next);
+    await this.#rearm();
   }
 
   #arm(at: number): void {
@@ -93,13 +92,22 @@ export class DeadlineSchedule {
           .catch((e) => this.#onError(e, d))
           .finally(() => {
             this.#inFlight.delete(k);
-            void this.#store.nextDeadline().then((next) => next !== undefined && this.notify(next));
+            void this.#rearm();
           });
       }
       if (due.length < BATCH) break;
     }
-    const next = await this.#store.nextDeadline();
-    if (next !== undefined && next > Date.now()) this.notify(next);
+    await this.#rearm();
+  }
+
+  /**
+   * Arms for the earliest deadline not being handled now. (Skipping those matters: re-arming for one that a
+   * handler still holds would spin; and a timer may fire a millisecond early, so "due" is not "in the past".)
+   */
+  async #rearm(): Promise<void> {
+    const pending = await this.#store.dueDeadlines(Number.MAX_SAFE_INTEGER - 1, this.#inFlight.size + 1);
+    const next = (pending as Deadline[]).find((d) => !this.#inFlight.has(key(d)));
+    if (next) this.notify(next.at);
   }
 
   close(): void {

@@ -173,6 +173,8 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
 
   const ctx = {
     here: deps.here,
+    /** Lifetime values for ctx.spawn, as in the client library. */
+    Lifetime: LIFETIME,
     /** The principal that sent this eval. */
     caller: from,
     ref,
@@ -207,6 +209,14 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
   };
   return harden(ctx);
 }
+
+const LIFETIME = {
+  root: () => ({ kind: 'root' }),
+  ephemeral: () => ({ kind: 'ephemeral' }),
+  linked: () => ({ kind: 'linked' }),
+  resetting: (seconds: number) => ({ kind: 'resetting', seconds }),
+  leased: (seconds: number, check: { node: unknown; fn: unknown }) => ({ kind: 'leased', seconds, check }),
+};
 
 /** Spawn options may contain functions (a lease check, capability targets): send them as source. */
 function toPlain(v: unknown, depth = 0): unknown {

@@ -1,0 +1,16 @@
+import { connect, Lifetime } from 'keynode';
+import { Container } from 'keynode/container';
+import { mkdtemp } from 'node:fs/promises';
+import { once } from 'node:events';
+const data = await mkdtemp('/tmp/kn-');
+const c = await Container.start({ port: 0, data, logLevel: 'warn', idleTimeoutMs: 300 });
+c.on('reset', (id) => console.log('reset', id.slice(0, 6)));
+c.on('sleep', (id, w) => console.log('sleep', w, Date.now()));
+const op = await connect(c.url, { identity: c.operator });
+const r = await op.spawn({ lifetime: Lifetime.resetting(0.5) });
+await op.at(r, (ctx) => ctx.ref('x').set(1));
+console.log('next', await c.runtime.store.nextDeadline(), Date.now());
+setTimeout(async () => { console.log('next later', await c.runtime.store.nextDeadline(), Date.now(), c.supervisor.get(r.id)?.status, c.supervisor.get(r.id)?.queue.length); process.exit(1) }, 3000);
+await once(c, 'reset');
+console.log('ok');
+process.exit(0);
