@@ -5,7 +5,7 @@
  * Data goes to stdout, messages to stderr; exit codes: 0 ok, 1 failure, 2 usage.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { Container, DEFAULTS, optionsFromEnv, type ContainerOptions } from '../container/index.js';
+import type { Container, ContainerOptions } from '../container/index.js';
 import { adminCommands } from './admin.js';
 
 function int(name: string) {
@@ -39,6 +39,8 @@ program
   .addOption(new Option('--fsync', 'fsync every commit (survive power loss, not only process kill)').env('KEYNODE_FSYNC'))
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('KEYNODE_LOG_LEVEL'))
   .action(async (flags: Record<string, unknown>) => {
+    // Loaded here so admin commands start fast: they never need the container's own dependencies.
+    const { Container, DEFAULTS, optionsFromEnv } = await import('../container/index.js');
     const options: Partial<ContainerOptions> = { ...optionsFromEnv() };
     for (const key of ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolSize', 'maxBodyBytes', 'logLevel'] as const) {
       const flag = key === 'memoryMB' ? flags.memoryMb : flags[key];
@@ -64,7 +66,7 @@ program
       container.logger.info({ signal }, 'stopping');
       container.close().then(
         () => process.exit(0),
-        (e) => {
+        (e: unknown) => {
           process.stderr.write(`keynode: shutdown failed: ${(e as Error).message}\n`);
           process.exit(1);
         },

@@ -56,7 +56,8 @@ export function makeExtensionCodec(makeRef: (url: string) => unknown = (url) => 
 }
 
 const extensionCodec = makeExtensionCodec();
-const encoder = new Encoder({ extensionCodec, ignoreUndefined: false });
+// Protocol maps drop undefined fields: an omitted option and an undefined one mean the same.
+const encoder = new Encoder({ extensionCodec, ignoreUndefined: true });
 const decoder = new Decoder({ extensionCodec });
 
 export function encode(value: unknown): Uint8Array {
