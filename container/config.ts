@@ -82,7 +82,7 @@ const NUMERIC: (keyof ContainerOptions)[] = [
 ];
 
 function envName(key: string): string {
-  return `KEYNODE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+  return `KEYNODE_${key.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()}`;
 }
 
 /** Options from `KEYNODE_*` variables: KEYNODE_PORT, KEYNODE_IDLE_TIMEOUT_MS, KEYNODE_DATA, ... */

@@ -8,6 +8,7 @@ import type { ContainerOptions } from './config.js';
 
 export { Container } from './container.js';
 export { DEFAULTS, normalizeOptions, optionsFromEnv, type ContainerOptions } from './config.js';
+export { KeynodeError } from '../protocol/index.js';
 
 export function startContainer(options: Partial<ContainerOptions> = {}): Promise<Container> {
   return Container.start(options);
