@@ -49,6 +49,11 @@ export interface ContainerOptions {
   maxDepth: number;
   /** pino level. */
   logLevel: string;
+  /** Run workers as this uid/gid (a wall beyond the language sandbox; needs a container that may switch users). */
+  workerUid?: number;
+  workerGid?: number;
+  /** A command prefix workers run under, e.g. "unshare --net --" (no network) or "prlimit --nofile=64 --". */
+  workerWrapper?: string;
 }
 
 export const DEFAULTS: ContainerOptions = {
@@ -96,6 +101,10 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Co
     else if (key === 'fsync') out[key] = raw === '1' || raw === 'true';
     else out[key] = raw;
   }
+  if (env.KEYNODE_WORKER_UID) out.workerUid = Number(env.KEYNODE_WORKER_UID);
+  if (env.KEYNODE_WORKER_GID) out.workerGid = Number(env.KEYNODE_WORKER_GID);
+  if (env.KEYNODE_WORKER_WRAPPER) out.workerWrapper = env.KEYNODE_WORKER_WRAPPER;
+  if (env.KEYNODE_PUBLIC_URL) out.publicUrl = env.KEYNODE_PUBLIC_URL;
   const cap: Record<string, number> = {};
   for (const [k, name] of [['maxNodes', 'KEYNODE_CAPACITY_NODES'], ['maxAwake', 'KEYNODE_CAPACITY_AWAKE'], ['memoryMB', 'KEYNODE_CAPACITY_MEMORY_MB']] as const) {
     if (env[name]) cap[k] = Number(env[name]);
@@ -110,7 +119,12 @@ function bad(message: string): never {
 
 export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
   const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
-  for (const key of Object.keys(input)) if (!(key in DEFAULTS) && key !== 'publicUrl') bad(`Unknown container option \`${key}\``);
+  const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper']);
+  for (const key of Object.keys(input)) if (!(key in DEFAULTS) && !optional.has(key)) bad(`Unknown container option \`${key}\``);
+  for (const key of ['workerUid', 'workerGid'] as const) {
+    const v = o[key];
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) bad(`Expected the \`${key}\` option to be a non-negative integer, got \`${String(v)}\``);
+  }
   for (const key of NUMERIC) {
     const v = o[key] as number;
     const min = key === 'port' || key === 'poolSize' ? 0 : 1;

@@ -22,6 +22,7 @@ import { ReplayGuard } from './replay.js';
 import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './server.js';
 import { Supervisor } from './supervisor.js';
+import type { WorkerLaunch } from './worker-process.js';
 import { admit } from './admission.js';
 import { Budgets } from './budgets.js';
 import { LifetimePolicy } from './lifetime-policy.js';
@@ -123,9 +124,14 @@ export class Container extends EventEmitter<ContainerEvents> {
 
     this.#logbook = new LogBook(this.#store, o.logLines);
     this.#remote = new RemotePeers(o.maxBodyBytes);
-    const marker = `--keynode-data=${o.data}`;
-    const maxFrameBytes = o.maxBodyBytes + 64 * 1024;
-    this.#pool = new WorkerPool(o.poolSize, { memoryMB: o.memoryMB, maxFrameBytes, marker });
+    const launch: WorkerLaunch = {
+      maxFrameBytes: o.maxBodyBytes + 64 * 1024,
+      marker: `--keynode-data=${o.data}`,
+      ...(o.workerUid !== undefined ? { uid: o.workerUid } : {}),
+      ...(o.workerGid !== undefined ? { gid: o.workerGid } : {}),
+      ...(o.workerWrapper ? { wrapper: o.workerWrapper.split(' ').filter(Boolean) } : {}),
+    };
+    this.#pool = new WorkerPool(o.poolSize, { ...launch, memoryMB: o.memoryMB });
 
     this.#server = createHttpServer();
     await new Promise<void>((resolve, reject) => {
@@ -154,7 +160,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     const requests = new NodeRequests(runtime, spawner, lifetimes);
     const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0));
     this.#supervisor = new Supervisor(
-      { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxFrameBytes, marker },
+      { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, launch },
       this.#pool,
       {
         beforeWake: async (node) => {

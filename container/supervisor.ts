@@ -7,7 +7,7 @@
 import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../protocol/index.js';
 import { AwakeNode, type Job, type Task } from './awake-node.js';
 import type { WorkerPool } from './pool.js';
-import { WorkerProcess, type WorkerExit } from './worker-process.js';
+import { WorkerProcess, type WorkerExit, type WorkerLaunch } from './worker-process.js';
 import type { NodeRecord } from '../store/index.js';
 import { workerNodeOf } from './worker-node.js';
 
@@ -31,8 +31,7 @@ export interface SupervisorOptions {
   rssOverheadMB: number;
   memoryPollMs: number;
   maxQueue: number;
-  maxFrameBytes: number;
-  marker: string;
+  launch: WorkerLaunch;
 }
 
 const EXIT_MESSAGES: Partial<Record<ErrorCode, string>> = {
@@ -160,7 +159,7 @@ export class Supervisor {
       node.grantedMB = await this.#hooks.beforeWake(node);
       node.wasAwake = true;
       if (node.destroyed) return this.#forget(node, 'destroyed');
-      worker = this.#pool.take(node.grantedMB) ?? WorkerProcess.start({ memoryMB: node.grantedMB, maxFrameBytes: this.#options.maxFrameBytes, marker: this.#options.marker });
+      worker = this.#pool.take(node.grantedMB) ?? WorkerProcess.start({ ...this.#options.launch, memoryMB: node.grantedMB });
       node.worker = worker;
       worker.onMessage = (msg) => this.#onMessage(node, worker, msg);
       void worker.exited.then((exit) => this.#onExit(node, worker, exit));

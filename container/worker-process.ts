@@ -24,13 +24,22 @@ const READABLE = [
 ];
 const STDERR_TAIL = 8 * 1024;
 
-export interface WorkerStartOptions {
-  memoryMB: number;
+/** How this container starts its workers (the same for every worker). */
+export interface WorkerLaunch {
   /** Largest frame accepted from the worker. */
   maxFrameBytes: number;
   /** Marks the process as this container's, so a restarted container can find orphans. */
   marker: string;
+  /** Run workers as this user and group (the container must be allowed to: usually root). */
+  uid?: number;
+  gid?: number;
+  /** A command the worker runs under, e.g. ['unshare', '--net', '--'] or ['prlimit', '--nproc=0', '--']. It must exec the worker (keep its pid). */
+  wrapper?: string[];
   readyTimeoutMs?: number;
+}
+
+export interface WorkerStartOptions extends WorkerLaunch {
+  memoryMB: number;
 }
 
 export interface WorkerExit {
@@ -59,7 +68,8 @@ export class WorkerProcess {
       ...READABLE.map((p) => `--allow-fs-read=${p}`),
       '--no-warnings',
     ];
-    this.#child = execa(process.execPath, [...flags, WORKER_MAIN, options.marker], {
+    const [file, ...prefix] = options.wrapper?.length ? [...options.wrapper, process.execPath] : [process.execPath];
+    this.#child = execa(file!, [...prefix, ...flags, WORKER_MAIN, options.marker], {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',
@@ -69,6 +79,8 @@ export class WorkerProcess {
       extendEnv: false,
       env: {},
       cwd: dirname(WORKER_MAIN),
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
     });
     const reader = new FrameReader(options.maxFrameBytes);
     let resolveReady!: () => void;

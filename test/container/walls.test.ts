@@ -1,0 +1,44 @@
+import { readFile, readlink } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { Lifetime } from 'keynode';
+import { startContainer } from '../helpers/containers.js';
+
+const isRoot = process.getuid?.() === 0;
+
+async function uidOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/Uid:\s+(\d+)/.exec(status)![1]);
+}
+
+describe('walls around the worker process', () => {
+  it('workers run with an empty environment and without access to the data directory', async () => {
+    const { client, data } = await startContainer();
+    const node = await client.spawn({ lifetime: Lifetime.root() });
+    await client.at(node, () => 1);
+    const { pid } = await client.describe(node);
+    const environ = await readFile(`/proc/${pid}/environ`, 'utf8');
+    expect(environ).toBe('');
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    expect(cmdline).toContain('--experimental-permission');
+    expect(cmdline.some((a) => a.startsWith('--allow-fs-read=') && data.startsWith(a.slice('--allow-fs-read='.length)))).toBe(false);
+    expect(cmdline.some((a) => a.startsWith('--allow-fs-write') || a.startsWith('--allow-child-process') || a.startsWith('--allow-worker'))).toBe(false);
+  });
+
+  // Switching users and namespaces needs a container that may do so; this machine's CI runs as root.
+  it.runIf(isRoot)('workerUid runs workers as another user', async () => {
+    const { client } = await startContainer({ workerUid: 65534, workerGid: 65534 });
+    const node = await client.spawn({ lifetime: Lifetime.root() });
+    expect(await client.at(node, (ctx) => ctx.ref('x').set(1).then(() => 'ok'))).toBe('ok');
+    const { pid } = await client.describe(node);
+    expect(await uidOf(pid!)).toBe(65534);
+  });
+
+  it.runIf(isRoot)('a workerWrapper puts workers in their own network namespace (and drops to another user)', async () => {
+    const { client } = await startContainer({ workerWrapper: 'unshare --net -- setpriv --reuid=65534 --regid=65534 --clear-groups --' });
+    const node = await client.spawn({ lifetime: Lifetime.root() });
+    expect(await client.at(node, () => 'ok')).toBe('ok');
+    const { pid } = await client.describe(node);
+    expect(await uidOf(pid!)).toBe(65534);
+    expect(await readlink(`/proc/${pid}/ns/net`)).not.toBe(await readlink('/proc/self/ns/net'));
+  });
+});
