@@ -3,7 +3,7 @@
  * What a node's code asks of the container through ctx, and the commit of its writes. The worker is
  * untrusted, so every sandbox rule is enforced here again, whatever the worker already checked.
  */
-import { encode, KeynodeError, NodeRef, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
+import { encode, isNodeId, KeynodeError, NodeRef, parseNodeUrl, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
 import type { AwakeNode } from './awake-node.js';
 import type { LifetimePolicy } from './lifetime-policy.js';
 import type { Runtime } from './runtime.js';
@@ -44,7 +44,7 @@ export class NodeRequests {
         const { id, url } = resolveNode(req.node);
         const target = await rt.find(id);
         // Its own descendants are always in reach; anything else must be in sandbox.contacts.
-        if (!target?.ancestors.includes(node.id)) this.#checkContact(node, id, url);
+        if (!target?.ancestors.includes(node.id)) await this.#checkContact(node, id, url);
         return rt.callAs({ from: node.rec, target: req.node, fn: req.fn, args: req.args, deadline: running.deadline, chain: [...(running.job.chain ?? []), node.id] });
       }
       case 'cap': {
@@ -78,10 +78,23 @@ export class NodeRequests {
     }
   }
 
-  #checkContact(node: AwakeNode, id: string, url: string | undefined): void {
+  /**
+   * A contact admits a node, and for a node elsewhere also the container it lives on: a listed URL never lets
+   * a call (signed as this node, carrying its data) go to another host that claims the same node ID.
+   */
+  async #checkContact(node: AwakeNode, id: string, url: string | undefined): Promise<void> {
     const contacts = node.rec.sandbox.contacts;
     if (contacts === 'any') return;
-    if (contacts.some((c) => c === id || c === url || resolveNode(c).id === id)) return;
+    const local = await this.#rt.isLocal(id, url);
+    const target = url === undefined ? undefined : parseNodeUrl(url).url;
+    for (const c of contacts) {
+      if (isNodeId(c)) {
+        if (local && c === id) return; // an ID alone names a node on this container
+        continue;
+      }
+      const listed = parseNodeUrl(c);
+      if (listed.id === id && (local || listed.url === target)) return;
+    }
     throw new KeynodeError('ERR_SANDBOX', `node ${node.id} may not contact ${url ?? id}: it is not in sandbox.contacts`);
   }
 
