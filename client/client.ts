@@ -3,7 +3,7 @@
  * The program's side: `connect` to a container, then `spawn`, `at`, `destroy`, `describe`. Every call is a
  * signed envelope POSTed with undici; results come back as MessagePack values.
  */
-import { Pool } from 'undici';
+import { Pool, request } from 'undici';
 import {
   decode, Identity, isKeynodeError, KeynodeError, makeCodec, parseNodeUrl, resolveNode, sealEnvelope,
   type Bodies, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type Reply, type Signer,
@@ -267,7 +267,7 @@ export class Client {
     } catch (cause) {
       if (signal?.aborted) throw abortError(signal);
       if (isKeynodeError(cause)) throw cause;
-      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${origin}: ${(cause as Error).message}`, { cause });
+      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${origin}: ${rootMessage(cause)}`, { cause });
     }
     let bytes: Uint8Array;
     try {
@@ -305,15 +305,25 @@ export interface BudgetReport {
   used: { nodes: number; awake: number; memoryMB: number };
 }
 
+/** The innermost cause's message: undici wraps the useful one ("connect ECONNREFUSED ...") in others. */
+function rootMessage(e: unknown): string {
+  let m = e as { message?: string; cause?: unknown };
+  while (m?.cause && typeof m.cause === 'object') m = m.cause as typeof m;
+  return m?.message ?? String(e);
+}
+
 async function fetchInfo(origin: string, signal?: AbortSignal): Promise<ContainerInfo> {
-  let res: Response;
+  let info: ContainerInfo | undefined;
+  let status: number;
   try {
-    res = await fetch(`${origin}/.well-known/keynode`, { signal });
+    const res = await request(`${origin}/.well-known/keynode`, { signal, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    status = res.statusCode;
+    info = (await res.body.json().catch(() => undefined)) as ContainerInfo | undefined;
   } catch (cause) {
-    throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach a keynode container at ${origin}: ${(cause as Error).message}`, { cause });
+    if (signal?.aborted) throw abortError(signal);
+    throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach a keynode container at ${origin}: ${rootMessage(cause)}`, { cause });
   }
-  const info = (await res.json().catch(() => undefined)) as ContainerInfo | undefined;
-  if (!res.ok || !info || typeof info.containerId !== 'string') throw new KeynodeError('ERR_UNAVAILABLE', `${origin} is not a keynode container (no /.well-known/keynode)`);
+  if (status !== 200 || !info || typeof info.containerId !== 'string') throw new KeynodeError('ERR_UNAVAILABLE', `${origin} is not a keynode container (no /.well-known/keynode)`);
   return info;
 }
 

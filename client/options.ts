@@ -10,9 +10,9 @@ export interface SandboxOptions {
   /** The node's own persistent state: 'none' | 'read' | 'readwrite' (default 'readwrite'). */
   refs?: RefsMode;
   /** Whether the node may spawn children, and with which lifetimes (default false). */
-  spawn?: false | { lifetimes: LifetimeKind[] };
+  spawn?: false | { lifetimes: readonly LifetimeKind[] };
   /** Nodes its code may `ctx.at` (default none; its own descendants are always reachable). */
-  contacts?: 'any' | NodeName[];
+  contacts?: 'any' | readonly NodeName[];
   /** Named computations bound by the spawner: `ctx.caps.name(...args)` runs exactly `fn` on `node`. */
   capabilities?: Record<string, Call>;
   /** Heap of the node's process in MB (default: the container's, 64). */
@@ -31,7 +31,7 @@ export type AclEntry = 'public' | NodeName;
 export interface SpawnOptions {
   lifetime: Lifetime;
   sandbox?: SandboxOptions;
-  acl?: AclEntry[];
+  acl?: readonly AclEntry[];
   budget?: Partial<BudgetSpec>;
 }
 
@@ -53,17 +53,21 @@ interface Signer {
   name: string;
   target: string;
   fn: string;
+  args?: Uint8Array;
   identity: Identity;
 }
 
 /** Calls bound on nodes whose keys this client holds: it signs their grants itself (works across containers). */
 function signers(options: SpawnOptions): Signer[] {
   const out: Signer[] = [];
-  const add = (name: string, node: unknown, fn: string) => {
+  const add = (name: string, node: unknown, fn: string, args?: Uint8Array) => {
     const identity = typeof node === 'object' && node !== null && 'identity' in node && typeof (node as { identity: unknown }).identity === 'function' ? (node as { identity(): Identity | undefined }).identity() : undefined;
-    if (identity) out.push({ name, target: resolveNode(node as NodeName).id, fn, identity });
+    if (identity) out.push({ name, target: resolveNode(node as NodeName).id, fn, identity, ...(args ? { args } : {}) });
   };
-  for (const [name, call] of Object.entries(options.sandbox?.capabilities ?? {})) add(name, call.node, typeof call.fn === 'function' ? call.fn.toString() : call.fn);
+  for (const [name, call] of Object.entries(options.sandbox?.capabilities ?? {})) {
+    const spec = callSpec(call);
+    add(name, call.node, spec.fn, spec.args);
+  }
   const lt = options.lifetime as { kind: string; check?: { fn: string; [CALL_NODE]?: unknown } };
   if (lt.kind === 'leased' && lt.check) add(LEASE_GRANT, lt.check[CALL_NODE], lt.check.fn);
   return out;
@@ -77,7 +81,7 @@ export function clientKeys(options: SpawnOptions, count: number): { seed: Uint8A
     const kp = generateKeyPair();
     const holder = idFromPublicKey(kp.publicKey);
     const grants: Record<string, Uint8Array> = {};
-    for (const s of list) grants[s.name] = s.identity.sign(grantMessage(s.target, holder, s.name, s.fn));
+    for (const s of list) grants[s.name] = s.identity.sign(grantMessage(s.target, holder, s.name, s.fn, s.args));
     return { seed: kp.seed, grants };
   });
 }

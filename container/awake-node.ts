@@ -24,6 +24,8 @@ export interface Job {
   deadline?: number;
   /** Nodes of this container whose evals are waiting on this one (to refuse calls back into them). */
   chain?: NodeId[];
+  /** Requeued once already because its worker died before starting it. */
+  retried?: boolean;
   resolve(value: Uint8Array): void;
   reject(error: KeynodeError): void;
 }
@@ -37,8 +39,10 @@ export class AwakeNode {
   status: AwakeStatus = 'asleep';
   worker: WorkerProcess | undefined;
   readonly queue: (Job | Task)[] = [];
-  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number } | undefined;
+  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number; started?: boolean } | undefined;
   lastActivity = Date.now();
+  /** After a result, the worker has not said idle yet: the eval's kill timer still runs, no new eval starts. */
+  settling: NodeJS.Timeout | undefined;
   wokenAt = 0;
   /** Memory granted at wake, counted against budgets while awake. */
   grantedMB = 0;
@@ -47,6 +51,8 @@ export class AwakeNode {
   destroyed = false;
   /** Holds a budget reservation and has (or had) a process since its entry was made. */
   wasAwake = false;
+  /** Holds a budget reservation right now (between a successful admission and its process's end). */
+  reserved = false;
   /** When a Resetting node's activity was last written to the store. */
   lifeWrittenAt = 0;
   /** The budget holders this wake was counted against. */

@@ -47,6 +47,11 @@ export interface ContainerOptions {
   leaseFailures: number;
   /** Deepest spawn tree. */
   maxDepth: number;
+  /** Shortest period of a Resetting or Leased node, in ms. */
+  minPeriodMs: number;
+  /** HTTP: time to receive a whole request / its headers (slow clients are cut off after this). */
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
   /** pino level. */
   logLevel: string;
   /** Run workers as this uid/gid (a wall beyond the language sandbox; needs a container that may switch users). */
@@ -78,12 +83,15 @@ export const DEFAULTS: ContainerOptions = {
   capacity: { maxNodes: 10_000_000, maxAwake: 1000, memoryMB: 16 * 1024 },
   leaseFailures: 3,
   maxDepth: 32,
+  minPeriodMs: 1000,
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
   logLevel: 'info',
 };
 
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
-  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolSize', 'maxQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth',
+  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolSize', 'maxQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
 ];
 
 function envName(key: string): string {

@@ -133,7 +133,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     };
     this.#pool = new WorkerPool(o.poolSize, { ...launch, memoryMB: o.memoryMB });
 
-    this.#server = createHttpServer();
+    this.#server = createHttpServer(o, o.maxBodyBytes);
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(o.port, o.host, () => resolve());
@@ -173,9 +173,9 @@ export class Container extends EventEmitter<ContainerEvents> {
         onRequest: (node, req) => requests.handle(node, req),
         onCommit: (node, writes) => requests.commit(node, writes),
         onLog: (node, line) => this.#logbook.append(node.id, line),
+        release: (node) => budgets.unreserve(node.chain, node.grantedMB),
         onAsleep: (node, why) => {
           if (why !== 'idle' && why !== 'shutdown' && why !== 'destroyed') metrics.kills.inc({ reason: why });
-          budgets.unreserve(node.chain, node.grantedMB);
           node.key = undefined;
           this.emit('sleep', node.id, why);
           if (why === 'destroyed') return;
@@ -197,6 +197,7 @@ export class Container extends EventEmitter<ContainerEvents> {
         maxBodyBytes: o.maxBodyBytes,
         info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs }),
         ready: () => this.#status === 'open',
+        overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
       }),
     );
     await lifetimes.start();

@@ -236,8 +236,9 @@ export class LifetimePolicy {
         target: lt.check.node,
         fn: lt.check.fn,
         args: encode([]),
-        deadline: Date.now() + Math.min(period, rt.options.maxEvalTimeoutMs),
-        grant: lt.check.grant ? { name: lt.check.grantName ?? LEASE_GRANT, grant: lt.check.grant } : undefined,
+        // The check node's own timeoutMs bounds the check; a short lease period must not kill its worker.
+        deadline: Date.now() + rt.options.maxEvalTimeoutMs,
+        grant: lt.check.grant ? { name: lt.check.grantName ?? LEASE_GRANT, grant: lt.check.grant, ...(lt.check.args ? { args: lt.check.args } : {}) } : undefined,
       });
       verdict = decode(bytes) === true;
     } catch (e) {

@@ -16,6 +16,8 @@ export class LogBook {
   readonly #pending = new Map<NodeId, LogLine[]>();
   readonly #lastSeq = new Map<NodeId, number>();
   readonly #followers = new Map<NodeId, Set<() => void>>();
+  /** Lines written per node since its last trim: a chatty node that never sleeps is trimmed as it goes. */
+  readonly #sinceTrim = new Map<NodeId, number>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
@@ -42,7 +44,16 @@ export class LogBook {
     const batch = [...this.#pending];
     this.#pending.clear();
     this.#flushing = this.#flushing.then(async () => {
-      await Promise.all(batch.map(([id, lines]) => this.#store.appendLogs(id, lines, this.#keep)));
+      await Promise.all(
+        batch.map(async ([id, lines]) => {
+          await this.#store.appendLogs(id, lines, this.#keep);
+          const written = (this.#sinceTrim.get(id) ?? this.#keep) + Math.min(lines.length, this.#keep);
+          if (written <= this.#keep) return void this.#sinceTrim.set(id, written);
+          // Now exactly `keep` are stored, so the next line written triggers the next trim.
+          this.#sinceTrim.set(id, this.#keep);
+          await this.#store.trimLogs(id, this.#keep);
+        }),
+      );
       for (const [id] of batch) for (const wake of this.#followers.get(id) ?? []) wake();
     });
     return this.#flushing;
@@ -73,6 +84,7 @@ export class LogBook {
   async settle(id: NodeId): Promise<void> {
     await this.flush();
     this.#lastSeq.delete(id);
+    this.#sinceTrim.delete(id);
     await this.#store.trimLogs(id, this.#keep);
   }
 

@@ -58,7 +58,7 @@ export class NodeRequests {
           args: req.args,
           deadline: running.deadline,
           chain: [...(running.job.chain ?? []), node.id],
-          grant: { name: cap.grantName ?? req.name, grant: cap.grant },
+          grant: { name: cap.grantName ?? req.name, grant: cap.grant, ...(cap.args ? { args: cap.args } : {}) },
         });
       }
       case 'spawn': {

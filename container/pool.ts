@@ -3,15 +3,24 @@
  * Pre-started blank workers (locked down, compartment built, waiting for `become`), so a wake costs a
  * frame instead of a process start. Only for the default memory size: the heap cap is fixed at exec.
  */
+import { KeynodeError } from '../protocol/index.js';
 import { WorkerProcess, type WorkerStartOptions } from './worker-process.js';
+
+const MAX_FAILURES = 5;
+const PAUSE_MS = 5000;
 
 export class WorkerPool {
   readonly #size: number;
   readonly #options: WorkerStartOptions;
   readonly #ready: WorkerProcess[] = [];
-  #starting = 0;
+  /** Started, not ready yet: close() must end these too, or they outlive the container. */
+  readonly #starting = new Set<WorkerProcess>();
   #closed = false;
   #waiters: (() => void)[] = [];
+  /** Starts that failed in a row: past a few, the pool stops trying for a while instead of spinning. */
+  #failures = 0;
+  #pausedUntil = 0;
+  #lastError: unknown;
 
   constructor(size: number, options: WorkerStartOptions) {
     this.#size = size;
@@ -23,18 +32,22 @@ export class WorkerPool {
   }
 
   fill(): void {
-    while (!this.#closed && this.#ready.length + this.#starting < this.#size) {
-      this.#starting++;
+    if (Date.now() < this.#pausedUntil) return;
+    while (!this.#closed && this.#ready.length + this.#starting.size < this.#size) {
       const w = WorkerProcess.start(this.#options);
+      this.#starting.add(w);
       w.ready.then(
         () => {
-          this.#starting--;
+          this.#starting.delete(w);
+          this.#failures = 0;
           if (this.#closed) w.kill('ERR_UNAVAILABLE');
           else this.#ready.push(w);
           this.#wakeWaiters();
         },
-        () => {
-          this.#starting--;
+        (e: unknown) => {
+          this.#starting.delete(w);
+          this.#lastError = e;
+          if (++this.#failures >= MAX_FAILURES) this.#pausedUntil = Date.now() + PAUSE_MS;
           this.#wakeWaiters();
         },
       );
@@ -50,7 +63,8 @@ export class WorkerPool {
     if (memoryMB !== this.#options.memoryMB) return undefined;
     let w: WorkerProcess | undefined;
     while ((w = this.#ready.shift()) && !w.alive);
-    queueMicrotask(() => this.fill());
+    // Refill a little later: starting a process now would compete for the CPU with the wake it serves.
+    setTimeout(() => this.fill(), 50).unref();
     return w;
   }
 
@@ -58,6 +72,7 @@ export class WorkerPool {
   async warm(): Promise<void> {
     this.fill();
     while (!this.#closed && this.#ready.length < this.#size) {
+      if (this.#failures >= MAX_FAILURES) throw new KeynodeError('ERR_UNAVAILABLE', `workers fail to start: ${(this.#lastError as Error)?.message ?? this.#lastError}`);
       await new Promise<void>((r) => this.#waiters.push(r));
       this.fill(); // replaces a worker that failed to start
     }
@@ -70,7 +85,9 @@ export class WorkerPool {
   async close(): Promise<void> {
     this.#closed = true;
     this.#wakeWaiters();
+    const starting = [...this.#starting];
+    for (const w of starting) w.kill('ERR_UNAVAILABLE');
     const all = this.#ready.splice(0);
-    await Promise.all(all.map((w) => w.stop(500)));
+    await Promise.all([...all.map((w) => w.stop(500)), ...starting.map((w) => w.exited)]);
   }
 }

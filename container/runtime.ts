@@ -5,7 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import {
-  formatNodeUrl, keyPairFromSeed, KeynodeError, resolveNode, sealEnvelope, signBytes, verifyGrant,
+  concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, resolveNode, sealEnvelope, signBytes, verifyGrant,
   type NodeId, type NodeInfo, type PolicyLimits,
 } from '../protocol/index.js';
 import type { NodeRecord, Store } from '../store/index.js';
@@ -34,7 +34,7 @@ export interface CallAs {
   args: Uint8Array;
   deadline: number;
   chain?: NodeId[];
-  grant?: { name: string; grant: Uint8Array };
+  grant?: { name: string; grant: Uint8Array; args?: Uint8Array };
 }
 
 export class Runtime {
@@ -69,6 +69,7 @@ export class Runtime {
       maxTimeoutMs: o.maxEvalTimeoutMs,
       defaultMaxMessageBytes: o.maxMessageBytes,
       maxMessageBytes: o.maxBodyBytes,
+      minPeriodSeconds: o.minPeriodMs / 1000,
     };
   }
 
@@ -132,12 +133,16 @@ export class Runtime {
     return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, args, from, deadline: options.deadline, chain: options.chain, resolve, reject }));
   }
 
-  /** An eval that arrived with a grant (a capability or lease check): valid only for exactly that function. */
-  evalGranted(id: NodeId, from: NodeId, fn: string, args: Uint8Array, cap: { name: unknown; grant: unknown }): Promise<Uint8Array> {
-    if (typeof cap.name !== 'string' || !(cap.grant instanceof Uint8Array) || !verifyGrant(id, from, cap.name, fn, cap.grant)) {
+  /**
+   * An eval that arrived with a grant (a capability or lease check): valid only for exactly that function and
+   * its bound arguments, which go before the caller's own.
+   */
+  evalGranted(id: NodeId, from: NodeId, fn: string, args: Uint8Array, cap: { name?: unknown; grant?: unknown; args?: unknown }): Promise<Uint8Array> {
+    const bound = cap.args === undefined ? undefined : cap.args instanceof Uint8Array ? cap.args : null;
+    if (typeof cap.name !== 'string' || !(cap.grant instanceof Uint8Array) || bound === null || !verifyGrant(id, from, cap.name, fn, cap.grant, bound)) {
       throw new KeynodeError('ERR_ACCESS_DENIED', `the grant presented by ${from} does not verify for this function on node ${id}`);
     }
-    return this.evalOn(id, from, fn, args, { granted: true });
+    return this.evalOn(id, from, fn, bound ? concatArrays(bound, args) : args, { granted: true });
   }
 
   /**
@@ -149,7 +154,8 @@ export class Runtime {
     const chain = call.chain ?? [];
     if (chain.includes(id)) throw new KeynodeError('ERR_CYCLE', `node ${id} is waiting on this call chain already; a node runs one eval at a time, so calling back into it would deadlock`);
     if (await this.isLocal(id, url)) {
-      return this.evalOn(id, call.from.id, call.fn, call.args, { deadline: call.deadline, chain, granted: call.grant !== undefined });
+      const args = call.grant?.args ? concatArrays(call.grant.args, call.args) : call.args;
+      return this.evalOn(id, call.from.id, call.fn, args, { deadline: call.deadline, chain, granted: call.grant !== undefined });
     }
     if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));

@@ -22,6 +22,8 @@ export interface ServerDeps {
   maxBodyBytes: number;
   info(): Record<string, unknown>;
   ready(): boolean;
+  /** True when the node's queue is full: such a message is refused before any decoding or crypto. */
+  overloaded(id: NodeId): boolean;
 }
 
 const MSGPACK = 'application/msgpack';
@@ -63,12 +65,48 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** A request Node's HTTP parser refused (bad framing, huge headers, too slow): answered in the usual shape. */
+function clientErrorReply(err: NodeJS.ErrnoException): KeynodeError {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new KeynodeError('ERR_HEADERS_TOO_LARGE', 'request headers are too large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new KeynodeError('ERR_REQUEST_TIMEOUT', 'the request did not arrive in time');
+    default:
+      return new KeynodeError('ERR_BAD_MESSAGE', `malformed HTTP request${err.code ? ` (${err.code})` : ''}`);
+  }
+}
+
+export interface HttpTimeouts {
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
+}
+
 /** The server, without its handler: it is attached once the listening port (and so node URLs) is known. */
-export function createHttpServer(): Server {
-  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 });
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else socket.destroy(err);
+export function createHttpServer(timeouts: HttpTimeouts, maxBodyBytes: number): Server {
+  const server = createServer({
+    requestTimeout: timeouts.requestTimeoutMs,
+    headersTimeout: timeouts.headersTimeoutMs,
+    keepAliveTimeout: 5_000,
+    // Node checks the two timeouts above on this interval; keep it a fraction of the shorter one.
+    connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(Math.min(timeouts.requestTimeoutMs, timeouts.headersTimeoutMs) / 4))),
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+    const e = clientErrorReply(err);
+    const body = Buffer.from(encode({ ok: false, error: e.toWire() } satisfies Reply));
+    const reason = e.status === 431 ? 'Request Header Fields Too Large' : e.status === 408 ? 'Request Timeout' : 'Bad Request';
+    socket.write(`HTTP/1.1 ${e.status} ${reason}\r\ncontent-type: ${MSGPACK}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`);
+    socket.end(body);
+  });
+  // "Expect: 100-continue" with a body we would refuse: refuse before the client sends it.
+  server.on('checkContinue', (req, res) => {
+    if (Number(req.headers['content-length']) > maxBodyBytes) {
+      res.shouldKeepAlive = false;
+      return sendError(res, new KeynodeError('ERR_TOO_LARGE', `request body of ${req.headers['content-length']} bytes exceeds the ${maxBodyBytes}-byte limit`));
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
   });
   return server;
 }
@@ -81,6 +119,8 @@ export function requestHandler(deps: ServerDeps): (req: IncomingMessage, res: Se
     let type = 'unknown';
     try {
       const bytes = await readBody(req, deps.maxBodyBytes);
+      // A flood at one node must not cost the container a signature check per message it will refuse anyway.
+      if (pathId !== undefined && deps.overloaded(pathId)) throw new KeynodeError('ERR_OVERLOADED', `node ${pathId} has a full queue; retry later`);
       // Copy into a plain Uint8Array: decoded byte strings must not be views on a pooled Buffer.
       const raw = parseEnvelope(new Uint8Array(bytes));
       type = raw.type;

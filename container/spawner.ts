@@ -4,7 +4,7 @@
  * keys made and sealed, and every record written in one batch. No process starts.
  */
 import {
-  checkSandbox, checkSpawnSpec, encode, generateKeyPair, grantMessage, idFromPublicKey, keyPairFromSeed, KeynodeError, LEASE_GRANT, nameToId, resolveNode, signBytes, verifyGrant,
+  checkSandbox, checkSpawnSpec, encode, generateKeyPair, isPlainObject, grantMessage, idFromPublicKey, keyPairFromSeed, KeynodeError, LEASE_GRANT, nameToId, resolveNode, signBytes, verifyGrant,
   type BoundCall, type Bodies, type KeyPair, type NodeId, type SandboxSpec, type SpawnSpec,
 } from '../protocol/index.js';
 import type { NodeRecord } from '../store/index.js';
@@ -90,7 +90,15 @@ export class Spawner {
       pairs.push(k ? keyPairFromSeed(k.seed) : generateKeyPair());
     }
     const ids = pairs.map((kp) => idFromPublicKey(kp.publicKey));
-    if (keys) for (const id of ids) if (await this.#rt.isLocal(id)) throw new KeynodeError('ERR_BAD_POLICY', `node ${id} already exists (or existed) on this container`);
+    if (keys) {
+      // A client-chosen key must name a node nobody is yet: not another in this batch, not a principal.
+      if (new Set(ids).size !== ids.length) throw new KeynodeError('ERR_BAD_POLICY', 'spawn keys repeat within the batch');
+      for (const id of ids) {
+        if (id === from || id === this.#rt.operator || ancestors.includes(id) || (await this.#rt.isLocal(id)) || (await this.#rt.budgets.limitsOf(id))) {
+          throw new KeynodeError('ERR_BAD_POLICY', `a spawn key names ${id}, which is already a node or a principal here`);
+        }
+      }
+    }
 
     // Bindings are per child (a grant names its holder), so resolve them before taking the budget lock.
     const records: NodeRecord[] = [];
@@ -141,19 +149,20 @@ export class Spawner {
    */
   async #bind(from: NodeId, parent: NodeRecord | undefined, holder: NodeId, name: string, call: BoundCall, required: boolean): Promise<BoundCall | undefined> {
     const target = resolveNode(call.node).id;
+    const bound = (grant: Uint8Array): BoundCall => ({ node: call.node, fn: call.fn, grant, ...(call.args ? { args: call.args } : {}) });
     if (call.grant) {
-      if (!verifyGrant(target, holder, name, call.fn, call.grant)) throw new KeynodeError('ERR_ACCESS_DENIED', `the grant for ${name} is not a signature by ${target} for this node and function`);
-      return { node: call.node, fn: call.fn, grant: call.grant };
+      if (!verifyGrant(target, holder, name, call.fn, call.grant, call.args)) throw new KeynodeError('ERR_ACCESS_DENIED', `the grant for ${name} is not a signature by ${target} for this node, function and arguments`);
+      return bound(call.grant);
     }
     const targetRec = await this.#rt.find(target);
     if (targetRec && (targetRec.id === from || targetRec.ancestors.includes(from))) {
-      const grant = signBytes(this.#rt.keyOf(targetRec, this.#rt.supervisor.get(target)), grantMessage(target, holder, name, call.fn));
-      return { node: call.node, fn: call.fn, grant };
+      return bound(signBytes(this.#rt.keyOf(targetRec, this.#rt.supervisor.get(target)), grantMessage(target, holder, name, call.fn, call.args)));
     }
     if (parent) {
+      const sameArgs = (a?: Uint8Array) => Buffer.compare(Buffer.from(a ?? [0x90]), Buffer.from(call.args ?? [0x90])) === 0;
       for (const [ownName, own] of Object.entries(parent.sandbox.capabilities)) {
-        if (resolveNode(own.node).id === target && own.fn === call.fn && own.grant) {
-          return { node: own.node, fn: own.fn, grant: own.grant, grantName: own.grantName ?? ownName, as: own.as ?? parent.id };
+        if (resolveNode(own.node).id === target && own.fn === call.fn && sameArgs(own.args) && own.grant) {
+          return { node: own.node, fn: own.fn, grant: own.grant, grantName: own.grantName ?? ownName, as: own.as ?? parent.id, ...(own.args ? { args: own.args } : {}) };
         }
       }
     }
@@ -167,7 +176,7 @@ export class Spawner {
     if (rec.parent !== from) throw new KeynodeError('ERR_ACCESS_DENIED', `only the parent of node ${id} may change its ACL or sandbox`);
     const next: NodeRecord = { ...rec };
     if (body.sandbox !== undefined) {
-      if (typeof body.sandbox !== 'object' || body.sandbox === null || 'capabilities' in body.sandbox) {
+      if (!isPlainObject(body.sandbox) || 'capabilities' in body.sandbox) {
         throw new KeynodeError('ERR_BAD_POLICY', 'update: `sandbox` is an object of fields to change; capabilities are bound at spawn and cannot change');
       }
       const { capabilities, ...current } = rec.sandbox;

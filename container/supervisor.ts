@@ -14,6 +14,8 @@ import { workerNodeOf } from './worker-node.js';
 export interface SupervisorHooks {
   /** Before a process starts: reserve budget; may sleep other nodes to make room. Returns the memory grant. */
   beforeWake(node: AwakeNode): Promise<number>;
+  /** Gives back what beforeWake reserved (called exactly once per successful beforeWake). */
+  release(node: AwakeNode): void;
   /** After the node is awake (key loaded, process ready). */
   afterWake?(node: AwakeNode): void;
   /** A request the node's code makes through ctx. */
@@ -58,7 +60,7 @@ export class Supervisor {
     this.#hooks = hooks;
     const sweepEvery = Math.max(10, Math.min(1000, Math.floor(options.idleTimeoutMs / 4)));
     this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery).unref();
-    this.#memoryTimer = setInterval(() => void this.#watchMemory(), options.memoryPollMs).unref();
+    this.#memoryTimer = setInterval(() => this.#watchMemory(), options.memoryPollMs).unref();
   }
 
   get(id: NodeId): AwakeNode | undefined {
@@ -124,7 +126,7 @@ export class Supervisor {
   }
 
   #pump(node: AwakeNode): void {
-    if (node.running || node.destroyed || node.status === 'waking' || node.status === 'committing' || node.status === 'stopping') return;
+    if (node.running || node.settling || node.destroyed || node.status === 'waking' || node.status === 'committing' || node.status === 'stopping') return;
     const head = node.queue[0];
     if (head?.task) {
       node.queue.shift();
@@ -158,6 +160,7 @@ export class Supervisor {
     try {
       node.grantedMB = await this.#hooks.beforeWake(node);
       node.wasAwake = true;
+      node.reserved = true;
       if (node.destroyed) return this.#forget(node, 'destroyed');
       worker = this.#pool.take(node.grantedMB) ?? WorkerProcess.start({ ...this.#options.launch, memoryMB: node.grantedMB });
       node.worker = worker;
@@ -185,10 +188,16 @@ export class Supervisor {
     switch (msg.type) {
       case 'ready':
         return;
-      case 'idle':
-        if (!node.running && node.status === 'active') node.status = 'idle';
-        node.lastActivity = Date.now();
+      case 'started':
+        if (node.running?.evalId === msg.id) node.running.started = true;
         return;
+      case 'idle':
+        if (node.running) return; // idle is only meaningful between evals
+        clearTimeout(node.settling);
+        node.settling = undefined;
+        if (node.status === 'active') node.status = 'idle';
+        node.lastActivity = Date.now();
+        return this.#pump(node);
       case 'log':
         if (node.running?.evalId === msg.eval) this.#hooks.onLog(node, msg.line);
         return;
@@ -209,7 +218,8 @@ export class Supervisor {
   async #onResult(node: AwakeNode, worker: WorkerProcess, msg: Extract<FromWorker, { type: 'result' }>): Promise<void> {
     const running = node.running;
     if (!running || running.evalId !== msg.id) return worker.kill('ERR_WORKER_CRASHED'); // a result nobody asked for
-    clearTimeout(running.timer);
+    // The kill timer keeps running until the worker says idle (see node-worker/main.ts).
+    node.settling = running.timer;
     node.running = undefined;
     node.lastActivity = Date.now();
     if (!msg.ok) {
@@ -229,15 +239,31 @@ export class Supervisor {
     this.#pump(node);
   }
 
+  #release(node: AwakeNode): void {
+    if (!node.reserved) return;
+    node.reserved = false;
+    this.#hooks.release(node);
+  }
+
   #onExit(node: AwakeNode, worker: WorkerProcess, exit: WorkerExit): void {
     if (node.worker !== worker) return;
     node.worker = undefined;
+    clearTimeout(node.settling);
+    node.settling = undefined;
+    this.#release(node);
     const running = node.running;
     if (running) {
       clearTimeout(running.timer);
       node.running = undefined;
-      const code = exit.reason ?? 'ERR_WORKER_CRASHED';
-      running.job.reject(new KeynodeError(code, EXIT_MESSAGES[code] ?? `the node's worker exited (${exit.signal ?? exit.code})`));
+      if (!running.started && !exit.reason && !running.job.retried) {
+        // The worker died before it began this eval (it was already dying when we sent it): nothing ran,
+        // so the eval goes back to the head of the queue for the next process instead of failing.
+        running.job.retried = true;
+        node.queue.unshift(running.job);
+      } else {
+        const code = exit.reason ?? 'ERR_WORKER_CRASHED';
+        running.job.reject(new KeynodeError(code, EXIT_MESSAGES[code] ?? `the node's worker exited (${exit.signal ?? exit.code})`));
+      }
     }
     if (node.status === 'committing') return; // the commit in flight finishes and pumps
     if (node.queue.length && !node.destroyed && !this.#closing) {
@@ -250,6 +276,7 @@ export class Supervisor {
   #forget(node: AwakeNode, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'): void {
     if (this.#awake.get(node.id) !== node) return;
     this.#awake.delete(node.id);
+    this.#release(node);
     for (const job of node.queue.splice(0)) job.reject(new KeynodeError(node.destroyed ? 'ERR_NODE_DESTROYED' : 'ERR_UNAVAILABLE', node.destroyed ? EXIT_MESSAGES.ERR_NODE_DESTROYED! : 'the node could not be woken'));
     // An entry made only to run a task, or whose wake was refused, never held a process or a budget.
     if (node.wasAwake) this.#hooks.onAsleep(node, why);
@@ -257,14 +284,14 @@ export class Supervisor {
 
   /** Puts an idle node to sleep now; resolves when its process has ended. */
   async sleep(node: AwakeNode): Promise<void> {
-    if (node.status !== 'idle' || node.running || node.queue.length || !node.worker) return;
+    if (node.status !== 'idle' || node.running || node.settling || node.queue.length || !node.worker) return;
     node.status = 'stopping';
     await node.worker.stop();
   }
 
   /** Least recently used idle nodes first: candidates to sleep when a budget is full. */
   idleByAge(filter: (n: AwakeNode) => boolean): AwakeNode[] {
-    return [...this.#awake.values()].filter((n) => n.status === 'idle' && !n.running && !n.queue.length && filter(n)).sort((a, b) => a.lastActivity - b.lastActivity);
+    return [...this.#awake.values()].filter((n) => n.status === 'idle' && !n.running && !n.settling && !n.queue.length && filter(n)).sort((a, b) => a.lastActivity - b.lastActivity);
   }
 
   /** Kills the node's process at once and fails what it was doing; used by destroy. */
@@ -283,22 +310,16 @@ export class Supervisor {
   #sweep(): void {
     const cutoff = Date.now() - this.#options.idleTimeoutMs;
     for (const node of this.#awake.values()) {
-      if (node.status === 'idle' && node.lastActivity <= cutoff && !node.queue.length) void this.sleep(node);
+      if (node.status === 'idle' && !node.settling && node.lastActivity <= cutoff && !node.queue.length) void this.sleep(node);
     }
   }
 
-  async #watchMemory(): Promise<void> {
-    const checks: Promise<void>[] = [];
+  #watchMemory(): void {
     for (const node of this.#awake.values()) {
       const w = node.worker;
-      if (!w) continue;
-      checks.push(
-        w.rssMB().then((rss) => {
-          if (rss !== undefined && rss > w.memoryMB + this.#options.rssOverheadMB) w.kill('ERR_OUT_OF_MEMORY');
-        }),
-      );
+      const rss = w?.rssMB();
+      if (rss !== undefined && rss > w!.memoryMB + this.#options.rssOverheadMB) w!.kill('ERR_OUT_OF_MEMORY');
     }
-    await Promise.all(checks);
   }
 
   /** Graceful: new work is refused, evals in flight finish or hit their timeout, every node sleeps. */

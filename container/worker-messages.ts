@@ -74,6 +74,9 @@ export function checkFromWorker(m: unknown): FromWorker {
       break;
     case 'idle':
       return { type: 'idle' };
+    case 'started':
+      if (isInt(m.id)) return { type: 'started', id: m.id };
+      break;
     case 'request':
       if (isInt(m.id) && isInt(m.eval)) return { type: 'request', id: m.id, eval: m.eval, req: checkRequest(m.req) };
       break;

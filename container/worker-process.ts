@@ -4,9 +4,9 @@
  * length-prefixed MessagePack frames over stdio. Everything it sends is checked as untrusted input; a
  * frame that breaks the protocol kills it.
  */
-import { readFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { decode, encode, encodeFrame, FrameReader, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../protocol/index.js';
@@ -15,14 +15,39 @@ import { checkFromWorker } from './worker-messages.js';
 const require = createRequire(import.meta.url);
 const WORKER_MAIN = fileURLToPath(new URL('../node-worker/main.js', import.meta.url));
 const DIST = dirname(dirname(WORKER_MAIN));
+/**
+ * A package's directory as the worker's module resolver will walk it: through every node_modules on the way
+ * up (symlinked ones too, as pnpm and npm link make them) and at its real path.
+ */
+function packageDirs(name: string): string[] {
+  const dirs = new Set([dirname(require.resolve(`${name}/package.json`))]);
+  for (let dir = dirname(WORKER_MAIN); ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(candidate)) {
+      dirs.add(candidate);
+      dirs.add(realpathSync(candidate));
+    }
+    if (dirname(dir) === dir) break;
+  }
+  return [...dirs];
+}
+
 // The worker may read its own code, the protocol it shares with us, and its two libraries. Nothing else.
-const READABLE = [
-  dirname(WORKER_MAIN),
-  `${DIST}/protocol`,
-  dirname(dirname(require.resolve('ses'))),
-  dirname(dirname(require.resolve('@msgpack/msgpack'))),
-];
+const READABLE = [dirname(WORKER_MAIN), `${DIST}/protocol`, ...packageDirs('ses'), ...packageDirs('@msgpack/msgpack')];
 const STDERR_TAIL = 8 * 1024;
+
+/** The page size, from this process's own RSS in pages (statm) and in kB (status); 4096 if unreadable. */
+const PAGE_SIZE = (() => {
+  try {
+    const pages = Number(readFileSync('/proc/self/statm', 'utf8').split(' ')[1]);
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+    const size = (kb * 1024) / pages;
+    for (const p of [4096, 16384, 65536]) if (Math.abs(size - p) / p < 0.2) return p;
+  } catch {
+    // not Linux
+  }
+  return 4096;
+})();
 
 /** How this container starts its workers (the same for every worker). */
 export interface WorkerLaunch {
@@ -59,6 +84,9 @@ export class WorkerProcess {
   #reason: ErrorCode | undefined;
   #stderr = '';
   #alive = true;
+  /** An open /proc/<pid>/statm: re-reading an open file costs microseconds, opening it each poll does not. */
+  #statm: number | undefined;
+  readonly #statmBuf = Buffer.alloc(128);
 
   private constructor(options: WorkerStartOptions) {
     this.memoryMB = options.memoryMB;
@@ -115,6 +143,8 @@ export class WorkerProcess {
     this.#child.stdin!.on('error', () => {}); // EPIPE after death is reported by `exited`
     this.exited = this.#child.then((r) => {
       this.#alive = false;
+      if (this.#statm !== undefined) closeSync(this.#statm);
+      this.#statm = undefined;
       clearTimeout(readyTimer);
       if (!this.#reason && /heap out of memory|Allocation failed|OOM/i.test(this.#stderr)) this.#reason = 'ERR_OUT_OF_MEMORY';
       const exit: WorkerExit = { code: r.exitCode ?? null, signal: r.signal ?? null };
@@ -165,12 +195,13 @@ export class WorkerProcess {
   }
 
   /** Resident memory in MB, read from /proc (Linux); undefined where it cannot be read. */
-  async rssMB(): Promise<number | undefined> {
+  rssMB(): number | undefined {
     if (!this.#alive || this.pid === undefined) return undefined;
     try {
-      const status = await readFile(`/proc/${this.pid}/status`, 'utf8');
-      const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
-      return kb === undefined ? undefined : Number(kb) / 1024;
+      this.#statm ??= openSync(`/proc/${this.pid}/statm`, 'r');
+      const n = readSync(this.#statm, this.#statmBuf, 0, this.#statmBuf.length, 0);
+      const resident = Number(this.#statmBuf.toString('latin1', 0, n).split(' ')[1]);
+      return Number.isFinite(resident) ? (resident * PAGE_SIZE) / (1024 * 1024) : undefined;
     } catch {
       return undefined;
     }

@@ -2,15 +2,17 @@
  * @module lifetimes/lifetime
  * Lifetime values: when a node is destroyed without anyone asking.
  */
-import { parseNodeUrl, isNodeId, KeynodeError, type LifetimeSpec } from '../protocol/index.js';
+import { encode, parseNodeUrl, isNodeId, KeynodeError, type LifetimeSpec } from '../protocol/index.js';
 
 /** A node named by URL or ID, or anything carrying them (a handle, `ctx.here`). */
 export type NodeName = string | { readonly id: string; readonly url?: string };
 
-/** A computation `at(node, fn)`: the check of a Leased node, or a capability. */
+/** A computation `at(node, fn, ...args)`: the check of a Leased node, or a capability. */
 export interface Call {
   node: NodeName;
   fn: ((ctx: never, ...args: never[]) => unknown) | string;
+  /** Arguments bound into the grant; the caller's own follow them. */
+  args?: readonly unknown[];
 }
 
 export type Lifetime = LifetimeSpec;
@@ -28,10 +30,12 @@ export function nodeName(node: NodeName): string {
 /** The handle a call was made with, kept out of the wire form: a client signs grants with its key. */
 export const CALL_NODE = Symbol.for('keynode.call.node');
 
-export function callSpec(call: Call): { node: string; fn: string } {
+export function callSpec(call: Call): { node: string; fn: string; args?: Uint8Array } {
   const fn = typeof call.fn === 'function' ? call.fn.toString() : call.fn;
   if (typeof fn !== 'string') throw new KeynodeError('ERR_BAD_FUNCTION', 'a call needs { node, fn } with fn a function');
-  const spec = { node: nodeName(call.node), fn };
+  if (call.args !== undefined && !Array.isArray(call.args)) throw new KeynodeError('ERR_BAD_POLICY', 'a call\'s bound `args` is an array');
+  const spec: { node: string; fn: string; args?: Uint8Array } = { node: nodeName(call.node), fn };
+  if (call.args !== undefined) spec.args = encode(call.args);
   Object.defineProperty(spec, CALL_NODE, { value: call.node, enumerable: false });
   return spec;
 }

@@ -8,8 +8,11 @@ import { isKeynodeError, KeynodeError, type ErrorCode, type RemoteError } from '
 
 const genuine = new WeakSet<object>();
 
+declare function harden<T>(value: T): T;
+
+/** Hardened, so user code that catches one cannot rewrite its code and rethrow it as a container verdict. */
 export function hostError(code: ErrorCode, message: string, remote?: RemoteError): KeynodeError {
-  const e = new KeynodeError(code, message, remote ? { remote } : undefined);
+  const e = harden(new KeynodeError(code, message, remote ? { remote } : undefined));
   genuine.add(e);
   return e;
 }

@@ -93,6 +93,7 @@ function request(scope: EvalScope, req: WorkerRequest): Promise<unknown> {
 
 async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
   const scope: EvalScope = { id: msg.id, ended: false, writes: new Map(), logLines: 0 };
+  send({ type: 'started', id: msg.id });
   try {
     if (!node) throw hostError('ERR_INTERNAL', 'eval before become');
     const fn = sandbox.compile(msg.fn);
@@ -109,7 +110,9 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
     scope.ended = true;
     send({ type: 'result', id: msg.id, ok: false, error: toWire(e) });
   }
-  send({ type: 'idle' });
+  // Only once every microtask has run: work the eval left behind (a dangling promise loop) keeps this
+  // worker from saying idle, so it is charged to that eval's time limit, not to the next eval.
+  setImmediate(() => send({ type: 'idle' }));
 }
 
 listen((msg) => {

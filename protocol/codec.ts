@@ -41,7 +41,13 @@ export function makeExtensionCodec(makeRef: (url: string) => unknown = (url) => 
   const codec = new ExtensionCodec();
   codec.register({
     type: NODE_REF_EXT,
-    encode: (v: unknown) => (isNodeRefLike(v) ? textEncoder.encode(v.url) : null),
+    encode: (v: unknown) => {
+      if (typeof v !== 'object' || v === null || !(kNodeRef in v)) return null;
+      // Read once and check: a getter must not hand the encoder one URL and the peer another.
+      const url = (v as { url?: unknown }).url;
+      if (typeof url !== 'string') throw new KeynodeError('ERR_RESULT', 'a node reference needs a URL');
+      return textEncoder.encode(parseNodeUrl(url).url);
+    },
     decode: (data: Uint8Array) => {
       let url: string;
       try {
@@ -78,6 +84,9 @@ export function decode(bytes: Uint8Array): unknown {
   }
 }
 
+// The fixstr "__proto__": a map with that own key encodes, but every peer's decoder refuses it.
+const PROTO_KEY = Buffer.from([0xa9, ...Buffer.from('__proto__')]);
+
 /** Decoder/encoder pairs for a realm that wants its own NodeRef objects (the worker hardens its own). */
 export function makeCodec(makeRef: (url: string) => unknown): { encode: (v: unknown) => Uint8Array; decode: (b: Uint8Array) => unknown } {
   const ext = makeExtensionCodec(makeRef);
@@ -85,11 +94,20 @@ export function makeCodec(makeRef: (url: string) => unknown): { encode: (v: unkn
   const dec = new Decoder({ extensionCodec: ext });
   return {
     encode: (v) => {
+      let bytes: Uint8Array;
       try {
-        return enc.encode(v);
+        bytes = enc.encode(v);
       } catch (cause) {
         throw new KeynodeError('ERR_RESULT', `value cannot be sent as MessagePack: ${(cause as Error).message}`);
       }
+      if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes(PROTO_KEY)) {
+        try {
+          dec.decode(bytes);
+        } catch {
+          throw new KeynodeError('ERR_RESULT', 'value cannot be sent as MessagePack: an object has an own "__proto__" key');
+        }
+      }
+      return bytes;
     },
     decode: (b) => {
       try {
@@ -98,5 +116,49 @@ export function makeCodec(makeRef: (url: string) => unknown): { encode: (v: unkn
         throw new KeynodeError('ERR_BAD_MESSAGE', `malformed MessagePack: ${(cause as Error).message}`);
       }
     },
+  };
+}
+
+/** Header of a MessagePack array: element count and header length, or undefined if not an array. */
+function arrayHeader(b: Uint8Array): { count: number; size: number } | undefined {
+  const t = b[0];
+  if (t === undefined) return undefined;
+  if (t >= 0x90 && t <= 0x9f) return { count: t - 0x90, size: 1 };
+  if (t === 0xdc && b.length >= 3) return { count: (b[1]! << 8) | b[2]!, size: 3 };
+  if (t === 0xdd && b.length >= 5) return { count: ((b[1]! << 24) >>> 0) + ((b[2]! << 16) | (b[3]! << 8) | b[4]!), size: 5 };
+  return undefined;
+}
+
+export function isMsgpackArray(b: Uint8Array): boolean {
+  return arrayHeader(b) !== undefined;
+}
+
+/** The encoding of `[...a, ...b]` from the encodings of arrays `a` and `b`, without decoding either. */
+export function concatArrays(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const ha = arrayHeader(a);
+  const hb = arrayHeader(b);
+  if (!ha || !hb) throw new KeynodeError('ERR_BAD_MESSAGE', 'arguments must be a MessagePack array');
+  const count = ha.count + hb.count;
+  const head = count < 16 ? Uint8Array.of(0x90 + count) : count < 0x10000 ? Uint8Array.of(0xdc, count >> 8, count & 0xff) : Uint8Array.of(0xdd, count >>> 24, (count >> 16) & 0xff, (count >> 8) & 0xff, count & 0xff);
+  const out = new Uint8Array(head.length + a.length - ha.size + b.length - hb.size);
+  out.set(head, 0);
+  out.set(a.subarray(ha.size), head.length);
+  out.set(b.subarray(hb.size), head.length + a.length - ha.size);
+  return out;
+}
+
+/**
+ * A decoder for bytes from strangers, with every container length capped: a declared length is refused
+ * before anything is allocated for it, so a small body cannot make the container build a huge structure.
+ */
+export function strictDecoder(limits: { maxStrLength: number; maxBinLength: number; maxArrayLength: number; maxMapLength: number; maxExtLength: number }): (bytes: Uint8Array) => unknown {
+  const d = new Decoder({ extensionCodec, ...limits });
+  return (bytes) => {
+    try {
+      return d.decode(bytes);
+    } catch (cause) {
+      if (cause instanceof KeynodeError) throw cause;
+      throw new KeynodeError('ERR_BAD_MESSAGE', `malformed MessagePack: ${(cause as Error).message}`, { cause });
+    }
   };
 }

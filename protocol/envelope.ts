@@ -6,13 +6,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Encoder } from '@msgpack/msgpack';
-import { decode, encode } from './codec.js';
+import { encode, strictDecoder } from './codec.js';
 import { KeynodeError } from './errors.js';
 import { isNodeId, publicKeyFromId, type NodeId } from './ids.js';
 import { MESSAGE_TYPES, PROTOCOL_VERSION, type Bodies, type Envelope, type MessageType } from './messages.js';
 import { verifyBytes } from './keys.js';
 
 const DOMAIN = new TextEncoder().encode('keynode/envelope/1\n');
+// An envelope is one small map of scalars and two byte strings; nothing else is worth decoding.
+const decodeEnvelope = strictDecoder({ maxStrLength: 256, maxBinLength: 2 ** 31 - 1, maxArrayLength: 0, maxMapLength: 16, maxExtLength: 0 });
+// Bodies hold policies and lists (ACLs, contacts, spawn keys, renewals): bounded, but not tiny.
+const decodeBody = strictDecoder({ maxStrLength: 16 * 1024 * 1024, maxBinLength: 2 ** 31 - 1, maxArrayLength: 100_000, maxMapLength: 1024, maxExtLength: 4096 });
 const plain = new Encoder();
 
 export interface Signer {
@@ -54,7 +58,7 @@ function field(cond: boolean, what: string): void {
 
 /** Parses wire bytes into envelope fields, checking every type; does not verify the signature. */
 export function parseEnvelope(bytes: Uint8Array): UnverifiedEnvelope {
-  const raw = decode(bytes) as Record<string, unknown>;
+  const raw = decodeEnvelope(bytes) as Record<string, unknown>;
   field(typeof raw === 'object' && raw !== null && !Array.isArray(raw), 'not a map');
   const { v, type, from, to, ts, nonce, body, sig } = raw;
   field(typeof v === 'number', '`v` must be a number');
@@ -75,7 +79,7 @@ export function verifyEnvelope(e: UnverifiedEnvelope): boolean {
 
 /** Decodes the body once the signature has been verified. Shape checks belong to each handler. */
 export function openBody<T extends MessageType>(e: UnverifiedEnvelope & { type: T }): Envelope<T> {
-  const body = decode(e.bodyBytes);
+  const body = decodeBody(e.bodyBytes);
   field(typeof body === 'object' && body !== null && !Array.isArray(body), '`body` must be a map');
   return { v: e.v, type: e.type, from: e.from, to: e.to, ts: e.ts, nonce: e.nonce, body: body as Bodies[T] };
 }

@@ -20,6 +20,8 @@ export const ERROR_STATUS = {
   ERR_NODE_DESTROYED: 404,
   ERR_NOT_FOUND: 404, // no such route
   ERR_METHOD_NOT_ALLOWED: 405,
+  ERR_REQUEST_TIMEOUT: 408, // the request (headers or body) did not arrive in time
+  ERR_HEADERS_TOO_LARGE: 431,
   ERR_REPLAY: 409, // a nonce already seen inside the skew window
   ERR_CYCLE: 409, // an eval calls back into a node already running an eval of the same call chain
   ERR_TOO_LARGE: 413, // request body, result or frame past its cap

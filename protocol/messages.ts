@@ -18,7 +18,7 @@ export interface Bodies {
    */
   spawn: { lifetime: unknown; sandbox?: unknown; acl?: unknown; budget?: unknown; count?: number; keys?: { seed: Uint8Array; grants?: Record<string, Uint8Array> }[] };
   /** To a node: run `fn(ctx, ...args)`; `args` is the MessagePack encoding of an array. `cap` presents a grant. */
-  eval: { fn: string; args: Uint8Array; cap?: { name: string; grant: Uint8Array } };
+  eval: { fn: string; args: Uint8Array; cap?: { name: string; grant: Uint8Array; args?: Uint8Array } };
   /** To a node, signed by the node's own key (or an ancestor's). */
   destroy: Record<string, never>;
   /** To the container: status and policies of a node (its ancestors and the operator). */
@@ -120,6 +120,8 @@ export type WorkerRequest =
 export type FromWorker =
   | { type: 'ready'; pid: number }
   | { type: 'idle' }
+  /** The worker took eval `id` and is about to run user code: from here a crash may have had effects. */
+  | { type: 'started'; id: number }
   | { type: 'request'; id: number; eval: number; req: WorkerRequest }
   | { type: 'log'; eval: number; line: string }
   | { type: 'result'; id: number; ok: true; value: Uint8Array; writes: Write[] }

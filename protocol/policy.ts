@@ -5,6 +5,7 @@
  */
 import { KeynodeError } from './errors.js';
 import { isNodeId, parseNodeUrl, preview, type NodeId } from './ids.js';
+import { isMsgpackArray } from './codec.js';
 
 export type LifetimeKind = 'ephemeral' | 'linked' | 'resetting' | 'leased' | 'root';
 export const LIFETIME_KINDS: readonly LifetimeKind[] = ['ephemeral', 'linked', 'resetting', 'leased', 'root'];
@@ -15,6 +16,8 @@ export interface BoundCall {
   node: string;
   /** Function source, called as fn(ctx, ...args). */
   fn: string;
+  /** Arguments bound with the call (MessagePack of an array), passed before the caller's own. */
+  args?: Uint8Array;
   /** The target's signature binding this call to its holder (see protocol/grants). */
   grant?: Uint8Array;
   /** The name the grant was signed under, when it differs (a capability passed down by a node). */
@@ -68,6 +71,8 @@ export interface PolicyLimits {
   maxTimeoutMs: number;
   defaultMaxMessageBytes: number;
   maxMessageBytes: number;
+  /** Shortest Resetting or Leased period: a lease check every millisecond would be a flood on its node. */
+  minPeriodSeconds: number;
 }
 
 const SANDBOX_FIELDS = new Set(['refs', 'spawn', 'contacts', 'capabilities', 'memoryMB', 'timeoutMs', 'maxMessageBytes', 'log']);
@@ -80,7 +85,7 @@ function bad(message: string): never {
   throw new KeynodeError('ERR_BAD_POLICY', message);
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;
@@ -101,8 +106,8 @@ function integer(where: string, v: unknown, min: number, max: number): number {
   return v;
 }
 
-function positive(where: string, v: unknown, max: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > max) bad(`Expected \`${where}\` to be a number of seconds above 0 and at most ${max}, got ${describe(v)}`);
+function seconds(where: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) bad(`Expected \`${where}\` to be a number of seconds from ${min} to ${max}, got ${describe(v)}`);
   return v;
 }
 
@@ -119,14 +124,18 @@ export function checkNodeName(where: string, v: unknown): string {
 
 export function checkBoundCall(where: string, v: unknown): BoundCall {
   if (!isPlainObject(v)) bad(`Expected \`${where}\` to be { node, fn }, got ${describe(v)}`);
-  onlyFields(where, v, new Set(['node', 'fn', 'grant']));
+  onlyFields(where, v, new Set(['node', 'fn', 'grant', 'args']));
   const node = checkNodeName(`${where}.node`, v.node);
   if (typeof v.fn !== 'string' || v.fn.length === 0 || v.fn.length > MAX_FN_SOURCE) bad(`Expected \`${where}.fn\` to be function source up to ${MAX_FN_SOURCE} chars`);
   if (v.grant !== undefined && !(v.grant instanceof Uint8Array && v.grant.length === 64)) bad(`Expected \`${where}.grant\` to be a 64-byte signature`);
-  return v.grant ? { node, fn: v.fn, grant: v.grant } : { node, fn: v.fn };
+  if (v.args !== undefined && !(v.args instanceof Uint8Array && v.args.length <= MAX_FN_SOURCE && isMsgpackArray(v.args))) bad(`Expected \`${where}.args\` to be a MessagePack array of up to ${MAX_FN_SOURCE} bytes`);
+  const call: BoundCall = { node, fn: v.fn };
+  if (v.args !== undefined) call.args = v.args as Uint8Array;
+  if (v.grant !== undefined) call.grant = v.grant as Uint8Array;
+  return call;
 }
 
-export function checkLifetime(v: unknown): LifetimeSpec {
+export function checkLifetime(v: unknown, minSeconds = 1): LifetimeSpec {
   if (!isPlainObject(v) || typeof v.kind !== 'string') bad(`Expected \`lifetime\` to be a Lifetime (Lifetime.root(), ...), got ${describe(v)}`);
   const MAX_SECONDS = 10 * 365 * 24 * 3600;
   switch (v.kind) {
@@ -137,10 +146,10 @@ export function checkLifetime(v: unknown): LifetimeSpec {
       return { kind: v.kind };
     case 'resetting':
       onlyFields('lifetime', v, new Set(['kind', 'seconds']));
-      return { kind: 'resetting', seconds: positive('lifetime.seconds', v.seconds, MAX_SECONDS) };
+      return { kind: 'resetting', seconds: seconds('lifetime.seconds', v.seconds, minSeconds, MAX_SECONDS) };
     case 'leased':
       onlyFields('lifetime', v, new Set(['kind', 'seconds', 'check']));
-      return { kind: 'leased', seconds: positive('lifetime.seconds', v.seconds, MAX_SECONDS), check: checkBoundCall('lifetime.check', v.check) };
+      return { kind: 'leased', seconds: seconds('lifetime.seconds', v.seconds, minSeconds, MAX_SECONDS), check: checkBoundCall('lifetime.check', v.check) };
     default:
       bad(`Unknown lifetime kind ${describe(v.kind)}; expected one of ${LIFETIME_KINDS.join(', ')}`);
   }
@@ -214,7 +223,7 @@ export function checkBudget(v: unknown): Partial<BudgetSpec> {
 export function checkSpawnSpec(v: unknown, limits: PolicyLimits): SpawnSpec {
   if (!isPlainObject(v)) bad(`Expected spawn options to be an object, got ${describe(v)}`);
   onlyFields('spawn', v, new Set(['lifetime', 'sandbox', 'acl', 'budget']));
-  return { lifetime: checkLifetime(v.lifetime), sandbox: checkSandbox(v.sandbox, limits), acl: checkAcl(v.acl), budget: checkBudget(v.budget) };
+  return { lifetime: checkLifetime(v.lifetime, limits.minPeriodSeconds), sandbox: checkSandbox(v.sandbox, limits), acl: checkAcl(v.acl), budget: checkBudget(v.budget) };
 }
 
 /** The ID named by an ACL entry or contact (they may be IDs or URLs). */

@@ -77,15 +77,17 @@ export async function environment(count = 1): Promise<Env> {
 
 /** Runs an example's main, printing a last line `ok: <name>` or `failed: <name>: <why>`; exit code 0 or 1. */
 export async function run(name: string, main: (env: Env) => Promise<void>, sites = 1): Promise<void> {
-  const env = await environment(sites);
+  let env: Env | undefined;
   try {
+    env = await environment(sites);
     await main(env);
     console.log(`ok: ${name}`);
   } catch (e) {
-    console.log(`failed: ${name}: ${(e as Error).stack ?? e}`);
+    const code = (e as { code?: string }).code;
+    console.log(`failed: ${name}: ${code ? `${code}: ` : ''}${(e as Error).stack ?? e}`);
     process.exitCode = 1;
   } finally {
-    await env.close();
+    await env?.close();
   }
 }
 

@@ -42,7 +42,8 @@ export interface TestContainer {
 /** A container in this process on a free loopback port with fresh data. */
 export async function startContainer(options: Partial<ContainerOptions> = {}): Promise<TestContainer> {
   const data = options.data ?? (await tempDir());
-  const container = await Container.start({ port: 0, logLevel: 'silent', poolSize: 1, ...options, data });
+  // Lifetimes in tests run on millisecond periods.
+  const container = await Container.start({ port: 0, logLevel: 'silent', poolSize: 1, minPeriodMs: 10, ...options, data });
   defer(() => container.close());
   const client = await connect(container.url, { identity: container.operator });
   defer(() => client.close());
