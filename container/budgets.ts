@@ -10,7 +10,7 @@ import { decode, encode, KeynodeError, type BudgetSpec, type NodeId } from '../p
 import type { NodeRecord, Store, Txn } from '../store/index.js';
 
 /** What the store keeps per budget holder: principals' granted limits and every holder's node count. */
-interface HolderRecord {
+export interface HolderRecord {
   limits?: BudgetSpec;
   usedNodes: number;
 }
@@ -70,22 +70,25 @@ export class Budgets {
     return (await this.#holder(id)).limits;
   }
 
+  /** A holder's stored record (its node count), to carve from and then write back in one batch. */
+  holderRecord(holder: NodeId): Promise<HolderRecord> {
+    return this.#holder(holder);
+  }
+
   /**
-   * Checks and records a spawn of `count` children by `holder` (inside `locked(holder)`); fills the child's
-   * budget from the holder's. Over-asking throws and changes nothing.
+   * Checks and counts a spawn of `count` children against `record` (inside `locked(holder)`; the caller writes
+   * the record back). Fills the child's budget from the holder's. Over-asking throws and changes nothing.
    */
-  async carve(holder: NodeId, limits: BudgetSpec | undefined, count: number, asked: Partial<BudgetSpec>, txn: Txn): Promise<BudgetSpec> {
+  carve(holder: NodeId, limits: BudgetSpec | undefined, count: number, asked: Partial<BudgetSpec>, record: HolderRecord): BudgetSpec {
     if (!limits) throw exhausted(`principal ${holder} has no budget on this container; the operator grants one (keynode grant)`);
     const child: BudgetSpec = { maxNodes: asked.maxNodes ?? 0, maxAwake: asked.maxAwake ?? limits.maxAwake, memoryMB: asked.memoryMB ?? limits.memoryMB };
     if (child.maxAwake > limits.maxAwake || child.memoryMB > limits.memoryMB) {
       throw exhausted(`a child may not have more than its spawner: asked maxAwake ${child.maxAwake} and memoryMB ${child.memoryMB}, the spawner has ${limits.maxAwake} and ${limits.memoryMB}`);
     }
-    const record = await this.#holder(holder);
     const need = count * (1 + child.maxNodes);
     const left = limits.maxNodes - record.usedNodes;
     if (need > left) throw exhausted(`spawning ${count} node(s) with maxNodes ${child.maxNodes} needs ${need} of ${holder}'s budget; ${left} left of ${limits.maxNodes}`);
     record.usedNodes += need;
-    txn.put('b', holder, encode(record));
     return child;
   }
 

@@ -5,7 +5,7 @@
  */
 import {
   checkSandbox, checkSpawnSpec, encode, generateKeyPair, isPlainObject, grantMessage, idFromPublicKey, keyPairFromSeed, KeynodeError, LEASE_GRANT, nameToId, resolveNode, signBytes, verifyGrant,
-  type BoundCall, type Bodies, type KeyPair, type NodeId, type SandboxSpec, type SpawnSpec,
+  type BoundCall, type Bodies, type BudgetSpec, type KeyPair, type NodeId, type SandboxSpec, type SpawnSpec,
 } from '../protocol/index.js';
 import type { NodeRecord } from '../store/index.js';
 import type { LifetimePolicy } from './lifetime-policy.js';
@@ -62,9 +62,20 @@ function inherit(raw: unknown, parent: NodeRecord): unknown {
   return { ...r, sandbox: s };
 }
 
+interface PendingSpawn {
+  count: number;
+  asked: Partial<BudgetSpec>;
+  records: NodeRecord[];
+  now: number;
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
 export class Spawner {
   readonly #rt: Runtime;
   readonly #lifetimes: LifetimePolicy;
+  /** Spawns waiting for their spawner's budget lock: whoever gets the lock commits all of them in one batch. */
+  readonly #waiting = new Map<NodeId, PendingSpawn[]>();
 
   constructor(runtime: Runtime, lifetimes: LifetimePolicy) {
     this.#rt = runtime;
@@ -122,23 +133,56 @@ export class Spawner {
       records.push(rec);
     }
 
-    const budgets = this.#rt.budgets;
-    await budgets.locked(from, async () => {
-      const txn = this.#rt.store.txn();
-      const limits = parent ? parent.budget : await budgets.limitsOf(from);
-      const budget = await budgets.carve(from, limits, count, spec.budget, txn);
-      for (const rec of records) {
-        rec.budget = budget;
-        txn.putNode(rec);
-        this.#lifetimes.onSpawn(rec, txn, now);
-      }
-      await txn.commit();
-    });
+    await new Promise<void>((resolve, reject) => this.#enqueue(from, parent, { count, asked: spec.budget, records, now, resolve, reject }));
     for (const [i, rec] of records.entries()) {
       if (rec.lifetime.kind === 'ephemeral') this.#rt.ephemeralKeys.set(rec.id, pairs[i]!.seed);
       this.#lifetimes.afterSpawn(rec, now, parent !== undefined);
     }
     return records.map((rec, i) => ({ id: rec.id, url: this.#rt.urlOf(rec.id), secretKey: pairs[i]!.seed }));
+  }
+
+  /**
+   * Group commit: spawns by one spawner are counted against its budget one after another, but written to the
+   * store together, so concurrent spawns cost one LevelDB batch, not one each.
+   */
+  #enqueue(from: NodeId, parent: NodeRecord | undefined, spawn: PendingSpawn): void {
+    let group = this.#waiting.get(from);
+    if (group) return void group.push(spawn);
+    this.#waiting.set(from, (group = [spawn]));
+    const budgets = this.#rt.budgets;
+    void budgets.locked(from, async () => {
+      this.#waiting.delete(from); // later spawns form the next group
+      const limits = parent ? parent.budget : await budgets.limitsOf(from);
+      const record = await budgets.holderRecord(from);
+      const txn = this.#rt.store.txn();
+      const accepted: PendingSpawn[] = [];
+      for (const s of group) {
+        let budget: BudgetSpec;
+        try {
+          budget = budgets.carve(from, limits, s.count, s.asked, record);
+        } catch (e) {
+          s.reject(e);
+          continue;
+        }
+        for (const rec of s.records) {
+          rec.budget = budget;
+          txn.putNode(rec);
+          this.#lifetimes.onSpawn(rec, txn, s.now);
+        }
+        accepted.push(s);
+      }
+      if (!accepted.length) return;
+      txn.put('b', from, encode(record));
+      try {
+        await txn.commit();
+      } catch (e) {
+        for (const s of accepted) s.reject(e);
+        return;
+      }
+      for (const s of accepted) s.resolve();
+    }).catch((e: unknown) => {
+      for (const s of group) s.reject(e);
+    });
   }
 
   /**
