@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
-import type { Identity, NodeId } from '../protocol/index.js';
+import { KeynodeError, type Identity, type NodeId } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -22,7 +22,7 @@ import { ReplayGuard } from './replay.js';
 import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './server.js';
 import { Supervisor } from './supervisor.js';
-import type { WorkerLaunch } from './worker-process.js';
+import { workerReadableBy, type WorkerLaunch } from './worker-process.js';
 import { admit } from './admission.js';
 import { Budgets } from './budgets.js';
 import { LifetimePolicy } from './lifetime-policy.js';
@@ -124,6 +124,10 @@ export class Container extends EventEmitter<ContainerEvents> {
 
     this.#logbook = new LogBook(this.#store, o.logLines);
     this.#remote = new RemotePeers(o.maxBodyBytes);
+    if (o.workerUid !== undefined) {
+      const problem = workerReadableBy(o.workerUid, o.workerGid ?? o.workerUid);
+      if (problem) throw new KeynodeError('ERR_UNAVAILABLE', `workers cannot run as uid ${o.workerUid}: ${problem} (install keynode where that user can read it)`);
+    }
     const launch: WorkerLaunch = {
       maxFrameBytes: o.maxBodyBytes + 64 * 1024,
       marker: `--keynode-data=${o.data}`,

@@ -4,7 +4,7 @@
  * length-prefixed MessagePack frames over stdio. Everything it sends is checked as untrusted input; a
  * frame that breaks the protocol kills it.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,27 @@ function packageDirs(name: string): string[] {
 
 // The worker may read its own code, the protocol it shares with us, and its two libraries. Nothing else.
 const READABLE = [dirname(WORKER_MAIN), `${DIST}/protocol`, ...packageDirs('ses'), ...packageDirs('@msgpack/msgpack')];
+
+/**
+ * Whether a worker running as uid/gid could read its code: every directory on the way must be searchable and
+ * the files readable by that user. Checked at start so a bad setup fails with a clear message, not with
+ * workers that die at birth.
+ */
+export function workerReadableBy(uid: number, gid: number): string | undefined {
+  const can = (path: string, bits: number): boolean => {
+    const st = statSync(path);
+    const mode = st.uid === uid ? st.mode >> 6 : st.gid === gid ? st.mode >> 3 : st.mode;
+    return uid === 0 || (mode & bits) === bits;
+  };
+  for (const target of [WORKER_MAIN, process.execPath, ...READABLE]) {
+    for (let dir = dirname(target); ; dir = dirname(dir)) {
+      if (!can(dir, 0o1)) return `${dir} is not searchable by uid ${uid}`;
+      if (dirname(dir) === dir) break;
+    }
+    if (!can(target, 0o4)) return `${target} is not readable by uid ${uid}`;
+  }
+  return undefined;
+}
 const STDERR_TAIL = 8 * 1024;
 
 /** The page size, from this process's own RSS in pages (statm) and in kB (status); 4096 if unreadable. */
