@@ -92,13 +92,15 @@ describe('load and faults', () => {
     const { client, url, container } = await startContainer({ poolSize: 4 });
     const nodes = await client.spawnMany(10, { lifetime: Lifetime.root(), acl: ['public'] });
     const clients = await Promise.all(Array.from({ length: 40 }, () => connect(url, { identity: Identity.generate(), connections: 1 })));
+    const KILLS = 8;
     let kills = 0;
+    let done = false;
+    // Kills a worker that is serving (not one still starting), waits for the load to go on, and repeats.
     const killer = async () => {
-      const stopAt = Date.now() + LOAD_MS - 500;
-      let i = 0;
-      while (Date.now() < stopAt) {
-        const awake = [...container.supervisor.nodes()].filter((n) => n.worker?.pid && (n.status === 'active' || n.status === 'idle'));
-        const victim = awake[i++ % Math.max(1, awake.length)];
+      const giveUpAt = Date.now() + 60_000;
+      for (let i = 0; kills < KILLS && Date.now() < giveUpAt; i++) {
+        const serving = [...container.supervisor.nodes()].filter((n) => n.worker?.pid && n.status === 'active');
+        const victim = serving[i % Math.max(1, serving.length)];
         if (victim?.worker?.pid) {
           try {
             process.kill(victim.worker.pid, 'SIGKILL');
@@ -107,13 +109,13 @@ describe('load and faults', () => {
             // exited already
           }
         }
-        // Let the node wake and take some load before the next kill.
-        await new Promise((r) => setTimeout(r, 150));
+        await new Promise((r) => setTimeout(r, 100));
       }
+      done = true;
     };
     try {
-      const outcome = await storm(clients, nodes, LOAD_MS, killer);
-      expect(kills).toBeGreaterThan(5);
+      const outcome = await storm(clients, nodes, 120_000, killer, undefined, () => done);
+      expect(kills).toBe(KILLS);
       // The only failures are the evals the kills took down.
       expect([...outcome.codes.keys()].every((c) => c === 'ERR_WORKER_CRASHED')).toBe(true);
       expect(outcome.codes.get('ERR_WORKER_CRASHED') ?? 0).toBeGreaterThan(0);
