@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { connect, Lifetime, type Client, type KeynodeError } from 'keynode';
-import { startContainer } from '../helpers/containers.js';
+import { startContainer, startContainerProcess, tempDir } from '../helpers/containers.js';
 
 /** Abusive bodies, each with the codes it may end in. Every one must end, and harm nobody else. */
 const abuse: [name: string, fn: string, codes: string[]][] = [
@@ -92,9 +92,11 @@ describe('resource abuse', () => {
   });
 
   it('10,000 evals queued on one node: each answers or is refused with ERR_OVERLOADED; other nodes stay responsive', async () => {
-    // A queue of 256: the rest of the flood is refused before any signature is checked, which is what keeps a
-    // container responsive when one node is flooded.
-    const { client, url, operator } = await startContainer({ maxQueue: 256 });
+    // The container in its own process, as deployed: the flood's signing happens here, not on its event loop.
+    // A queue of 256: the rest of the flood is refused before any signature is checked.
+    const proc = await startContainerProcess(await tempDir(), [], { KEYNODE_MAX_QUEUE: '256' });
+    const { url, operator } = proc;
+    const client = await connect(url, { identity: operator });
     const busy = await client.spawn({ lifetime: Lifetime.root() });
     // The default timeout: "within its normal timeout" is what a client of the healthy node expects anyway.
     const healthy = await client.spawn({ lifetime: Lifetime.root(), sandbox: { timeoutMs: 5000 } });
@@ -121,5 +123,7 @@ describe('resource abuse', () => {
     expect([...codes.keys()].every((c) => c === 'ok' || c === 'ERR_OVERLOADED')).toBe(true);
     expect([...codes.values()].reduce((a, b) => a + b, 0)).toBe(10_000);
     expect(await client.at(busy, () => 'still fine')).toBe('still fine');
+    await client.close();
+    await proc.stop();
   }, 120_000);
 });

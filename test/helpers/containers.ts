@@ -62,8 +62,9 @@ export interface ContainerProcess {
 }
 
 /** A container as its own process (`keynode start`), for crash tests. Resolves once it is listening. */
-export async function startContainerProcess(data: string, flags: string[] = []): Promise<ContainerProcess> {
+export async function startContainerProcess(data: string, flags: string[] = [], env: Record<string, string> = {}): Promise<ContainerProcess> {
   const child = execa(process.execPath, [CLI, 'start', '--port', '0', '--data', data, '--log-level', 'info', ...flags], {
+    env,
     buffer: false,
     reject: false,
     cleanup: true,
