@@ -1,13 +1,7 @@
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { Identity } from 'keynode';
-import { tempDir } from '../helpers/containers.js';
+import { itFailsWithoutAContainer, runExample } from '../helpers/examples.js';
 
-const RUN = fileURLToPath(new URL('../../dist/examples/run.js', import.meta.url));
-const example = (env: Record<string, string>) =>
-  execa(process.execPath, [RUN, 'checker'], { reject: false, timeout: 120_000, env: { ...process.env, ...env } });
+const example = () => runExample('checker');
 
 /** The lines of one round, from its `round N:` header up to the next header. */
 function round(lines: string[], n: number): string[] {
@@ -19,7 +13,7 @@ function round(lines: string[], n: number): string[] {
 
 describe('example: checker', () => {
   it('runs checks with exactly three capabilities on a schedule; green/red per round; alarms drained by another program', async () => {
-    const { exitCode, stdout, stderr } = await example({ KEYNODE_URL: '' });
+    const { exitCode, stdout, stderr } = await example();
     expect(exitCode, `${stdout}\n${stderr}`).toBe(0);
     const lines = stdout.trim().split('\n');
     expect(lines.at(-1)).toBe('ok: checker');
@@ -56,13 +50,5 @@ describe('example: checker', () => {
     );
   });
 
-  it('exits non-zero when the container it is pointed at does not exist', async () => {
-    const dir = await tempDir();
-    const key = join(dir, 'me.key');
-    await Identity.generate().save(key);
-    const { exitCode, stdout, stderr } = await example({ KEYNODE_URL: 'http://127.0.0.1:1', KEYNODE_IDENTITY: key });
-    expect(exitCode).not.toBe(0);
-    expect(`${stdout}\n${stderr}`).toContain('ERR_UNAVAILABLE');
-    expect(stdout).not.toContain('ok: checker');
-  });
+  itFailsWithoutAContainer('checker');
 });

@@ -1,17 +1,11 @@
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { Identity } from 'keynode';
-import { tempDir } from '../helpers/containers.js';
+import { itFailsWithoutAContainer, runExample } from '../helpers/examples.js';
 
-const RUN = fileURLToPath(new URL('../../dist/examples/run.js', import.meta.url));
-const example = (env: Record<string, string>) =>
-  execa(process.execPath, [RUN, 'functions'], { reject: false, timeout: 120_000, env: { ...process.env, ...env } });
+const example = () => runExample('functions');
 
 describe('example: functions', () => {
   it('uploads functions by content hash, executes them by ID, shows their logs, isolates tenants and keeps uploads across a restart', async () => {
-    const { exitCode, stdout, stderr } = await example({ KEYNODE_URL: '' });
+    const { exitCode, stdout, stderr } = await example();
     expect(exitCode, `${stdout}\n${stderr}`).toBe(0);
     const lines = stdout.trim().split('\n');
     expect(lines.at(-1)).toBe('ok: functions');
@@ -36,13 +30,5 @@ describe('example: functions', () => {
     expect(lines).toContain(`logs of ${short} after the restart: ["counted 4 words","counted 5 words"]`);
   });
 
-  it('exits non-zero when the container it is pointed at does not exist', async () => {
-    const dir = await tempDir();
-    const key = join(dir, 'me.key');
-    await Identity.generate().save(key);
-    const { exitCode, stdout, stderr } = await example({ KEYNODE_URL: 'http://127.0.0.1:1', KEYNODE_IDENTITY: key });
-    expect(exitCode).not.toBe(0);
-    expect(`${stdout}\n${stderr}`).toContain('ERR_UNAVAILABLE');
-    expect(stdout).not.toContain('ok: functions');
-  });
+  itFailsWithoutAContainer('functions');
 });

@@ -1,17 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { Identity } from 'keynode';
+import { itFailsWithoutAContainer, runExample } from '../helpers/examples.js';
 
-const RUN = fileURLToPath(new URL('../../dist/examples/run.js', import.meta.url));
-const example = (env: Record<string, string>) => execa(process.execPath, [RUN, 'sharing'], { reject: false, timeout: 120_000, env: { ...process.env, KEYNODE_URL: '', ...env } });
+const example = () => runExample('sharing');
 
 describe('example: sharing (seed 003)', () => {
   it('shares an address through a one-capability node and takes a typed movie list through a write-only one, across two containers', async () => {
-    const { exitCode, stdout, stderr } = await example({});
+    const { exitCode, stdout, stderr } = await example();
     expect(exitCode, `${stdout}\n${stderr}`).toBe(0);
     const lines = stdout.split('\n');
     expect(lines.at(-1)).toBe('ok: sharing');
@@ -42,17 +36,5 @@ describe('example: sharing (seed 003)', () => {
     expect(lines).toContain('movies per decade: 1960s: 1, 1970s: 2, 1980s: 1, 1990s: 1, 2010s: 1');
   });
 
-  it('exits non-zero when the container does not exist', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'keynode-example-test-'));
-    try {
-      const keyFile = join(dir, 'me.key');
-      await Identity.generate().save(keyFile);
-      const { exitCode, stdout, stderr } = await example({ KEYNODE_URL: 'http://127.0.0.1:1', KEYNODE_IDENTITY: keyFile });
-      expect(exitCode).not.toBe(0);
-      expect(`${stdout}\n${stderr}`).toContain('ERR_UNAVAILABLE');
-      expect(stdout).not.toContain('ok: sharing');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  itFailsWithoutAContainer('sharing');
 });

@@ -1,17 +1,11 @@
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { Identity } from 'keynode';
-import { tempDir } from '../helpers/containers.js';
+import { itFailsWithoutAContainer, runExample } from '../helpers/examples.js';
 
-const RUN = fileURLToPath(new URL('../../dist/examples/run.js', import.meta.url));
-const example = (env: Record<string, string>) =>
-  execa(process.execPath, [RUN, 'trading'], { reject: false, timeout: 120_000, env: { ...process.env, ...env } });
+const example = () => runExample('trading');
 
 describe('example: trading', () => {
   it('runs every strategy in its own node; the hostile one fails alone, with a clear code, on every tick', async () => {
-    const { exitCode, stdout, stderr } = await example({ KEYNODE_URL: '' });
+    const { exitCode, stdout, stderr } = await example();
     expect(exitCode, `${stdout}\n${stderr}`).toBe(0);
     const lines = stdout.trim().split('\n');
     expect(lines.at(-1)).toBe('ok: trading');
@@ -34,13 +28,5 @@ describe('example: trading', () => {
     expect(lines).toContain('every hostile attempt failed alone; alice and bob answered on every tick');
   });
 
-  it('exits non-zero when the container it is pointed at does not exist', async () => {
-    const dir = await tempDir();
-    const key = join(dir, 'me.key');
-    await Identity.generate().save(key);
-    const { exitCode, stdout, stderr } = await example({ KEYNODE_URL: 'http://127.0.0.1:1', KEYNODE_IDENTITY: key });
-    expect(exitCode).not.toBe(0);
-    expect(`${stdout}\n${stderr}`).toContain('ERR_UNAVAILABLE');
-    expect(stdout).not.toContain('ok: trading');
-  });
+  itFailsWithoutAContainer('trading');
 });
