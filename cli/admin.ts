@@ -3,7 +3,7 @@
  * Admin commands against a running container, signed with the operator identity (or any identity: the
  * container decides what each may do).
  */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { connect, Identity, isKeynodeError, type Client, type NodeInfo } from '../index.js';
 
 interface ConnFlags {
@@ -24,7 +24,12 @@ async function withClient<T>(flags: ConnFlags, f: (client: Client) => Promise<T>
     await f(client);
   } catch (e) {
     process.stderr.write(`keynode: ${isKeynodeError(e) ? `${e.code}: ${e.message}` : (e as Error).message}\n`);
-    process.exitCode = isKeynodeError(e) && (e.code === 'ERR_NODE_NOT_FOUND' || e.code === 'ERR_NODE_DESTROYED') ? 3 : isKeynodeError(e) && e.code === 'ERR_ACCESS_DENIED' ? 4 : 1;
+    const code = isKeynodeError(e) ? e.code : undefined;
+    process.exitCode =
+      code === 'ERR_NODE_NOT_FOUND' || code === 'ERR_NODE_DESTROYED' ? 3
+      : code === 'ERR_ACCESS_DENIED' ? 4
+      : code === 'ERR_BAD_NODE_ID' || code === 'ERR_BAD_URL' || code === 'ERR_BAD_POLICY' ? 2
+      : 1;
   } finally {
     await client?.close();
   }
@@ -42,6 +47,14 @@ function table(rows: string[][]): string {
 }
 
 const out = (s: string) => process.stdout.write(s);
+
+function count(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a non-negative integer`);
+    return n;
+  };
+}
 
 export function adminCommands(program: Command): void {
   connection(program.command('ls').description('List nodes: id, status, pid, uptime, lifetime, memory, last activity, parent.'))
@@ -91,9 +104,9 @@ export function adminCommands(program: Command): void {
   );
 
   connection(program.command('grant').argument('<principal>', 'principal ID').description('Grant a principal a budget to spawn top-level nodes.'))
-    .requiredOption('--nodes <n>', 'max nodes', Number)
-    .requiredOption('--awake <n>', 'max awake at once', Number)
-    .requiredOption('--memory <mb>', 'max memory of awake nodes (MB)', Number)
+    .requiredOption('--nodes <n>', 'max nodes', count('--nodes'))
+    .requiredOption('--awake <n>', 'max awake at once', count('--awake'))
+    .requiredOption('--memory <mb>', 'max memory of awake nodes (MB)', count('--memory'))
     .action((principal: string, flags: ConnFlags & { nodes: number; awake: number; memory: number }) =>
       withClient(flags, async (client) => {
         out(`${JSON.stringify(await client.request('grant', { principal, budget: { maxNodes: flags.nodes, maxAwake: flags.awake, memoryMB: flags.memory } }), null, 2)}\n`);

@@ -103,6 +103,9 @@ export class Client {
 
   /** Spawns `count` nodes with the same policies in one message (up to 10,000). */
   async spawnMany(count: number, options: SpawnOptions, call?: CallOptions): Promise<NodeHandle[]> {
+    if (typeof options !== 'object' || options === null || typeof options.lifetime?.kind !== 'string') {
+      throw new KeynodeError('ERR_BAD_POLICY', 'spawn options need a `lifetime`: Lifetime.root(), .linked(), .ephemeral(), .resetting(s) or .leased(s, check)');
+    }
     const keys = clientKeys(options, count);
     const body = { ...spawnBody(options), count, ...(keys ? { keys } : {}) } as Bodies['spawn'];
     const value = (await this.#send(this.url, 'spawn', this.containerId, body, this.here, call)) as { nodes: { url: string; secretKey: Uint8Array }[] };
@@ -112,7 +115,7 @@ export class Client {
   }
 
   /** Operator only: gives a principal a budget to spawn top-level nodes with (replacing an earlier grant). */
-  async grant(principal: string | { id: string }, budget: Partial<BudgetSpec>, options?: CallOptions): Promise<BudgetReport> {
+  async grant(principal: string | { id: string }, budget: BudgetSpec, options?: CallOptions): Promise<BudgetReport> {
     const id = typeof principal === 'string' ? principal : principal.id;
     return (await this.request('grant', { principal: id, budget }, options)) as BudgetReport;
   }
@@ -178,6 +181,11 @@ export class Client {
     const { id, url } = this.#target(node);
     const signer = (node instanceof NodeHandle && node.identity()) || this.here;
     await this.#send(url, 'destroy', id, {}, signer, options);
+  }
+
+  /** Operator only: destroys any node, without its key (its Linked and Ephemeral children go with it). */
+  async forceDestroy(node: NodeLike, options?: CallOptions): Promise<void> {
+    await this.request('forceDestroy', { node: this.#target(node).id }, options);
   }
 
   /** Status and policies of a node (for its ancestors and the operator). */

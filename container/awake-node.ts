@@ -59,6 +59,8 @@ export class AwakeNode {
   chain: string[] = [];
   /** Set by ctx.destroySelf(): the eval's writes are dropped and the node is destroyed once it returns. */
   selfDestruct = false;
+  /** Called when the eval in flight has its outcome (graceful shutdown waits on this). */
+  readonly settled: (() => void)[] = [];
   #nextEval = 1;
 
   constructor(rec: NodeRecord) {

@@ -113,7 +113,11 @@ export class Budgets {
   /** Operator only: gives `principal` a budget carved from the capacity (replacing any earlier grant). */
   async grant(principal: NodeId, asked: Partial<BudgetSpec>): Promise<BudgetReport> {
     if (principal === this.#operator) throw new KeynodeError('ERR_BAD_POLICY', 'the operator already holds the whole capacity');
-    const limits: BudgetSpec = { maxNodes: asked.maxNodes ?? 0, maxAwake: asked.maxAwake ?? 0, memoryMB: asked.memoryMB ?? 0 };
+    if (asked.maxNodes === undefined || asked.maxAwake === undefined || asked.memoryMB === undefined) {
+      // A grant with maxAwake 0 would let a principal spawn nodes that can never wake: say all three.
+      throw new KeynodeError('ERR_BAD_POLICY', 'a grant names all of maxNodes, maxAwake and memoryMB');
+    }
+    const limits: BudgetSpec = { maxNodes: asked.maxNodes, maxAwake: asked.maxAwake, memoryMB: asked.memoryMB };
     if (limits.maxAwake > this.#capacity.maxAwake || limits.memoryMB > this.#capacity.memoryMB) {
       throw exhausted(`a grant may not exceed the container's capacity (maxAwake ${this.#capacity.maxAwake}, memoryMB ${this.#capacity.memoryMB})`);
     }

@@ -18,6 +18,11 @@ function nodeField(v: unknown, name: string): NodeId {
   return v;
 }
 
+function principalField(v: unknown): NodeId {
+  if (!isNodeId(v)) bad('`principal` must be a principal ID (52 lowercase base32 characters, as Identity.id)');
+  return v;
+}
+
 function optionalInt(v: unknown, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(`\`${name}\` must be an integer from ${min} to ${max}`);
@@ -73,10 +78,10 @@ export class Operations {
       case 'grant': {
         this.#operatorOnly(env.from);
         const body = env.body as Bodies['grant'];
-        return this.#rt.budgets.grant(nodeField(body.principal, 'principal'), checkBudget(body.budget));
+        return this.#rt.budgets.grant(principalField(body.principal), checkBudget(body.budget));
       }
       case 'budget': {
-        const principal = (env.body as Bodies['budget']).principal === undefined ? env.from : nodeField((env.body as Bodies['budget']).principal, 'principal');
+        const principal = (env.body as Bodies['budget']).principal === undefined ? env.from : principalField((env.body as Bodies['budget']).principal);
         if (principal !== env.from) this.#operatorOnly(env.from);
         return this.#rt.budgets.report(principal);
       }

@@ -225,6 +225,7 @@ export class Supervisor {
     if (!msg.ok) {
       node.status = 'idle';
       running.job.reject(KeynodeError.fromWire(msg.error));
+      for (const settled of node.settled.splice(0)) settled();
       return this.#pump(node);
     }
     node.status = 'committing';
@@ -235,6 +236,7 @@ export class Supervisor {
       running.job.reject(e instanceof KeynodeError ? e : new KeynodeError('ERR_INTERNAL', `commit failed: ${(e as Error).message}`));
     }
     if (node.status === 'committing') node.status = 'idle';
+    for (const settled of node.settled.splice(0)) settled();
     if (!node.worker && !node.queue.length) return this.#forget(node, 'crash'); // it died while we committed
     this.#pump(node);
   }
@@ -333,7 +335,8 @@ export class Supervisor {
       nodes.map(async (node) => {
         const worker = node.worker;
         if (!worker) return;
-        if (node.running) await Promise.race([worker.exited, new Promise((r) => setTimeout(r, node.rec.sandbox.timeoutMs + 100).unref())]);
+        // An eval in flight finishes (or meets its own timeout, which kills the worker) before the node sleeps.
+        if (node.running || node.status === 'committing') await Promise.race([worker.exited, new Promise<void>((r) => node.settled.push(r))]);
         await worker.stop(1000);
       }),
     );

@@ -60,6 +60,15 @@ function readString(o: object, key: string, max: number): string | undefined {
   }
 }
 
+/** Stack lines of the user's own code only: frames in keynode's or SES's files would show host paths. */
+function userStack(stack: string | undefined): string | undefined {
+  return stack
+    ?.split('\n')
+    .filter((line) => !/^\s+at /.test(line) || /<anonymous>|eval at/.test(line))
+    .map((line) => line.replace(/\(?(?:file:\/\/)?\/[^\s)]*\)?/g, '(keynode)'))
+    .join('\n');
+}
+
 /** Whatever the user threw, reduced to data without trusting its getters to behave. */
 function toWire(e: unknown): WireError {
   if (isGenuine(e)) return e.toWire();
@@ -67,7 +76,7 @@ function toWire(e: unknown): WireError {
   if ((typeof e === 'object' && e !== null) || typeof e === 'function') {
     remote = { name: readString(e, 'name', 200) ?? 'Error', message: readString(e, 'message', 4096) ?? '' };
     const code = readString(e, 'code', 200);
-    const stack = readString(e, 'stack', 16 * 1024);
+    const stack = userStack(readString(e, 'stack', 16 * 1024));
     if (code !== undefined) remote.code = code;
     if (stack !== undefined) remote.stack = stack;
   } else {

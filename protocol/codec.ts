@@ -58,7 +58,37 @@ export function makeExtensionCodec(makeRef: (url: string) => unknown = (url) => 
       return makeRef(url);
     },
   });
+  // Registered last, it sees every object no other extension took: plain data passes (null: encode it as
+  // usual); anything MessagePack would silently reshape (a Map as {}, a class instance as its fields, a
+  // forgotten Promise as {}) is refused instead.
+  codec.register({
+    type: REFUSED_EXT,
+    encode: (v: unknown) => {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return null;
+      const proto = Object.getPrototypeOf(v);
+      if (proto === Object.prototype || proto === null) return null;
+      throw new KeynodeError('ERR_RESULT', `${describeObject(v)} cannot be sent as MessagePack: send plain objects, arrays, strings, numbers, booleans, null, Uint8Array, Date or node references`);
+    },
+    decode: () => {
+      throw new KeynodeError('ERR_BAD_MESSAGE', 'extension type 127 is never sent');
+    },
+  });
   return codec;
+}
+
+const REFUSED_EXT = 127;
+
+function describeObject(v: object): string {
+  if (v instanceof Promise) return 'a Promise (did you forget an await?)';
+  if (v instanceof Map) return 'a Map';
+  if (v instanceof Set) return 'a Set';
+  let name: unknown;
+  try {
+    name = (Object.getPrototypeOf(v) as { constructor?: { name?: unknown } })?.constructor?.name;
+  } catch {
+    name = undefined;
+  }
+  return typeof name === 'string' && name ? `an instance of ${name.slice(0, 64)}` : 'an object with a prototype';
 }
 
 const extensionCodec = makeExtensionCodec();
@@ -66,11 +96,18 @@ const extensionCodec = makeExtensionCodec();
 const encoder = new Encoder({ extensionCodec, ignoreUndefined: true });
 const decoder = new Decoder({ extensionCodec });
 
+/** The encoder's own messages, made readable. */
+function explain(cause: unknown): string {
+  const m = (cause as Error)?.message ?? String(cause);
+  return /Too deep objects/.test(m) ? 'it nests more than 100 levels deep, or is cyclic' : m;
+}
+
 export function encode(value: unknown): Uint8Array {
   try {
     return encoder.encode(value);
   } catch (cause) {
-    throw new KeynodeError('ERR_RESULT', `value cannot be sent as MessagePack: ${(cause as Error).message}`, { cause });
+    if (cause instanceof KeynodeError) throw cause;
+    throw new KeynodeError('ERR_RESULT', `value cannot be sent as MessagePack: ${explain(cause)}`, { cause });
   }
 }
 
@@ -98,7 +135,8 @@ export function makeCodec(makeRef: (url: string) => unknown): { encode: (v: unkn
       try {
         bytes = enc.encode(v);
       } catch (cause) {
-        throw new KeynodeError('ERR_RESULT', `value cannot be sent as MessagePack: ${(cause as Error).message}`);
+        if (cause instanceof KeynodeError) throw cause;
+        throw new KeynodeError('ERR_RESULT', `value cannot be sent as MessagePack: ${explain(cause)}`);
       }
       if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes(PROTO_KEY)) {
         try {

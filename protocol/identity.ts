@@ -43,7 +43,8 @@ export class Identity {
 
   static async load(path: string): Promise<Identity> {
     const info = await stat(path).catch((cause: unknown) => {
-      throw new KeynodeError('ERR_BAD_MESSAGE', `cannot read identity file ${path}: ${(cause as Error).message}`, { cause });
+      const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+      throw new KeynodeError(missing ? 'ERR_NOT_FOUND' : 'ERR_ACCESS_DENIED', `cannot read identity file ${path}: ${(cause as Error).message}`, { cause });
     });
     if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
       throw new KeynodeError('ERR_ACCESS_DENIED', `identity file ${path} is readable by others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${path}`);

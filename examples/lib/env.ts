@@ -32,14 +32,14 @@ export interface Env {
 export async function environment(count = 1): Promise<Env> {
   const external = process.env.KEYNODE_URL;
   if (external) {
-    const identityFile = process.env.KEYNODE_IDENTITY;
-    if (!identityFile) throw new Error('KEYNODE_URL is set but KEYNODE_IDENTITY (a key file allowed to spawn there) is not');
-    const identity = await Identity.load(identityFile);
+    // As the CLI does: the operator key of a container started here, unless told otherwise.
+    const first = process.env.KEYNODE_IDENTITY ?? './.keynode/operator.key';
     const urls = [external, process.env.KEYNODE_URL_2 ?? external];
+    const keys = [first, process.env.KEYNODE_IDENTITY_2 ?? first];
     const sites: Site[] = [];
     for (let i = 0; i < count; i++) {
       const url = urls[Math.min(i, 1)]!;
-      sites.push({ url, client: await connect(url, { identity }) });
+      sites.push({ url, client: await connect(url, { identity: await Identity.load(keys[Math.min(i, 1)]!) }) });
     }
     return { sites, own: false, close: async () => void (await Promise.all(sites.map((s) => s.client.close()))) };
   }
