@@ -57,8 +57,12 @@ export class AwakeNode {
   lifeWrittenAt = 0;
   /** The budget holders this wake was counted against. */
   chain: string[] = [];
-  /** Set by ctx.destroySelf(): the eval's writes are dropped and the node is destroyed once it returns. */
-  selfDestruct = false;
+  /** Set by ctx.destroySelf() to that eval's ID: if the eval returns, its writes are dropped and the node ends. */
+  selfDestruct: number | undefined;
+  /** ctx requests of the running eval not answered yet. */
+  requests = 0;
+  /** Bytes of the evals in `queue`. */
+  queuedBytes = 0;
   /** Called when the eval in flight has its outcome (graceful shutdown waits on this). */
   readonly settled: (() => void)[] = [];
   #nextEval = 1;

@@ -93,21 +93,25 @@ export class Budgets {
   }
 
   /**
-   * Returns a destroyed node's share to the nearest holder that still exists (its parent, unless that is
+   * Where a destroyed node's share returns: the nearest holder that still exists (its parent, unless that is
    * gone too). Shares of the node's own surviving (non-Linked) children stay charged there.
    */
-  async release(rec: NodeRecord, txn: Txn): Promise<void> {
+  async creditHolder(rec: NodeRecord): Promise<NodeId | undefined> {
+    for (const holder of [rec.parent, ...[...rec.ancestors].reverse()]) {
+      if (holder === this.#operator || (await this.#node(holder)) || (await this.#holder(holder)).limits) return holder;
+    }
+    return undefined;
+  }
+
+  /** Adds the release to `txn`; call inside `locked(holder)` with `holder` from `creditHolder(rec)`. */
+  async release(rec: NodeRecord, holder: NodeId | undefined, txn: Txn): Promise<void> {
     const own = await this.#holder(rec.id);
     txn.del('b', rec.id);
+    if (holder === undefined) return;
     const share = 1 + rec.budget.maxNodes - own.usedNodes;
-    const chain = [rec.parent, ...[...rec.ancestors].reverse()];
-    for (const holder of chain) {
-      if (holder !== this.#operator && !(await this.#node(holder)) && !(await this.#holder(holder)).limits) continue;
-      const record = await this.#holder(holder);
-      record.usedNodes = Math.max(0, record.usedNodes - share);
-      txn.put('b', holder, encode(record));
-      return;
-    }
+    const record = await this.#holder(holder);
+    record.usedNodes = Math.max(0, record.usedNodes - share);
+    txn.put('b', holder, encode(record));
   }
 
   /** Operator only: gives `principal` a budget carved from the capacity (replacing any earlier grant). */

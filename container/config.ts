@@ -33,6 +33,12 @@ export interface ContainerOptions {
   skewMs: number;
   /** Evals that may wait for one node before more are refused with ERR_OVERLOADED. */
   maxQueue: number;
+  /** Bytes of evals that may wait for one node. */
+  maxQueueBytes: number;
+  /** Bytes of request bodies the container holds at once, across all connections, before it refuses more. */
+  maxInflightBytes: number;
+  /** Open connections at most. */
+  maxConnections: number;
   /** Pre-started blank workers kept ready for wakes at the default memory size. */
   poolSize: number;
   /** Log lines kept per node. */
@@ -77,6 +83,9 @@ export const DEFAULTS: ContainerOptions = {
   skewMs: 30_000,
   poolSize: 2,
   maxQueue: 1024,
+  maxQueueBytes: 64 * 1024 * 1024,
+  maxInflightBytes: 256 * 1024 * 1024,
+  maxConnections: 10_000,
   logLines: 1000,
   fsync: false,
   holdGraceMs: 30_000,
@@ -91,7 +100,7 @@ export const DEFAULTS: ContainerOptions = {
 
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
-  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolSize', 'maxQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
+  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolSize', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
 ];
 
 function envName(key: string): string {

@@ -164,7 +164,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     const requests = new NodeRequests(runtime, spawner, lifetimes);
     const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0));
     this.#supervisor = new Supervisor(
-      { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, launch },
+      { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxQueueBytes: o.maxQueueBytes, launch },
       this.#pool,
       {
         beforeWake: async (node) => {
@@ -184,6 +184,7 @@ export class Container extends EventEmitter<ContainerEvents> {
           this.emit('sleep', node.id, why);
           if (why === 'destroyed') return;
           void this.#logbook.settle(node.id).catch((err) => this.logger.warn({ err }, 'log trim failed'));
+          void lifetimes.onSleep(node).catch((err) => this.logger.warn({ err }, 'recording last activity failed'));
           if (why !== 'shutdown') void lifetimes.collectChildren(node.id).catch((err) => this.logger.warn({ err }, 'ephemeral collection failed'));
         },
         publicUrl: (id) => runtime.urlOf(id),
@@ -199,6 +200,7 @@ export class Container extends EventEmitter<ContainerEvents> {
         metrics,
         logger: this.logger,
         maxBodyBytes: o.maxBodyBytes,
+        maxInflightBytes: o.maxInflightBytes,
         info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs }),
         ready: () => this.#status === 'open',
         overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
@@ -225,8 +227,8 @@ export class Container extends EventEmitter<ContainerEvents> {
   async #teardown(): Promise<void> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
-    this.#lifetimes?.close();
-    await this.#supervisor?.close();
+    // Lifetime handlers may be waiting on evals: both stop before the store closes.
+    await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
     await this.#pool?.close();
     await this.#logbook?.close();
     this.#server?.closeAllConnections();

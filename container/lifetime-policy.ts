@@ -9,7 +9,7 @@
  *   retry with backoff and destroy after `leaseFailures` in a row.
  */
 import { decode, encode, KeynodeError, LEASE_GRANT, type NodeId } from '../protocol/index.js';
-import type { NodeRecord, Txn } from '../store/index.js';
+import { nodeRange, type NodeRecord, type Txn } from '../store/index.js';
 import { DeadlineSchedule, type Deadline } from '../lifetimes/index.js';
 import type { AwakeNode } from './awake-node.js';
 import type { Runtime } from './runtime.js';
@@ -52,9 +52,9 @@ export class LifetimePolicy {
     void this.#sweepStaleEphemerals().catch((e) => this.#onError(e, 'sweeping ephemeral nodes of an earlier boot'));
   }
 
-  close(): void {
-    this.schedule.close();
+  async close(): Promise<void> {
     clearInterval(this.#holdTimer);
+    await this.schedule.close();
   }
 
   // --- spawn and eval --------------------------------------------------------------------------
@@ -76,6 +76,12 @@ export class LifetimePolicy {
     const lt = rec.lifetime;
     if (lt.kind === 'resetting' || lt.kind === 'leased') this.schedule.notify(now + lt.seconds * 1000);
     if (lt.kind === 'ephemeral' && !byNode) this.#holds.set(rec.id, { parent: rec.parent, until: now + this.#rt.options.holdGraceMs });
+  }
+
+  /** A node went to sleep: a Resetting node's last activity, perhaps not written yet, is. */
+  async onSleep(node: AwakeNode): Promise<void> {
+    if (node.rec.lifetime.kind !== 'resetting' || node.lifeWrittenAt >= node.lastActivity) return;
+    await this.#rt.store.txn().put('x', node.id, encode({ last: node.lastActivity } satisfies LifeState)).commit();
   }
 
   /** Called in every eval's commit: a Resetting node's clock restarts (written at most every tenth of its period). */
@@ -114,7 +120,7 @@ export class LifetimePolicy {
   /** After a node sleeps or crashes: its Ephemeral children whose IDs are not in its state are destroyed. */
   async collectChildren(parent: NodeId): Promise<void> {
     const kids: NodeId[] = [];
-    for await (const key of this.#rt.store.sub('e').keys({ gte: parent, lt: `${parent}\uffff` })) kids.push(key.slice(parent.length));
+    for await (const key of this.#rt.store.sub('e').keys(nodeRange(parent))) kids.push(key.slice(parent.length));
     if (!kids.length) return;
     const kept = new Set<NodeId>();
     for await (const value of this.#rt.store.stateValues(parent)) {
@@ -150,24 +156,36 @@ export class LifetimePolicy {
     if (rt.destroying.has(rec.id)) return;
     rt.destroying.add(rec.id);
     try {
+      // Spawns by this node that hold its budget lock finish first; later ones see it is being destroyed. Its
+      // process ends before its children are listed, so nothing it does can add one after the list is read.
+      await rt.budgets.locked(rec.id, async () => {});
+      await rt.supervisor.terminate(rec.id);
       // Children that end with this node end first, so a cascade never leaves one behind.
       for await (const child of rt.store.children(rec.id)) {
         const c = await rt.store.getNode(child);
         if (c && (c.lifetime.kind === 'linked' || c.lifetime.kind === 'ephemeral')) await this.#destroyRecord(c, `${c.lifetime.kind}: its parent ${rec.id} was destroyed`);
       }
-      await rt.supervisor.terminate(rec.id);
-      await rt.budgets.locked(rec.parent, async () => {
+      await this.#forgetLogs(rec.id);
+      const holder = await rt.budgets.creditHolder(rec);
+      const commit = async () => {
         const txn = rt.store.txn();
-        await rt.budgets.release(rec, txn);
+        await rt.budgets.release(rec, holder, txn);
         txn.del('x', rec.id).del('e', `${rec.parent}${rec.id}`);
         await rt.store.destroyNode(rec, reason, txn);
-      });
+      };
+      // Under the lock of the holder that gets the share back, so its own spawns never race the credit.
+      await (holder === undefined ? commit() : rt.budgets.locked(holder, commit));
       rt.ephemeralKeys.delete(rec.id);
       this.#holds.delete(rec.id);
       this.#events.destroyed(rec.id, reason);
     } finally {
       rt.destroying.delete(rec.id);
     }
+  }
+
+  /** Log lines still buffered for the node must not be written after its state is cleared. */
+  #forgetLogs(id: NodeId): Promise<void> {
+    return this.#rt.logs.forget(id);
   }
 
   #ignoreGone(e: unknown, id: NodeId): void {
@@ -228,9 +246,10 @@ export class LifetimePolicy {
     const rt = this.#rt;
     const lt = rec.lifetime as Extract<NodeRecord['lifetime'], { kind: 'leased' }>;
     const period = lt.seconds * 1000;
-    const signer = lt.check.as ? await rt.lookup(lt.check.as) : rec;
     let verdict: boolean | 'gone' | Error;
     try {
+      // The node whose capability the check was passed down from signs it; if that node is gone, so is the check.
+      const signer = lt.check.as ? await rt.lookup(lt.check.as) : rec;
       const bytes = await rt.callAs({
         from: signer,
         target: lt.check.node,

@@ -88,6 +88,15 @@ export class LogBook {
     await this.#store.trimLogs(id, this.#keep);
   }
 
+  /** The node was destroyed: its unwritten lines are dropped and nothing of it stays in memory. */
+  async forget(id: NodeId): Promise<void> {
+    this.#pending.delete(id);
+    await this.#flushing; // a batch already taken may still write this node's lines: let it finish first
+    this.#lastSeq.delete(id);
+    this.#sinceTrim.delete(id);
+    for (const wake of [...(this.#followers.get(id) ?? [])]) wake();
+  }
+
   /** Wakes every follower (shutdown). */
   close(): Promise<void> {
     for (const set of this.#followers.values()) for (const wake of [...set]) wake();

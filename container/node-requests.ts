@@ -73,7 +73,11 @@ export class NodeRequests {
         return null;
       }
       case 'destroySelf':
-        node.selfDestruct = true;
+        // The code runs with its sender's authority: only a sender who could destroy the node may end it.
+        if (running.job.from !== node.id && !node.rec.ancestors.includes(running.job.from)) {
+          throw new KeynodeError('ERR_ACCESS_DENIED', `ctx.destroySelf() needs an eval sent by an ancestor of node ${node.id}`);
+        }
+        node.selfDestruct = running.evalId;
         return null;
     }
   }
@@ -100,7 +104,8 @@ export class NodeRequests {
 
   /** Commits an eval's writes in one batch, with the lifetime bookkeeping the eval causes. */
   async commit(node: AwakeNode, writes: Write[]): Promise<void> {
-    if (node.selfDestruct) {
+    if (node.selfDestruct !== undefined) {
+      node.selfDestruct = undefined;
       // The eval's result still reaches its caller; the node ends right after, its writes discarded.
       queueMicrotask(() => void this.#rt.destroy(node.id, 'destroyed itself').catch(() => {}));
       return;

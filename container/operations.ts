@@ -68,7 +68,10 @@ export class Operations {
       case 'spawn': {
         const { count, keys, ...spec } = env.body as Bodies['spawn'];
         const n = optionalInt(count, 'count', 1, 10_000) ?? (Array.isArray(keys) ? keys.length : 1);
-        return { nodes: await this.#spawner.spawn(env.from, undefined, spec, n, keys) };
+        // Signed by a node here (a client holds its spawned nodes' keys): the node spawns, with every rule
+        // ctx.spawn obeys (its sandbox, its budget, narrowing) — never as a free-standing principal.
+        const asNode = await this.#rt.find(env.from);
+        return { nodes: await this.#spawner.spawn(env.from, asNode, spec, n, keys) };
       }
       case 'update': {
         const body = env.body as Bodies['update'];

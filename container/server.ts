@@ -15,6 +15,8 @@ import type { Operations } from './operations.js';
 import type { ReplayGuard } from './replay.js';
 
 export interface ServerDeps {
+  /** Bytes of bodies held at once across all requests. */
+  maxInflightBytes: number;
   operations: Operations;
   replay: ReplayGuard;
   metrics: Metrics;
@@ -39,8 +41,17 @@ function sendError(res: ServerResponse, err: KeynodeError): void {
   send(res, err.status, { ok: false, error: err.toWire() });
 }
 
-/** Reads the body, refusing early (by Content-Length) or as soon as it passes the limit. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Bytes of request bodies held right now, across all connections: bodies are read whole before their
+ * signature can be checked, so strangers must not be able to make the container hold unbounded amounts.
+ */
+class BodyBudget {
+  held = 0;
+  constructor(readonly max: number) {}
+}
+
+/** Reads the body, refusing early (by Content-Length) or as soon as it passes the limit or the budget. */
+function readBody(req: IncomingMessage, limit: number, budget: BodyBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
@@ -49,18 +60,33 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    const give = () => {
+      budget.held -= size;
+      size = 0;
+    };
+    const fail = (e: KeynodeError) => {
+      give();
+      reject(e);
+      req.removeAllListeners('data');
+      req.resume();
+    };
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
-        reject(new KeynodeError('ERR_TOO_LARGE', `request body exceeds the ${limit}-byte limit`));
-        req.removeAllListeners('data');
-        req.resume();
-        return;
-      }
+      budget.held += chunk.length;
+      if (size > limit) return fail(new KeynodeError('ERR_TOO_LARGE', `request body exceeds the ${limit}-byte limit`));
+      if (budget.held > budget.max) return fail(new KeynodeError('ERR_OVERLOADED', 'the container is holding too many request bodies; retry shortly'));
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', reject);
+    req.on('end', () => {
+      const body = Buffer.concat(chunks, size);
+      give();
+      resolve(body);
+    });
+    req.on('error', (e) => {
+      give();
+      reject(e);
+    });
+    req.on('close', give);
     req.on('aborted', () => reject(new KeynodeError('ERR_BAD_MESSAGE', 'request aborted')));
   });
 }
@@ -83,7 +109,7 @@ export interface HttpTimeouts {
 }
 
 /** The server, without its handler: it is attached once the listening port (and so node URLs) is known. */
-export function createHttpServer(timeouts: HttpTimeouts, maxBodyBytes: number): Server {
+export function createHttpServer(timeouts: HttpTimeouts & { maxConnections: number }, maxBodyBytes: number): Server {
   const server = createServer({
     requestTimeout: timeouts.requestTimeoutMs,
     headersTimeout: timeouts.headersTimeoutMs,
@@ -91,6 +117,7 @@ export function createHttpServer(timeouts: HttpTimeouts, maxBodyBytes: number): 
     // Node checks the two timeouts above on this interval; keep it a fraction of the shorter one.
     connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(Math.min(timeouts.requestTimeoutMs, timeouts.headersTimeoutMs) / 4))),
   });
+  server.maxConnections = timeouts.maxConnections;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
     const e = clientErrorReply(err);
@@ -113,12 +140,13 @@ export function createHttpServer(timeouts: HttpTimeouts, maxBodyBytes: number): 
 
 export function requestHandler(deps: ServerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { operations, replay, metrics, logger } = deps;
+  const bodies = new BodyBudget(deps.maxInflightBytes);
 
   async function handleMessage(req: IncomingMessage, res: ServerResponse, pathId: NodeId | undefined): Promise<void> {
     const started = performance.now();
     let type = 'unknown';
     try {
-      const bytes = await readBody(req, deps.maxBodyBytes);
+      const bytes = await readBody(req, deps.maxBodyBytes, bodies);
       // A flood at one node must not cost the container a signature check per message it will refuse anyway.
       if (pathId !== undefined && deps.overloaded(pathId)) throw new KeynodeError('ERR_OVERLOADED', `node ${pathId} has a full queue; retry later`);
       // Copy into a plain Uint8Array: decoded byte strings must not be views on a pooled Buffer.

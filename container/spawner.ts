@@ -42,6 +42,13 @@ export function checkNarrower(parent: NodeRecord, sandbox: SandboxSpec, lifetime
     const extra = sandbox.spawn.lifetimes.filter((l) => !allowed.includes(l));
     if (extra.length) throw sandboxDenied(`a child may not spawn lifetimes its parent may not: ${extra.join(', ')}`);
   }
+  // A lease check is a call the container makes for the child: it must stay where the parent may call.
+  if (lifetime?.kind === 'leased' && mine.contacts !== 'any') {
+    const target = nameToId(lifetime.check.node);
+    const own = new Set(mine.contacts.map(nameToId));
+    const asCap = Object.values(mine.capabilities).some((c) => nameToId(c.node) === target && c.fn === lifetime.check.fn);
+    if (target !== parent.id && !own.has(target) && !asCap) throw sandboxDenied(`a child's lease check may call only nodes its parent may contact; ${lifetime.check.node} is not one`);
+  }
   if (mine.contacts !== 'any') {
     if (sandbox.contacts === 'any') throw sandboxDenied("a child may not have contacts 'any' when its parent has a list");
     const own = new Set(mine.contacts.map(nameToId));
@@ -152,6 +159,12 @@ export class Spawner {
     const budgets = this.#rt.budgets;
     void budgets.locked(from, async () => {
       this.#waiting.delete(from); // later spawns form the next group
+      if (this.#rt.destroying.has(from)) {
+        // Its destroy lists its children after taking this lock: a child committed now would outlive it.
+        const gone = new KeynodeError('ERR_NODE_DESTROYED', `node ${from} is being destroyed and spawns nothing more`);
+        for (const s of group) s.reject(gone);
+        return;
+      }
       const limits = parent ? parent.budget : await budgets.limitsOf(from);
       const record = await budgets.holderRecord(from);
       const txn = this.#rt.store.txn();
@@ -229,6 +242,8 @@ export class Spawner {
       if (parentRec) checkNarrower(parentRec, next.sandbox);
     }
     if (body.acl !== undefined) next.acl = checkSpawnSpec({ lifetime: { kind: 'root' }, acl: body.acl }, this.#rt.limits).acl;
+    // Written only if the node still exists: an update must never bring back a node destroyed meanwhile.
+    if (this.#rt.destroying.has(id) || !(await this.#rt.store.getNode(id))) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
     await this.#rt.store.txn().put('n', id, encode(next)).commit();
     this.#rt.supervisor.refresh(next);
     return next;

@@ -33,8 +33,12 @@ export interface SupervisorOptions {
   rssOverheadMB: number;
   memoryPollMs: number;
   maxQueue: number;
+  /** Bytes of evals (source + arguments) that may wait for one node. */
+  maxQueueBytes: number;
   launch: WorkerLaunch;
 }
+
+const MAX_REQUESTS_IN_FLIGHT = 64;
 
 const EXIT_MESSAGES: Partial<Record<ErrorCode, string>> = {
   ERR_EVAL_TIMEOUT: 'the eval ran past its time limit (sandbox.timeoutMs); its worker was killed and the node is asleep',
@@ -83,9 +87,11 @@ export class Supervisor {
       node = new AwakeNode(rec);
       this.#awake.set(rec.id, node);
     }
-    if (node.queue.length >= this.#options.maxQueue) {
-      return job.reject(new KeynodeError('ERR_OVERLOADED', `node ${rec.id} has ${node.queue.length} evals waiting; retry later`));
+    const bytes = job.fn.length + job.args.length;
+    if (node.queue.length >= this.#options.maxQueue || node.queuedBytes + bytes > this.#options.maxQueueBytes) {
+      return job.reject(new KeynodeError('ERR_OVERLOADED', `node ${rec.id} has ${node.queue.length} evals (${node.queuedBytes} bytes) waiting; retry later`));
     }
+    node.queuedBytes += bytes;
     node.queue.push(job);
     this.#pump(node);
   }
@@ -139,6 +145,7 @@ export class Supervisor {
     }
     const job = node.queue.shift() as Job | undefined;
     if (!job) return;
+    node.queuedBytes -= job.fn.length + job.args.length;
     const remaining = job.deadline === undefined ? Infinity : job.deadline - Date.now();
     if (remaining <= 0) {
       job.reject(new KeynodeError('ERR_EVAL_TIMEOUT', 'the calling eval ran out of time before this one could start'));
@@ -204,10 +211,15 @@ export class Supervisor {
       case 'request': {
         const reply = (r: { ok: true; value: unknown } | { ok: false; error: WireError }) => worker.send({ type: 'reply', id: msg.id, ...r });
         if (node.running?.evalId !== msg.eval) return reply({ ok: false, error: { code: 'ERR_EVAL_ENDED', message: 'this eval has already returned' } });
+        // Each request's reply is held in memory until the worker reads it: a bounded number at a time.
+        if (node.requests >= MAX_REQUESTS_IN_FLIGHT) {
+          return reply({ ok: false, error: { code: 'ERR_OVERLOADED', message: `more than ${MAX_REQUESTS_IN_FLIGHT} ctx requests in flight in one eval; await some first` } });
+        }
+        node.requests++;
         this.#hooks.onRequest(node, msg.req).then(
           (value) => reply({ ok: true, value: value ?? null }),
           (e: unknown) => reply({ ok: false, error: (e instanceof KeynodeError ? e : new KeynodeError('ERR_INTERNAL', String(e))).toWire() }),
-        );
+        ).finally(() => node.requests--);
         return;
       }
       case 'result':
@@ -223,6 +235,7 @@ export class Supervisor {
     node.running = undefined;
     node.lastActivity = Date.now();
     if (!msg.ok) {
+      node.selfDestruct = undefined; // a failed eval's destroySelf is thrown away with its writes
       node.status = 'idle';
       running.job.reject(KeynodeError.fromWire(msg.error));
       for (const settled of node.settled.splice(0)) settled();
@@ -254,6 +267,7 @@ export class Supervisor {
     node.settling = undefined;
     this.#release(node);
     const running = node.running;
+    node.selfDestruct = undefined;
     if (running) {
       clearTimeout(running.timer);
       node.running = undefined;
@@ -262,6 +276,7 @@ export class Supervisor {
         // so the eval goes back to the head of the queue for the next process instead of failing.
         running.job.retried = true;
         node.queue.unshift(running.job);
+        node.queuedBytes += running.job.fn.length + running.job.args.length;
       } else {
         const code = exit.reason ?? 'ERR_WORKER_CRASHED';
         running.job.reject(new KeynodeError(code, EXIT_MESSAGES[code] ?? `the node's worker exited (${exit.signal ?? exit.code})`));
@@ -276,9 +291,10 @@ export class Supervisor {
   }
 
   #forget(node: AwakeNode, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'): void {
+    // First: a wake that finished its admission after the node was already forgotten still gives it back.
+    this.#release(node);
     if (this.#awake.get(node.id) !== node) return;
     this.#awake.delete(node.id);
-    this.#release(node);
     for (const job of node.queue.splice(0)) job.reject(new KeynodeError(node.destroyed ? 'ERR_NODE_DESTROYED' : 'ERR_UNAVAILABLE', node.destroyed ? EXIT_MESSAGES.ERR_NODE_DESTROYED! : 'the node could not be woken'));
     // An entry made only to run a task, or whose wake was refused, never held a process or a budget.
     if (node.wasAwake) this.#hooks.onAsleep(node, why);

@@ -107,10 +107,12 @@ export class WorkerProcess {
   #alive = true;
   /** An open /proc/<pid>/statm: re-reading an open file costs microseconds, opening it each poll does not. */
   #statm: number | undefined;
+  readonly #maxBuffered: number;
   readonly #statmBuf = Buffer.alloc(128);
 
   private constructor(options: WorkerStartOptions) {
     this.memoryMB = options.memoryMB;
+    this.#maxBuffered = Math.max(64 * 1024 * 1024, 2 * options.maxFrameBytes);
     const flags = [
       `--max-old-space-size=${options.memoryMB}`,
       '--experimental-permission',
@@ -194,6 +196,11 @@ export class WorkerProcess {
   send(msg: ToWorker): void {
     if (!this.#alive) return;
     this.#child.stdin!.write(encodeFrame(encode(msg)));
+    // A worker that does not read what we send makes us hold it: past a bound that is its memory, not ours.
+    if (this.#child.stdin!.writableLength > this.#maxBuffered) {
+      this.#stderr += `\n[keynode] the worker stopped reading; ${this.#child.stdin!.writableLength} bytes were waiting for it`;
+      this.kill('ERR_OUT_OF_MEMORY');
+    }
   }
 
   /** Kills at once; the first reason given is the one reported. */

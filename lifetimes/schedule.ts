@@ -19,6 +19,8 @@ export interface Deadline {
 export type DeadlineHandler = (deadline: Deadline) => Promise<void>;
 
 const BATCH = 256;
+/** Handlers running at once: a restart with thousands of overdue deadlines must not starve live traffic. */
+const CONCURRENCY = 16;
 // setTimeout's ceiling; a farther deadline just re-arms when this fires.
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -28,7 +30,8 @@ export class DeadlineSchedule {
   readonly #onError: (e: unknown, d: Deadline) => void;
   #timer: NodeJS.Timeout | undefined;
   #armedAt = Infinity;
-  #running: Promise<void> | undefined;
+  #draining: Promise<void> | undefined;
+  readonly #running = new Set<Promise<void>>();
   #rerun = false;
   #closed = false;
   /** Deadlines being handled now: a handler may take a while (a lease check), and must not run twice. */
@@ -66,12 +69,12 @@ export class DeadlineSchedule {
 
   #fire(): void {
     this.#armedAt = Infinity;
-    if (this.#running) {
+    if (this.#draining) {
       this.#rerun = true;
       return;
     }
-    this.#running = this.#drain().finally(() => {
-      this.#running = undefined;
+    this.#draining = this.#drain().catch((e) => this.#onError(e, { at: 0, id: '', kind: 'reset' })).finally(() => {
+      this.#draining = undefined;
       if (this.#rerun && !this.#closed) {
         this.#rerun = false;
         this.#fire();
@@ -80,22 +83,22 @@ export class DeadlineSchedule {
   }
 
   async #drain(): Promise<void> {
-    for (;;) {
-      if (this.#closed) return;
-      const now = Date.now();
-      const due = ((await this.#store.dueDeadlines(now, BATCH + this.#inFlight.size)) as Deadline[]).filter((d) => !this.#inFlight.has(key(d)));
-      for (const d of due as Deadline[]) {
-        const k = key(d);
-        this.#inFlight.add(k);
-        // Handlers run concurrently: one slow lease check must not hold up every other node's deadline.
-        void this.#handle(d)
-          .catch((e) => this.#onError(e, d))
-          .finally(() => {
-            this.#inFlight.delete(k);
-            void this.#rearm();
-          });
-      }
-      if (due.length < BATCH) break;
+    if (this.#closed) return;
+    const room = CONCURRENCY - this.#inFlight.size;
+    if (room <= 0) return; // a finishing handler re-arms
+    const due = ((await this.#store.dueDeadlines(Date.now(), room + this.#inFlight.size)) as Deadline[]).filter((d) => !this.#inFlight.has(key(d)));
+    for (const d of due.slice(0, room)) {
+      const k = key(d);
+      this.#inFlight.add(k);
+      // Handlers run concurrently (up to CONCURRENCY): one slow lease check must not hold up the rest.
+      const run = this.#handle(d)
+        .catch((e) => this.#onError(e, d))
+        .finally(() => {
+          this.#inFlight.delete(k);
+          this.#running.delete(run);
+          if (!this.#closed) void this.#rearm().catch((e) => this.#onError(e, d));
+        });
+      this.#running.add(run);
     }
     await this.#rearm();
   }
@@ -105,14 +108,19 @@ export class DeadlineSchedule {
    * handler still holds would spin; and a timer may fire a millisecond early, so "due" is not "in the past".)
    */
   async #rearm(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#inFlight.size >= CONCURRENCY) return; // the next handler to finish re-arms
     const pending = await this.#store.dueDeadlines(Number.MAX_SAFE_INTEGER - 1, this.#inFlight.size + 1);
     const next = (pending as Deadline[]).find((d) => !this.#inFlight.has(key(d)));
     if (next) this.notify(next.at);
   }
 
-  close(): void {
+  /** Stops arming; resolves when the handlers still running have finished (the store stays open till then). */
+  async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
+    await this.#draining;
+    await Promise.allSettled([...this.#running]);
   }
 }
 

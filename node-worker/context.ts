@@ -147,7 +147,8 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
           if (w.op === 'put') merged.set(k, w.value);
           else merged.delete(k);
         }
-        const keys = [...merged.keys()].sort();
+        // The store's order: UTF-8 bytes (code points), not JavaScript's UTF-16 string order.
+        const keys = [...merged.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
         return keys.slice(0, limit).map((k) => [k, codec.decode(merged.get(k)!)] as [string, unknown]);
       },
     });

@@ -46,7 +46,11 @@ export function makeExtensionCodec(makeRef: (url: string) => unknown = (url) => 
       // Read once and check: a getter must not hand the encoder one URL and the peer another.
       const url = (v as { url?: unknown }).url;
       if (typeof url !== 'string') throw new KeynodeError('ERR_RESULT', 'a node reference needs a URL');
-      return textEncoder.encode(parseNodeUrl(url).url);
+      try {
+        return textEncoder.encode(parseNodeUrl(url).url);
+      } catch (cause) {
+        throw new KeynodeError('ERR_RESULT', `a node reference with a bad URL cannot be sent: ${(cause as Error).message}`);
+      }
     },
     decode: (data: Uint8Array) => {
       let url: string;

@@ -1,19 +1,31 @@
 /**
  * @module store/keys
- * Key layout. Node IDs are fixed-length (52 chars of [a-z2-7]), so `id + rest` never collides and a
- * node's whole range is `[id, id + '\uffff')`. Names may not contain NUL, which separates name from key.
+ * Key layout. Node IDs are fixed-length (52 chars of [a-z2-7]), so `id + rest` never collides. Names may not
+ * contain NUL, which separates name from key. LevelDB orders keys by their UTF-8 bytes, which is code point
+ * order, so "every key starting with P" is exactly [P, successor(P)): no sentinel character can be exceeded
+ * by a user's key (an emoji, U+FFFF) and escape a range.
  */
 import type { NodeId } from '../protocol/index.js';
 
-export const END = '\uffff';
+/** The least string greater than every string that starts with `prefix` (in code point order). */
+export function successor(prefix: string): string {
+  const points = [...prefix];
+  while (points.length) {
+    const last = points.pop()!.codePointAt(0)!;
+    if (last === 0x10ffff) continue; // nothing above it: carry into the previous character
+    const next = last + 1 === 0xd800 ? 0xe000 : last + 1; // surrogates are not characters
+    return points.join('') + String.fromCodePoint(next);
+  }
+  throw new RangeError('no successor of an empty or all-U+10FFFF prefix');
+}
 
 export const refKey = (id: NodeId, name: string): string => `${id}${name}`;
 export const indexKey = (id: NodeId, name: string, key: string): string => `${id}${name}\u0000${key}`;
 export const indexRange = (id: NodeId, name: string, prefix = ''): { gte: string; lt: string } => ({
   gte: `${id}${name}\u0000${prefix}`,
-  lt: `${id}${name}\u0000${prefix}${END}`,
+  lt: successor(`${id}${name}\u0000${prefix}`),
 });
-export const nodeRange = (id: NodeId): { gte: string; lt: string } => ({ gte: id, lt: `${id}${END}` });
+export const nodeRange = (id: NodeId): { gte: string; lt: string } => ({ gte: id, lt: successor(id) });
 export const childKey = (parent: NodeId, child: NodeId): string => `${parent}${child}`;
 export const logKey = (id: NodeId, seq: number): string => `${id}${seq.toString(16).padStart(14, '0')}`;
 /** Deadlines sort by time: 15 digits of milliseconds cover the year 33658. */

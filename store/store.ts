@@ -8,7 +8,7 @@
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { decode, encode, KeynodeError, type NodeId, type Write } from '../protocol/index.js';
-import { childKey, deadlineKey, END, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey } from './keys.js';
+import { childKey, deadlineKey, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey } from './keys.js';
 import type { LogLine, NodeRecord, Tombstone } from './records.js';
 
 type Sub = AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Array, string, Uint8Array>;
@@ -204,7 +204,7 @@ export class Store {
 
   async readLogs(id: NodeId, after: number, limit: number): Promise<LogLine[]> {
     const out: LogLine[] = [];
-    for await (const v of this.sub('l').values({ gt: logKey(id, after), lt: `${id}${END}`, limit })) out.push(decode(v) as LogLine);
+    for await (const v of this.sub('l').values({ gt: logKey(id, after), lt: nodeRange(id).lt, limit })) out.push(decode(v) as LogLine);
     return out;
   }
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { connect, Lifetime, type KeynodeError } from 'keynode';
-import { alive, startContainer, until } from '../helpers/containers.js';
+import { alive, startContainer } from '../helpers/containers.js';
 
 describe('node lifecycle', () => {
   it('spawn starts no process; at() wakes the node; describe shows it awake with a pid; idle nodes go to sleep', async () => {
@@ -73,9 +73,13 @@ describe('node lifecycle', () => {
     await client.at(node, (ctx) => ctx.ref('x').set(1));
     const { pid } = await client.describe(node);
     const woke = once(container, 'wake');
-    // An eval that is certainly in flight when the kill lands: it waits on a promise that never settles.
-    const inflight = client.at(node, () => new Promise(() => {}));
-    await until(async () => (await client.describe(node)).status === 'active');
+    // An eval that is certainly running when the kill lands: it says so in its log, then waits forever. (Killed
+    // before it started, the eval would rightly be given to the next process instead of failing.)
+    const inflight = client.at(node, (ctx) => {
+      ctx.log('running');
+      return new Promise(() => {});
+    });
+    expect((await client.logs(node, { wait: 10_000 })).map((l) => l.line)).toContain('running');
     process.kill(pid!, 'SIGKILL');
     const err = (await inflight.catch((e: unknown) => e)) as KeynodeError;
     expect(err.code).toBe('ERR_WORKER_CRASHED');

@@ -289,7 +289,7 @@ describe(`fuzzing the HTTP edge (seed ${SEED})`, () => {
     // its own parent and shadows the principal's budget; destroying it then corrupts the accounting
     // (seen: used 5 of maxNodes 3). The operator can do the same with its own seed: a node named like the container.
     const principal = Identity.generate();
-    await c.client.request('grant', { principal: principal.id, budget: { maxNodes: 3 } });
+    await c.client.request('grant', { principal: principal.id, budget: { maxNodes: 3, maxAwake: 3, memoryMB: 512 } });
     const budget = async () => (((await c.client.request('budget', { principal: principal.id })) as { used: { nodes: number } }).used.nodes);
     const seed = new Uint8Array(32).fill(0x5a);
     const wrong: string[] = [];
