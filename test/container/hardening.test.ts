@@ -84,11 +84,17 @@ describe('hardening', () => {
 
   it('an eval cannot hold more than 64 ctx requests in flight', async () => {
     const { client } = await startContainer();
-    const node = await client.spawn({ lifetime: Lifetime.root() });
-    const codes = await client.at(node, async (ctx) => {
-      const all = await Promise.allSettled(Array.from({ length: 200 }, () => ctx.ref('x').get()));
-      return all.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as { code: string }).code));
-    });
+    const slow = await client.spawn({ lifetime: Lifetime.root(), acl: ['public'] });
+    const node = await client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: [slow.url], timeoutMs: 30_000 } });
+    // Calls to a node that takes its time: they queue there, so they are all in flight at once.
+    const codes = await client.at(
+      node,
+      async (ctx, target: string) => {
+        const all = await Promise.allSettled(Array.from({ length: 100 }, () => ctx.at(target, () => { const t = Date.now(); while (Date.now() - t < 5); })));
+        return all.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as { code: string }).code));
+      },
+      slow.url,
+    );
     expect(codes.filter((c) => c === 'ok').length).toBeGreaterThanOrEqual(64);
     expect(codes.filter((c) => c !== 'ok').every((c) => c === 'ERR_OVERLOADED')).toBe(true);
     expect(codes).toContain('ERR_OVERLOADED');
