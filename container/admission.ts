@@ -21,7 +21,14 @@ export async function admit(node: AwakeNode, budgets: Budgets, supervisor: Super
       node.chain = chain.map((l) => l.id);
       return r.grantedMB;
     }
-    const [victim] = supervisor.idleByAge((n) => n !== node && n.wasAwake && n.worker !== undefined && n.chain.includes(r.blocker));
+    const under = (n: AwakeNode) => n !== node && n.wasAwake && n.worker !== undefined && n.chain.includes(r.blocker);
+    const [victim] = supervisor.idleByAge(under);
+    // A node already on its way to sleep (another wake chose it) frees room too: wait for it.
+    const leaving = victim ? undefined : [...supervisor.nodes()].find((n) => n.status === 'stopping' && under(n));
+    if (leaving?.worker) {
+      await leaving.worker.exited;
+      continue;
+    }
     if (!victim) {
       throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `no room to wake node ${node.id}: the budget of ${r.blocker} has no awake slot or memory left, and none of its nodes is idle`);
     }
