@@ -146,4 +146,14 @@ listen((msg) => {
   }
 });
 
+// Warm the paths every eval takes (compile in the compartment, ctx, the codec) before saying ready, so a
+// pooled worker's first real eval does not pay for their first use.
+{
+  const scope: EvalScope = { id: 0, ended: false, writes: new Map(), logLines: 0 };
+  const warmNode: WorkerNode = { id: 'a'.repeat(52), url: `http://localhost/${'a'.repeat(52)}`, parent: 'a'.repeat(52), refs: 'readwrite', log: false, capabilities: [], spawn: false, maxMessageBytes: 1024 };
+  const ctx = makeContext({ node: warmNode, here: null, codec, request: () => Promise.resolve(null), log: () => {} }, scope, warmNode.id);
+  const value = (sandbox.compile('(ctx, a) => ({ a, t: typeof ctx })') as (...args: unknown[]) => unknown)(ctx, ...(codec.decode(codec.encode([1, 'x', [true]])) as unknown[]));
+  codec.decode(codec.encode(value));
+}
+
 send({ type: 'ready', pid: process.pid });
