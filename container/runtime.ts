@@ -174,10 +174,6 @@ export class Runtime {
 
   // --- reading ---------------------------------------------------------------------------------
 
-  async describe(id: NodeId): Promise<NodeInfo> {
-    return this.info(await this.lookup(id));
-  }
-
   info(rec: NodeRecord): NodeInfo {
     const awake = this.supervisor.get(rec.id);
     const info: NodeInfo = {

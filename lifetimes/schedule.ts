@@ -18,7 +18,6 @@ export interface Deadline {
 
 export type DeadlineHandler = (deadline: Deadline) => Promise<void>;
 
-const BATCH = 256;
 /** Handlers running at once: a restart with thousands of overdue deadlines must not starve live traffic. */
 const CONCURRENCY = 16;
 // setTimeout's ceiling; a farther deadline just re-arms when this fires.

@@ -221,16 +221,4 @@ export class Store {
     for await (const k of this.sub('d').keys({ limit: 1 })) return parseDeadlineKey(k).at;
     return undefined;
   }
-
-  // --- small records ---------------------------------------------------------------------------
-
-  async getMeta(key: string): Promise<unknown> {
-    const v = await this.#get('m', key);
-    return v ? decode(v) : undefined;
-  }
-
-  async getRecord<T>(sub: SubName, key: string): Promise<T | undefined> {
-    const v = await this.#get(sub, key);
-    return v ? (decode(v) as T) : undefined;
-  }
 }
