@@ -2,7 +2,7 @@
  * @module store/store
  * The container's one LevelDB. Sublevels: `n` node directory, `t` tombstones, `r` refs, `i` indexes,
  * `c` parent→child edges, `e` parent→ephemeral child edges, `x` lifetime state, `l` logs, `d` deadlines,
- * `b` budget holders, `g` pending cleanups, `m` meta.
+ * `b` budget holders, `g` pending cleanups.
  * Everything one operation changes goes into one batch, so a crash leaves either all of it or none.
  */
 import { Level } from 'level';
@@ -15,7 +15,7 @@ type Sub = AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Ar
 type Op = { type: 'put'; sublevel: Sub; key: string; value: Uint8Array } | { type: 'del'; sublevel: Sub; key: string };
 
 const EMPTY = new Uint8Array(0);
-const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'm'] as const;
+const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g'] as const;
 type SubName = (typeof SUBLEVELS)[number];
 
 export interface StoreOptions {
