@@ -169,11 +169,12 @@ export class Container extends EventEmitter<ContainerEvents> {
       {
         beforeWake: async (node) => {
           runtime.keyOf(node.rec, node);
-          const granted = await admit(node, budgets, this.#supervisor);
-          metrics.wakes.inc();
-          return granted;
+          return admit(node, budgets, this.#supervisor);
         },
-        afterWake: (node) => this.emit('wake', node.id, node.worker!.pid!),
+        afterWake: (node) => {
+          metrics.wakes.inc(); // counted where the wake succeeded, as supervisor.wakes is
+          this.emit('wake', node.id, node.worker!.pid!);
+        },
         onRequest: (node, req) => requests.handle(node, req),
         onCommit: (node, writes) => requests.commit(node, writes),
         onLog: (node, line) => this.#logbook.append(node.id, line),
