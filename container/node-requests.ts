@@ -4,10 +4,10 @@
  * untrusted, so every sandbox rule is enforced here again, whatever the worker already checked.
  */
 import { encode, isNodeId, KeynodeError, NodeRef, parseNodeUrl, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
-import type { AwakeNode } from './awake-node.js';
-import type { LifetimePolicy } from './lifetime-policy.js';
+import type { AwakeNode } from './supervisor/awake-node.js';
+import type { LifetimePolicy } from './policies/lifetime-policy.js';
 import type { Runtime } from './runtime.js';
-import type { Spawner } from './spawner.js';
+import type { Spawner } from './policies/spawner.js';
 
 function sandboxError(what: 'refs' | 'write'): KeynodeError {
   return what === 'refs'

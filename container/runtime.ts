@@ -9,14 +9,14 @@ import {
   type NodeId, type NodeInfo, type PolicyLimits,
 } from '../protocol/index.js';
 import type { NodeRecord, Store } from '../store/index.js';
-import { checkEval } from './access.js';
-import type { AwakeNode } from './awake-node.js';
-import type { Budgets } from './budgets.js';
+import { checkEval } from './policies/access.js';
+import type { AwakeNode } from './supervisor/awake-node.js';
+import type { Budgets } from './policies/budgets.js';
 import type { ContainerOptions } from './config.js';
 import type { Keyring } from './keyring.js';
 import type { LogBook } from './logbook.js';
-import type { RemotePeers } from './remote.js';
-import type { Supervisor } from './supervisor.js';
+import type { RemotePeers } from './edge/remote.js';
+import type { Supervisor } from './supervisor/supervisor.js';
 
 export interface EvalOptions {
   deadline?: number;

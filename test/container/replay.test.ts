@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Identity, isKeynodeError, type ErrorCode } from 'keynode';
-import { ReplayGuard } from '../../dist/container/replay.js';
+import { ReplayGuard } from '../../dist/container/edge/replay.js';
 
 const SKEW = 1_000;
 const BOOT = 1_700_000_000_000;

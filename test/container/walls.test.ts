@@ -1,7 +1,7 @@
 import { readFile, readlink } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { Lifetime, type KeynodeError } from 'keynode';
-import { workerReadableBy } from '../../dist/container/worker-process.js';
+import { workerReadableBy } from '../../dist/container/fleet/worker-process.js';
 import { startContainer } from '../helpers/containers.js';
 
 const isRoot = process.getuid?.() === 0;

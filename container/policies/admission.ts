@@ -4,10 +4,10 @@
  * is full, that budget's least recently used idle node is put to sleep to make room; only when nothing can
  * be freed is the wake refused.
  */
-import { KeynodeError } from '../protocol/index.js';
-import type { AwakeNode } from './awake-node.js';
+import { KeynodeError } from '../../protocol/index.js';
+import type { AwakeNode } from '../supervisor/awake-node.js';
 import type { Budgets } from './budgets.js';
-import type { Supervisor } from './supervisor.js';
+import type { Supervisor } from '../supervisor/supervisor.js';
 
 /** V8 will not run in less; a grant below this is no grant. */
 const MIN_MB = 16;

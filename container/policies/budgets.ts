@@ -6,8 +6,8 @@
  * its ancestors, the top principal, the operator), counted in memory over awake nodes only: sleeping
  * nodes count against `maxNodes` alone.
  */
-import { decode, encode, KeynodeError, type BudgetSpec, type NodeId } from '../protocol/index.js';
-import type { NodeRecord, Store, Txn } from '../store/index.js';
+import { decode, encode, KeynodeError, type BudgetSpec, type NodeId } from '../../protocol/index.js';
+import type { NodeRecord, Store, Txn } from '../../store/index.js';
 
 /** What the store keeps per budget holder: principals' granted limits and every holder's node count. */
 export interface HolderRecord {

@@ -8,11 +8,11 @@
  * - Leased: the check runs every `seconds` as the leased node; false, or its node gone, destroys; failures
  *   retry with backoff and destroy after `leaseFailures` in a row.
  */
-import { decode, encode, KeynodeError, LEASE_GRANT, type NodeId } from '../protocol/index.js';
-import { nodeRange, type NodeRecord, type Txn } from '../store/index.js';
-import { DeadlineSchedule, type Deadline } from '../lifetimes/index.js';
-import type { AwakeNode } from './awake-node.js';
-import type { Runtime } from './runtime.js';
+import { decode, encode, KeynodeError, LEASE_GRANT, type NodeId } from '../../protocol/index.js';
+import { nodeRange, type NodeRecord, type Txn } from '../../store/index.js';
+import { DeadlineSchedule, type Deadline } from '../../lifetimes/index.js';
+import type { AwakeNode } from '../supervisor/awake-node.js';
+import type { Runtime } from '../runtime.js';
 
 /** Per-node lifetime state in the `x` sublevel: last activity (Resetting), consecutive failures (Leased). */
 interface LifeState {

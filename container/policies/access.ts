@@ -4,8 +4,8 @@
  * its AccessControl list, which admits `public` only when it says so. The operator administers (lists,
  * describes, force-destroys) but runs no code on a node it is not an ancestor of or listed on.
  */
-import { KeynodeError, nameToId, type NodeId } from '../protocol/index.js';
-import type { NodeRecord } from '../store/index.js';
+import { KeynodeError, nameToId, type NodeId } from '../../protocol/index.js';
+import type { NodeRecord } from '../../store/index.js';
 
 const aclIds = new WeakMap<NodeRecord, Set<string>>();
 

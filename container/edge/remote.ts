@@ -4,7 +4,7 @@
  * node's URL, exactly as a client would send it.
  */
 import { Agent, request } from 'undici';
-import { decode, KeynodeError, type Reply } from '../protocol/index.js';
+import { decode, KeynodeError, type Reply } from '../../protocol/index.js';
 
 export class RemotePeers {
   readonly #agent = new Agent({ connections: 64, keepAliveTimeout: 10_000 });

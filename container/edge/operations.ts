@@ -3,11 +3,11 @@
  * One handler per signed message type. The envelope is already verified and fresh; each handler checks
  * its body's shape, then who may do it, then does it.
  */
-import { checkBudget, isNodeId, KeynodeError, type Bodies, type Envelope, type NodeId } from '../protocol/index.js';
-import { checkAdminister, checkDestroy } from './access.js';
-import type { LifetimePolicy } from './lifetime-policy.js';
-import type { Runtime } from './runtime.js';
-import type { Spawner } from './spawner.js';
+import { checkBudget, isNodeId, KeynodeError, type Bodies, type Envelope, type NodeId } from '../../protocol/index.js';
+import { checkAdminister, checkDestroy } from '../policies/access.js';
+import type { LifetimePolicy } from '../policies/lifetime-policy.js';
+import type { Runtime } from '../runtime.js';
+import type { Spawner } from '../policies/spawner.js';
 
 function bad(what: string): never {
   throw new KeynodeError('ERR_BAD_MESSAGE', `malformed body: ${what}`);

@@ -2,8 +2,8 @@
  * @module container/worker-node
  * What a worker is told about its node: enough to build `ctx`, and never the key.
  */
-import type { WorkerNode } from '../protocol/index.js';
-import type { NodeRecord } from '../store/index.js';
+import type { WorkerNode } from '../../protocol/index.js';
+import type { NodeRecord } from '../../store/index.js';
 
 export function workerNodeOf(rec: NodeRecord, url: string): WorkerNode {
   return {

@@ -3,7 +3,7 @@
  * Pre-started blank workers (locked down, compartment built, waiting for `become`), so a wake costs a
  * frame instead of a process start. Only for the default memory size: the heap cap is fixed at exec.
  */
-import { KeynodeError } from '../protocol/index.js';
+import { KeynodeError } from '../../protocol/index.js';
 import { WorkerProcess, type WorkerStartOptions } from './worker-process.js';
 
 const MAX_FAILURES = 5;

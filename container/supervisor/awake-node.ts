@@ -3,9 +3,9 @@
  * An entry of the status map: a node with a process (or about to have one). Sleeping nodes have no entry.
  */
 import type { KeyObject } from 'node:crypto';
-import type { KeynodeError, NodeId, NodeStatus } from '../protocol/index.js';
-import type { NodeRecord } from '../store/index.js';
-import type { WorkerProcess } from './worker-process.js';
+import type { KeynodeError, NodeId, NodeStatus } from '../../protocol/index.js';
+import type { NodeRecord } from '../../store/index.js';
+import type { WorkerProcess } from '../fleet/worker-process.js';
 
 /** Work the container does on a node's state between evals (a Resetting node's reset). */
 export interface Task {

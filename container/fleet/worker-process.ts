@@ -9,11 +9,11 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { decode, encode, encodeFrame, FrameReader, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../protocol/index.js';
+import { decode, encode, encodeFrame, FrameReader, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../../protocol/index.js';
 import { checkFromWorker } from './worker-messages.js';
 
 const require = createRequire(import.meta.url);
-const WORKER_MAIN = fileURLToPath(new URL('../node-worker/main.js', import.meta.url));
+const WORKER_MAIN = fileURLToPath(new URL('../../node-worker/main.js', import.meta.url));
 const DIST = dirname(dirname(WORKER_MAIN));
 /**
  * A package's directory as the worker's module resolver will walk it: through every node_modules on the way

@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import {
   encode, isNodeId, KeynodeError, openBody, parseEnvelope, PROTOCOL_VERSION, toKeynodeError, verifyEnvelope, type NodeId, type Reply,
-} from '../protocol/index.js';
+} from '../../protocol/index.js';
 import type { Metrics } from './metrics.js';
 import type { Operations } from './operations.js';
 import type { ReplayGuard } from './replay.js';

@@ -3,7 +3,7 @@
  * Shape checks for frames from a worker. A worker runs strangers' code, so it is treated like a network
  * peer: anything off-shape is a protocol violation and the worker is killed.
  */
-import { isErrorCode, KeynodeError, type FromWorker, type WireError, type WorkerRequest, type Write } from '../protocol/index.js';
+import { isErrorCode, KeynodeError, type FromWorker, type WireError, type WorkerRequest, type Write } from '../../protocol/index.js';
 
 function violation(what: string): never {
   throw new KeynodeError('ERR_BAD_MESSAGE', `worker frame: ${what}`);

@@ -4,7 +4,7 @@
  * started, and each nonce is accepted once. Nonces live in three rotating generations of one window
  * each, so a nonce is remembered for at least two windows: longer than any `ts` it came with stays valid.
  */
-import { KeynodeError } from '../protocol/index.js';
+import { KeynodeError } from '../../protocol/index.js';
 
 export class ReplayGuard {
   readonly #skewMs: number;

@@ -4,12 +4,12 @@
  * eval at a time in arrival order, sleep after the idle timeout, kill on crash, timeout or memory overrun.
  * Sleeping nodes are not here at all; a single sweep timer serves every awake node.
  */
-import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../protocol/index.js';
+import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../../protocol/index.js';
 import { AwakeNode, type Job, type Task } from './awake-node.js';
-import type { WorkerPool } from './pool.js';
-import { WorkerProcess, type WorkerExit, type WorkerLaunch } from './worker-process.js';
-import type { NodeRecord } from '../store/index.js';
-import { workerNodeOf } from './worker-node.js';
+import type { WorkerPool } from '../fleet/pool.js';
+import { WorkerProcess, type WorkerExit, type WorkerLaunch } from '../fleet/worker-process.js';
+import type { NodeRecord } from '../../store/index.js';
+import { workerNodeOf } from '../fleet/worker-node.js';
 
 export interface SupervisorHooks {
   /** Before a process starts: reserve budget; may sleep other nodes to make room. Returns the memory grant. */

@@ -6,10 +6,10 @@
 import {
   checkSandbox, checkSpawnSpec, encode, generateKeyPair, isPlainObject, grantMessage, idFromPublicKey, keyPairFromSeed, KeynodeError, LEASE_GRANT, nameToId, resolveNode, signBytes, verifyGrant,
   type BoundCall, type Bodies, type BudgetSpec, type KeyPair, type NodeId, type SandboxSpec, type SpawnSpec,
-} from '../protocol/index.js';
-import type { NodeRecord } from '../store/index.js';
+} from '../../protocol/index.js';
+import type { NodeRecord } from '../../store/index.js';
 import type { LifetimePolicy } from './lifetime-policy.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 
 export interface SpawnedNode {
   id: NodeId;
