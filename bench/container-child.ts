@@ -15,7 +15,7 @@ if (!data || !process.send) {
 }
 
 const started = performance.now();
-const c = await Container.start({ port: 0, data, logLevel: 'silent', poolSize, idleTimeoutMs: 600_000 });
+const c = await Container.start({ port: 0, data, logLevel: 'silent', poolMin: poolSize, idleTimeoutMs: 600_000 });
 process.send!({ type: 'listening', url: c.url, startMs: performance.now() - started });
 
 let closing = false;

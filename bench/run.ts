@@ -73,7 +73,7 @@ interface Started {
 
 /** An in-process container and a client signed by its operator; closed in `finally` and on SIGINT. */
 async function start(name: string, poolSize: number, clientOptions: { connections?: number; pipelining?: number } = {}): Promise<Started> {
-  const c = await Container.start({ port: 0, data: await dataDir(name), logLevel: 'silent', poolSize, idleTimeoutMs: 600_000 });
+  const c = await Container.start({ port: 0, data: await dataDir(name), logLevel: 'silent', poolMin: poolSize, idleTimeoutMs: 600_000 });
   const client = await connect(c.url, { identity: c.operator, ...clientOptions });
   let closed: Promise<void> | undefined;
   const close = () =>

@@ -31,7 +31,11 @@ program
   .addOption(new Option('--idle-timeout-ms <ms>', 'sleep idle nodes after this long').argParser(int('idle-timeout-ms')).env('KEYNODE_IDLE_TIMEOUT_MS'))
   .addOption(new Option('--eval-timeout-ms <ms>', 'default sandbox.timeoutMs').argParser(int('eval-timeout-ms')).env('KEYNODE_EVAL_TIMEOUT_MS'))
   .addOption(new Option('--memory-mb <mb>', 'default sandbox.memoryMB').argParser(int('memory-mb')).env('KEYNODE_MEMORY_MB'))
-  .addOption(new Option('--pool-size <n>', 'pre-started blank workers').argParser(int('pool-size')).env('KEYNODE_POOL_SIZE'))
+  .addOption(new Option('--pool-min <n>', 'blank workers always kept ready').argParser(int('pool-min')).env('KEYNODE_POOL_MIN'))
+  .addOption(new Option('--pool-max <n>', 'blank workers at most, under bursts of wakes').argParser(int('pool-max')).env('KEYNODE_POOL_MAX'))
+  .addOption(new Option('--worker-reuse <mode>', "reuse a sleeping node's worker for its tenant's next node").choices(['tenant', 'off']).env('KEYNODE_WORKER_REUSE'))
+  .addOption(new Option('--worker-max-nodes <n>', 'nodes one worker serves before it is retired').argParser(int('worker-max-nodes')).env('KEYNODE_WORKER_MAX_NODES'))
+  .addOption(new Option('--max-spare-workers <n>', 'scrubbed workers kept for their tenants').argParser(int('max-spare-workers')).env('KEYNODE_MAX_SPARE_WORKERS'))
   .addOption(new Option('--max-body-bytes <n>', 'largest request body').argParser(int('max-body-bytes')).env('KEYNODE_MAX_BODY_BYTES'))
   .addOption(new Option('--capacity-nodes <n>', 'root budget: nodes').argParser(int('capacity-nodes')))
   .addOption(new Option('--capacity-awake <n>', 'root budget: awake nodes').argParser(int('capacity-awake')))
@@ -41,8 +45,15 @@ program
   .action(async (flags: Record<string, unknown>) => {
     // Loaded here so admin commands start fast: they never need the container's own dependencies.
     const { Container, DEFAULTS, optionsFromEnv } = await import('../container/index.js');
-    const options: Partial<ContainerOptions> = { ...optionsFromEnv() };
-    for (const key of ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolSize', 'maxBodyBytes', 'logLevel'] as const) {
+    let options: Partial<ContainerOptions>;
+    try {
+      options = { ...optionsFromEnv() };
+    } catch (e) {
+      process.stderr.write(`keynode: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
+    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel'] as const;
+    for (const key of keys) {
       const flag = key === 'memoryMB' ? flags.memoryMb : flags[key];
       if (flag !== undefined) (options as Record<string, unknown>)[key] = typeof DEFAULTS[key as keyof ContainerOptions] === 'number' ? Number(flag) : flag;
     }

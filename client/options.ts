@@ -23,6 +23,12 @@ export interface SandboxOptions {
   maxMessageBytes?: number;
   /** Keep ctx.log lines (default true). */
   log?: boolean;
+  /**
+   * Which earlier nodes this node's worker process may have served, one after another (default 'tenant':
+   * nodes of the same top-level principal). 'process': a process no other node used, ended when the node
+   * sleeps; for code that must not trust other code run under the same principal.
+   */
+  isolation?: 'tenant' | 'process';
 }
 
 /** A principal allowed to send code: an ID, a node URL, a handle or identity, or 'public'. */

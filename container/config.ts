@@ -39,8 +39,20 @@ export interface ContainerOptions {
   maxInflightBytes: number;
   /** Open connections at most. */
   maxConnections: number;
-  /** Pre-started blank workers kept ready for wakes at the default memory size. */
-  poolSize: number;
+  /** Pre-started blank workers (default heap size) always kept ready: the floor of the adaptive pool. */
+  poolMin: number;
+  /** The most blank workers the pool grows to under bursts of wakes that find no reusable worker. */
+  poolMax: number;
+  /** 'tenant': a sleeping node's worker is scrubbed and reused for the next node of its tenant; 'off': one process per wake. */
+  workerReuse: 'off' | 'tenant';
+  /** Nodes one worker process serves, one after another, before it is retired (with up to 10% jitter). */
+  workerMaxNodes: number;
+  /** Scrubbed workers kept for their tenants' next wakes, across all tenants. */
+  maxSpareWorkers: number;
+  /** A spare worker not taken within this long is retired. */
+  spareIdleMs: number;
+  /** A worker that takes longer than this to forget its node is killed instead of reused. */
+  releaseTimeoutMs: number;
   /** Log lines kept per node. */
   logLines: number;
   /** fsync every commit (survives power loss; default survives process kill only). */
@@ -81,7 +93,13 @@ export const DEFAULTS: ContainerOptions = {
   maxBodyBytes: 16 * 1024 * 1024,
   maxMessageBytes: 1024 * 1024,
   skewMs: 30_000,
-  poolSize: 2,
+  poolMin: 2,
+  poolMax: 8,
+  workerReuse: 'tenant',
+  workerMaxNodes: 1000,
+  maxSpareWorkers: 64,
+  spareIdleMs: 60_000,
+  releaseTimeoutMs: 1000,
   maxQueue: 1024,
   maxQueueBytes: 64 * 1024 * 1024,
   maxInflightBytes: 256 * 1024 * 1024,
@@ -100,7 +118,7 @@ export const DEFAULTS: ContainerOptions = {
 
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
-  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolSize', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
+  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
 ];
 
 function envName(key: string): string {
@@ -109,6 +127,7 @@ function envName(key: string): string {
 
 /** Options from `KEYNODE_*` variables: KEYNODE_PORT, KEYNODE_IDLE_TIMEOUT_MS, KEYNODE_DATA, ... */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ContainerOptions> {
+  if (env.KEYNODE_POOL_SIZE) bad('KEYNODE_POOL_SIZE is now KEYNODE_POOL_MIN (the pool adapts between KEYNODE_POOL_MIN and KEYNODE_POOL_MAX)');
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(DEFAULTS) as (keyof ContainerOptions)[]) {
     if (key === 'capacity') continue;
@@ -137,14 +156,18 @@ function bad(message: string): never {
 export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
   const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
   const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper']);
-  for (const key of Object.keys(input)) if (!(key in DEFAULTS) && !optional.has(key)) bad(`Unknown container option \`${key}\``);
+  const renamed: Record<string, string> = { poolSize: 'poolMin' };
+  for (const key of Object.keys(input)) {
+    if (key in renamed) bad(`The container option \`${key}\` is now \`${renamed[key]}\``);
+    if (!(key in DEFAULTS) && !optional.has(key)) bad(`Unknown container option \`${key}\``);
+  }
   for (const key of ['workerUid', 'workerGid'] as const) {
     const v = o[key];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) bad(`Expected the \`${key}\` option to be a non-negative integer, got \`${String(v)}\``);
   }
   for (const key of NUMERIC) {
     const v = o[key] as number;
-    const min = key === 'port' || key === 'poolSize' ? 0 : 1;
+    const min = ['port', 'poolMin', 'poolMax', 'maxSpareWorkers'].includes(key) ? 0 : 1;
     if (!Number.isSafeInteger(v) || v < min) bad(`Expected the \`${key}\` option to be an integer of at least ${min}, got \`${String(v)}\` (${typeof v})`);
   }
   if (o.port > 65535) bad(`Expected the \`port\` option to be at most 65535, got \`${o.port}\``);
@@ -152,6 +175,9 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   if (o.evalTimeoutMs > o.maxEvalTimeoutMs) bad('`evalTimeoutMs` must not exceed `maxEvalTimeoutMs`');
   if (o.memoryMB > o.maxMemoryMB || o.memoryMB < 16) bad('`memoryMB` must be at least 16 and not exceed `maxMemoryMB`');
   if (o.maxMessageBytes > o.maxBodyBytes) bad('`maxMessageBytes` must not exceed `maxBodyBytes`');
+  if (o.workerReuse !== 'off' && o.workerReuse !== 'tenant') bad(`Expected the \`workerReuse\` option to be 'off' or 'tenant', got \`${String(o.workerReuse)}\``);
+  if (input.poolMax === undefined) o.poolMax = Math.max(o.poolMax, o.poolMin);
+  if (o.poolMin > o.poolMax) bad('`poolMin` must not exceed `poolMax`');
   o.data = resolve(o.data);
   return o;
 }

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
@@ -16,7 +17,7 @@ import { Keyring } from './keyring.js';
 import { LogBook } from './logbook.js';
 import { Metrics } from './edge/metrics.js';
 import { Operations } from './edge/operations.js';
-import { WorkerPool } from './fleet/pool.js';
+import { Fleet } from './fleet/fleet.js';
 import { RemotePeers } from './edge/remote.js';
 import { ReplayGuard } from './edge/replay.js';
 import { Runtime } from './runtime.js';
@@ -54,7 +55,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   #server!: Server;
   #store!: Store;
   #keyring!: Keyring;
-  #pool!: WorkerPool;
+  #fleet!: Fleet;
   #supervisor!: Supervisor;
   #runtime!: Runtime;
   #logbook!: LogBook;
@@ -110,9 +111,14 @@ export class Container extends EventEmitter<ContainerEvents> {
     return this.#supervisor;
   }
 
-  /** Resolves when the pool of blank workers is full (benchmarks measure wakes from a warm pool). */
+  /** Resolves when the pool of blank workers holds its floor (benchmarks measure wakes from a warm pool). */
   warm(): Promise<void> {
-    return this.#pool.warm();
+    return this.#fleet.warm();
+  }
+
+  /** Worker processes that serve no node: spares, blanks, and where wakes got their workers so far. */
+  get fleet(): ReturnType<Fleet['stats']> {
+    return this.#fleet.stats();
   }
 
   async #open(): Promise<void> {
@@ -135,7 +141,6 @@ export class Container extends EventEmitter<ContainerEvents> {
       ...(o.workerGid !== undefined ? { gid: o.workerGid } : {}),
       ...(o.workerWrapper ? { wrapper: o.workerWrapper.split(' ').filter(Boolean) } : {}),
     };
-    this.#pool = new WorkerPool(o.poolSize, { ...launch, memoryMB: o.memoryMB });
 
     this.#server = createHttpServer(o, o.maxBodyBytes);
     await new Promise<void>((resolve, reject) => {
@@ -150,6 +155,19 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#runtime = runtime;
     const budgets = new Budgets(this.#store, this.id, o.capacity, (id) => runtime.find(id));
     runtime.budgets = budgets;
+    const cores = availableParallelism();
+    this.#fleet = new Fleet({
+      launch,
+      defaultMemoryMB: o.memoryMB,
+      poolMin: o.poolMin,
+      poolMax: o.poolMax,
+      reuse: o.workerReuse,
+      maxNodesPerWorker: o.workerMaxNodes,
+      maxSpares: o.maxSpareWorkers,
+      spareIdleMs: o.spareIdleMs,
+      busy: () => this.#supervisor.running >= cores,
+      memoryLeftMB: () => o.capacity.memoryMB - budgets.awakeUse(this.id).mem,
+    });
     const lifetimes = new LifetimePolicy(runtime, (err, what) => this.logger.warn({ err }, `lifetime: ${what} failed`), {
       destroyed: (id, reason) => {
         this.logger.info({ node: id, reason }, 'node destroyed');
@@ -164,15 +182,13 @@ export class Container extends EventEmitter<ContainerEvents> {
     const requests = new NodeRequests(runtime, spawner, lifetimes);
     const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0));
     this.#supervisor = new Supervisor(
-      { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxQueueBytes: o.maxQueueBytes, launch },
-      this.#pool,
+      { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxQueueBytes: o.maxQueueBytes, releaseTimeoutMs: o.releaseTimeoutMs },
+      this.#fleet,
       {
-        beforeWake: async (node) => {
-          runtime.keyOf(node.rec, node);
-          return admit(node, budgets, this.#supervisor);
-        },
+        // The node's key is unsealed only when it is needed to sign (runtime.keyOf), never on the wake path.
+        beforeWake: (node) => admit(node, budgets, this.#supervisor),
         afterWake: (node) => {
-          metrics.wakes.inc(); // counted where the wake succeeded, as supervisor.wakes is
+          metrics.wakes.inc({ source: node.source ?? 'new' }); // counted where the wake succeeded, as supervisor.wakes is
           this.emit('wake', node.id, node.worker!.pid!);
         },
         onRequest: (node, req) => requests.handle(node, req),
@@ -208,7 +224,7 @@ export class Container extends EventEmitter<ContainerEvents> {
       }),
     );
     await lifetimes.start();
-    this.#pool.fill();
+    this.#fleet.fill();
     void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
     this.#status = 'open';
     this.logger.info({ url: this.#url, data: o.data, operator: this.id }, 'keynode container started');
@@ -230,7 +246,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#server?.closeIdleConnections();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
     await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
-    await this.#pool?.close();
+    await this.#fleet?.close();
     await this.#logbook?.close();
     this.#server?.closeAllConnections();
     await serverClosed;

@@ -82,6 +82,8 @@ export class LogBook {
 
   /** The node went to sleep: trim its log and forget its counter. */
   async settle(id: NodeId): Promise<void> {
+    // Nothing logged since it woke: nothing to trim (an eval's lines always pass through append).
+    if (!this.#lastSeq.has(id)) return;
     await this.flush();
     this.#lastSeq.delete(id);
     this.#sinceTrim.delete(id);

@@ -1,17 +1,20 @@
 /**
  * @module node-worker/main
- * A worker process: one node at a time, evals one at a time. It boots blank (lockdown, compartment ready),
- * says `ready`, becomes a node on `become`, runs `eval`s and says `idle` after each.
+ * A worker process: one node at a time, evals one at a time. It boots blank (lockdown done), says `ready`,
+ * becomes a node on `become` (a fresh Compartment), runs `eval`s and says `idle` after each. On `release`
+ * it forgets the node entirely and says `released` once nothing of it is left to run; the container may
+ * then make it another node of the same tenant.
  *
  * It holds no secret: the node's private key stays in the container, which signs on the node's behalf.
  * The container treats everything this process says as untrusted input.
  */
 import { createRequire } from 'node:module';
+import { getHeapStatistics } from 'node:v8';
 import { KeynodeError, makeCodec, NodeRef, type RemoteError, type ToWorker, type WireError, type WorkerNode, type WorkerRequest } from '../protocol/index.js';
 import { listen, send } from './channel.js';
 import { hostCall, hostError, isGenuine } from './host-errors.js';
 import { makeContext, type EvalScope } from './context.js';
-import { Sandbox } from './sandbox.js';
+import { nodeGlobals, Sandbox } from './sandbox.js';
 
 declare function lockdown(options: Record<string, string>): void;
 declare function harden<T>(value: T): T;
@@ -35,13 +38,26 @@ harden(NodeRef);
 process.on('uncaughtException', (e) => process.stderr.write(`uncaught: ${safeText(e)}\n`));
 process.on('unhandledRejection', (e) => process.stderr.write(`unhandled rejection: ${safeText(e)}\n`));
 
-const sandbox = new Sandbox(powerful);
+const globals = nodeGlobals(powerful);
 const raw = makeCodec((url) => harden(new NodeRef(url)));
 const codec = { encode: (v: unknown) => hostCall(() => raw.encode(v)), decode: (b: Uint8Array) => hostCall(() => raw.decode(b)) };
-const pending = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
+
+/** Everything this process holds of the node it serves now; `release` drops all of it at once. */
+interface Serving {
+  node: WorkerNode;
+  here: unknown;
+  sandbox: Sandbox;
+  /** ctx requests awaiting the container's reply, by request ID. */
+  pending: Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>;
+}
+
+let serving: Serving | undefined;
+// Request IDs never repeat in this process: a late reply for a released node can never match a new one.
 let nextRequest = 1;
-let node: WorkerNode | undefined;
-let here: unknown;
+
+/** Above this, a released heap is collected before it is measured (the container retires heavy workers). */
+const GC_ABOVE_BYTES = 24 * 1024 * 1024;
+const collect = (globalThis as { gc?: () => void }).gc;
 
 function safeText(e: unknown): string {
   try {
@@ -91,29 +107,34 @@ function toWire(e: unknown): WireError {
   return { code: 'ERR_USER', message: `${remote.name}: ${remote.message}`, remote };
 }
 
-function request(scope: EvalScope, req: WorkerRequest): Promise<unknown> {
-  if (scope.ended) return Promise.reject(hostError('ERR_EVAL_ENDED', 'this eval has already returned'));
-  const id = nextRequest++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    send({ type: 'request', id, eval: scope.id, req });
-  });
+function requester(pending: Serving['pending']) {
+  return (scope: EvalScope, req: WorkerRequest): Promise<unknown> => {
+    if (scope.ended) return Promise.reject(hostError('ERR_EVAL_ENDED', 'this eval has already returned'));
+    const id = nextRequest++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      send({ type: 'request', id, eval: scope.id, req });
+    });
+  };
 }
 
 async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
   const scope: EvalScope = { id: msg.id, ended: false, writes: new Map(), logLines: 0 };
   send({ type: 'started', id: msg.id });
+  // Held for the whole eval: a release cannot arrive before its result (the container waits for idle).
+  const s = serving;
   try {
-    if (!node) throw hostError('ERR_INTERNAL', 'eval before become');
+    if (!s) throw hostError('ERR_INTERNAL', 'eval before become');
+    const { node, here, sandbox, pending } = s;
     const fn = sandbox.compile(msg.fn);
     const args = codec.decode(msg.args);
     if (!Array.isArray(args)) throw hostError('ERR_BAD_MESSAGE', 'eval arguments must be an array');
-    const ctx = makeContext({ node, here, codec, request, log: (s, line) => send({ type: 'log', eval: s.id, line }) }, scope, msg.from);
+    const ctx = makeContext({ node, here, codec, request: requester(pending), log: (sc, line) => send({ type: 'log', eval: sc.id, line }) }, scope, msg.from);
     const value = await fn(ctx, ...args);
     // End the scope before encoding: a getter on the result must not be able to write after this point.
     scope.ended = true;
     const bytes = codec.encode(value);
-    if (bytes.length > node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${node.maxMessageBytes}`);
+    if (bytes.length > s.node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${node.maxMessageBytes}`);
     send({ type: 'result', id: msg.id, ok: true, value: bytes, writes: [...scope.writes.values()] });
   } catch (e) {
     scope.ended = true;
@@ -124,19 +145,35 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
   setImmediate(() => send({ type: 'idle' }));
 }
 
+/** Drops the node: once this returns, nothing in this process refers to its Compartment, ctx or requests. */
+function release(): void {
+  serving = undefined;
+  // Work the node left behind (a continuation waiting on a reply that will now never come) must run out
+  // before the container hands this process to another node: say released only after the queues drain.
+  setImmediate(() => {
+    if (collect && getHeapStatistics().used_heap_size > GC_ABOVE_BYTES) collect();
+    send({ type: 'released', heapUsed: getHeapStatistics().used_heap_size });
+  });
+}
+
 listen((msg) => {
   switch (msg.type) {
     case 'become':
-      node = msg.node;
-      here = harden(new NodeRef(node.url));
+      // The same node again is a change of its policies; another node starts from a fresh Compartment.
+      if (serving?.node.id === msg.node.id) serving = { ...serving, node: msg.node };
+      else serving = { node: msg.node, here: harden(new NodeRef(msg.node.url)), sandbox: new Sandbox(globals), pending: new Map() };
       return;
     case 'eval':
       void runEval(msg);
       return;
+    case 'release':
+      release();
+      return;
     case 'reply': {
-      const p = pending.get(msg.id);
+      const pending = serving?.pending;
+      const p = pending?.get(msg.id);
       if (!p) return;
-      pending.delete(msg.id);
+      pending!.delete(msg.id);
       if (msg.ok) p.resolve(msg.value);
       else p.reject(hostError(msg.error.code, msg.error.message, msg.error.remote));
       return;
@@ -152,7 +189,7 @@ listen((msg) => {
   const scope: EvalScope = { id: 0, ended: false, writes: new Map(), logLines: 0 };
   const warmNode: WorkerNode = { id: 'a'.repeat(52), url: `http://localhost/${'a'.repeat(52)}`, parent: 'a'.repeat(52), refs: 'readwrite', log: false, capabilities: [], spawn: false, maxMessageBytes: 1024 };
   const ctx = makeContext({ node: warmNode, here: null, codec, request: () => Promise.resolve(null), log: () => {} }, scope, warmNode.id);
-  const value = (sandbox.compile('(ctx, a) => ({ a, t: typeof ctx })') as (...args: unknown[]) => unknown)(ctx, ...(codec.decode(codec.encode([1, 'x', [true]])) as unknown[]));
+  const value = (new Sandbox(globals).compile('(ctx, a) => ({ a, t: typeof ctx })') as (...args: unknown[]) => unknown)(ctx, ...(codec.decode(codec.encode([1, 'x', [true]])) as unknown[]));
   codec.decode(codec.encode(value));
 }
 

@@ -1,8 +1,10 @@
 /**
  * @module node-worker/sandbox
- * One SES Compartment per worker, after lockdown(): frozen intrinsics, no host globals, no `import()`.
- * Its globalThis is hardened too, so one eval cannot leave anything behind for the next.
+ * One SES Compartment per node, after lockdown(): frozen intrinsics, no host globals, no `import()`.
+ * Its globalThis is hardened too, so one eval cannot leave anything behind for the next. A worker that
+ * serves another node afterwards builds a new Compartment: nothing of the old one is reachable from it.
  */
+import { randomFillSync } from 'node:crypto';
 import { TextDecoder as NodeTextDecoder, TextEncoder as NodeTextEncoder } from 'node:util';
 import { hostError } from './host-errors.js';
 
@@ -48,17 +50,51 @@ class SafeTextDecoder {
   }
 }
 
+/**
+ * `Math` with `random()` from the operating system's CSPRNG. V8's own Math.random is one xorshift128+ state
+ * per process, which a node can run backwards from its outputs: a node served later by the same process
+ * could recover what an earlier node drew. CSPRNG output says nothing of the draws before or after it.
+ */
+function csprngMath(original: Math): Math {
+  const pool = new Uint32Array(1024);
+  let next = pool.length;
+  const random = (): number => {
+    if (next + 2 > pool.length) {
+      randomFillSync(pool);
+      next = 0;
+    }
+    // 53 random bits, the precision of a double in [0, 1).
+    const hi = pool[next++]! >>> 5;
+    const lo = pool[next++]! >>> 6;
+    return (hi * 67108864 + lo) / 9007199254740992;
+  };
+  const descriptors = Object.getOwnPropertyDescriptors(original);
+  descriptors.random = { value: random, writable: false, enumerable: false, configurable: false };
+  return Object.create(Object.getPrototypeOf(original), descriptors) as Math;
+}
+
 const CACHE_MAX = 256;
+
+/** The globals every node's Compartment gets besides the shared, frozen intrinsics. */
+export interface NodeGlobals {
+  Date: DateConstructor;
+  Math: Math;
+  TextEncoder: unknown;
+  TextDecoder: unknown;
+}
+
+/** `powerful` holds the start compartment's Date and Math, captured before lockdown tamed the shared ones. */
+export function nodeGlobals(powerful: { Date: DateConstructor; Math: Math }): NodeGlobals {
+  // Date.now() and Math.random() grant no authority over anything outside the node's own process.
+  return harden({ Date: powerful.Date, Math: csprngMath(powerful.Math), TextEncoder: SafeTextEncoder, TextDecoder: SafeTextDecoder });
+}
 
 export class Sandbox {
   readonly #compartment;
   readonly #compiled = new Map<string, UserFn>();
 
-  /** `powerful` holds the start compartment's Date and Math, captured before lockdown tamed the shared ones. */
-  constructor(powerful: { Date: DateConstructor; Math: Math }) {
-    // Date.now() and Math.random() grant no authority over anything outside the node's own process.
-    const globals = { Date: powerful.Date, Math: powerful.Math, TextEncoder: harden(SafeTextEncoder), TextDecoder: harden(SafeTextDecoder) };
-    this.#compartment = new Compartment({ globals, __options__: true });
+  constructor(globals: NodeGlobals) {
+    this.#compartment = new Compartment({ globals: { ...globals }, __options__: true });
     harden(this.#compartment.globalThis);
   }
 

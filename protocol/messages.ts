@@ -97,6 +97,8 @@ export type ToWorker =
   | { type: 'eval'; id: number; fn: string; args: Uint8Array; from: NodeId }
   | { type: 'reply'; id: number; ok: true; value: unknown }
   | { type: 'reply'; id: number; ok: false; error: WireError }
+  /** Forget the node entirely (its Compartment, compiled functions, pending requests); answer `released`. */
+  | { type: 'release' }
   | { type: 'stop' };
 
 /** A write an eval made; committed only if the eval returns. */
@@ -120,6 +122,8 @@ export type WorkerRequest =
 export type FromWorker =
   | { type: 'ready'; pid: number }
   | { type: 'idle' }
+  /** The node is forgotten and every microtask it left has run; `heapUsed` is the V8 heap in bytes after that. */
+  | { type: 'released'; heapUsed: number }
   /** The worker took eval `id` and is about to run user code: from here a crash may have had effects. */
   | { type: 'started'; id: number }
   | { type: 'request'; id: number; eval: number; req: WorkerRequest }

@@ -35,6 +35,13 @@ export type LifetimeSpec =
 
 export type RefsMode = 'none' | 'read' | 'readwrite';
 
+/**
+ * Which other nodes may have used this node's worker process before it (one after another, never at once):
+ * `'tenant'`, nodes of the same top-level principal; `'process'`, none (a fresh process, which ends when
+ * the node sleeps).
+ */
+export type Isolation = 'tenant' | 'process';
+
 export interface SandboxSpec {
   refs: RefsMode;
   spawn: false | { lifetimes: LifetimeKind[] };
@@ -45,6 +52,8 @@ export interface SandboxSpec {
   /** Largest eval message (function + arguments) and result, in bytes. */
   maxMessageBytes: number;
   log: boolean;
+  /** Stored records written before this field existed read as `'tenant'`. */
+  isolation: Isolation;
 }
 
 export interface BudgetSpec {
@@ -75,7 +84,7 @@ export interface PolicyLimits {
   minPeriodSeconds: number;
 }
 
-const SANDBOX_FIELDS = new Set(['refs', 'spawn', 'contacts', 'capabilities', 'memoryMB', 'timeoutMs', 'maxMessageBytes', 'log']);
+const SANDBOX_FIELDS = new Set(['refs', 'spawn', 'contacts', 'capabilities', 'memoryMB', 'timeoutMs', 'maxMessageBytes', 'log', 'isolation']);
 const BUDGET_FIELDS = new Set(['maxNodes', 'maxAwake', 'memoryMB']);
 const CAP_NAME_RE = /^[A-Za-z_$][\w$]{0,63}$/;
 const MAX_FN_SOURCE = 64 * 1024;
@@ -197,7 +206,9 @@ export function checkSandbox(v: unknown, limits: PolicyLimits): SandboxSpec {
   const maxMessageBytes = v.maxMessageBytes === undefined ? limits.defaultMaxMessageBytes : integer('sandbox.maxMessageBytes', v.maxMessageBytes, 1024, limits.maxMessageBytes);
   const log = v.log ?? true;
   if (typeof log !== 'boolean') bad(`Expected \`sandbox.log\` to be a boolean, got ${describe(log)}`);
-  return { refs, spawn, contacts, capabilities, memoryMB, timeoutMs, maxMessageBytes, log };
+  const isolation = v.isolation ?? 'tenant';
+  if (isolation !== 'tenant' && isolation !== 'process') bad(`Expected \`sandbox.isolation\` to be 'tenant' or 'process', got ${describe(isolation)}`);
+  return { refs, spawn, contacts, capabilities, memoryMB, timeoutMs, maxMessageBytes, log, isolation };
 }
 
 export function checkAcl(v: unknown): AclEntry[] {

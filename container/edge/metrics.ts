@@ -8,7 +8,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly #requests: Counter<'type' | 'code'>;
   readonly #latency: Histogram<'type'>;
-  readonly wakes: Counter;
+  readonly wakes: Counter<'source'>;
   readonly kills: Counter<'reason'>;
 
   constructor(awake: () => number, queued: () => number) {
@@ -21,7 +21,7 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers,
     });
-    this.wakes = new Counter({ name: 'keynode_wakes_total', help: 'Nodes woken (worker processes given a node)', registers });
+    this.wakes = new Counter({ name: 'keynode_wakes_total', help: 'Nodes woken, by where the worker came from: spare, steal, blank or new', labelNames: ['source'], registers });
     this.kills = new Counter({ name: 'keynode_worker_kills_total', help: 'Workers killed or lost, by reason', labelNames: ['reason'], registers });
     new Gauge({ name: 'keynode_awake_nodes', help: 'Nodes with a process', registers, collect() { this.set(awake()); } });
     new Gauge({ name: 'keynode_queued_evals', help: 'Evals waiting for their node', registers, collect() { this.set(queued()); } });

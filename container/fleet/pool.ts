@@ -1,29 +1,50 @@
 /**
- * @module container/pool
- * Pre-started blank workers (locked down, compartment built, waiting for `become`), so a wake costs a
- * frame instead of a process start. Only for the default memory size: the heap cap is fixed at exec.
+ * @module container/fleet/pool
+ * Pre-started blank workers (locked down, waiting for `become`) of one heap size, so a wake that finds no
+ * reusable worker costs a frame instead of a process start. The pool breathes: its target follows the
+ * recent rate of such wakes (grows under bursts, shrinks when they stop) between a floor and a ceiling,
+ * and it refills one process at a time, only while evals leave the CPU some room.
  */
 import { KeynodeError } from '../../protocol/index.js';
 import { WorkerProcess, type WorkerStartOptions } from './worker-process.js';
 
 const MAX_FAILURES = 5;
 const PAUSE_MS = 5000;
+/** Misses are averaged over about this long. */
+const RATE_WINDOW_MS = 5000;
+/** Blanks kept per miss/s: about the time a refill takes on a loaded machine, so a steady rate never waits. */
+const HORIZON_S = 1;
+/** When the CPU is busy, a refill looks again after this long. */
+const RETRY_MS = 50;
 
-export class WorkerPool {
-  readonly #size: number;
-  readonly #options: WorkerStartOptions;
+export interface PoolOptions extends WorkerStartOptions {
+  /** Blanks always kept (the floor), and the most ever kept (the ceiling). */
+  min: number;
+  max: number;
+  /** True while evals use every core: a refill then waits rather than take CPU from them. */
+  busy(): boolean;
+  /** Whether one more idle process of this size fits in the container's memory capacity. */
+  roomFor(memoryMB: number): boolean;
+}
+
+export class BlankPool {
+  readonly #options: PoolOptions;
   readonly #ready: WorkerProcess[] = [];
-  /** Started, not ready yet: close() must end these too, or they outlive the container. */
+  /** Started, not ready yet, not promised to any wake. */
   readonly #starting = new Set<WorkerProcess>();
+  /** Every process this pool started that has not exited: close() ends them all. */
+  readonly #owned = new Set<WorkerProcess>();
   #closed = false;
   #waiters: (() => void)[] = [];
-  /** Starts that failed in a row: past a few, the pool stops trying for a while instead of spinning. */
   #failures = 0;
   #pausedUntil = 0;
   #lastError: unknown;
+  #retry: NodeJS.Timeout | undefined;
+  /** Misses per second, decayed exponentially, as of `#rateAt`. */
+  #rate = 0;
+  #rateAt = Date.now();
 
-  constructor(size: number, options: WorkerStartOptions) {
-    this.#size = size;
+  constructor(options: PoolOptions) {
     this.#options = options;
   }
 
@@ -31,50 +52,105 @@ export class WorkerPool {
     return this.#options.memoryMB;
   }
 
-  fill(): void {
-    if (Date.now() < this.#pausedUntil) return;
-    while (!this.#closed && this.#ready.length + this.#starting.size < this.#size) {
-      const w = WorkerProcess.start(this.#options);
-      this.#starting.add(w);
-      w.ready.then(
-        () => {
-          this.#starting.delete(w);
-          this.#failures = 0;
-          if (this.#closed) w.kill('ERR_UNAVAILABLE');
-          else this.#ready.push(w);
-          this.#wakeWaiters();
-        },
-        (e: unknown) => {
-          this.#starting.delete(w);
-          this.#lastError = e;
-          if (++this.#failures >= MAX_FAILURES) this.#pausedUntil = Date.now() + PAUSE_MS;
-          this.#wakeWaiters();
-        },
-      );
-      void w.exited.then(() => {
-        const i = this.#ready.indexOf(w);
-        if (i >= 0) this.#ready.splice(i, 1);
-      });
-    }
+  get size(): { ready: number; starting: number; target: number } {
+    return { ready: this.#ready.length, starting: this.#starting.size, target: this.target() };
   }
 
-  /** A ready worker, or undefined when the pool is empty (the caller starts one itself). */
-  take(memoryMB: number): WorkerProcess | undefined {
-    if (memoryMB !== this.#options.memoryMB) return undefined;
+  /** Misses per second over the last few seconds. */
+  rate(now = Date.now()): number {
+    return this.#rate * Math.exp(-(now - this.#rateAt) / RATE_WINDOW_MS);
+  }
+
+  /** A wake found no reusable worker of this size. */
+  miss(): void {
+    const now = Date.now();
+    this.#rate = this.rate(now) + 1000 / RATE_WINDOW_MS;
+    this.#rateAt = now;
+    this.fill();
+  }
+
+  target(): number {
+    const { min, max } = this.#options;
+    return Math.max(min, Math.min(max, Math.ceil(this.rate() * HORIZON_S)));
+  }
+
+  /** A ready blank; with `starting`, else one still starting (the caller awaits its `ready`). */
+  take(starting: boolean): WorkerProcess | undefined {
     let w: WorkerProcess | undefined;
     while ((w = this.#ready.shift()) && !w.alive);
+    if (!w && starting) {
+      // A blank on its way is sooner than a new process: claim it.
+      for (const s of this.#starting) {
+        this.#starting.delete(s);
+        w = s;
+        break;
+      }
+    }
+    if (!w) return undefined;
+    this.#owned.delete(w);
     // Refill a little later: starting a process now would compete for the CPU with the wake it serves.
-    setTimeout(() => this.fill(), 50).unref();
+    this.#schedule(RETRY_MS);
     return w;
   }
 
-  /** Resolves once the pool holds `size` ready workers (used by tests and benchmarks). */
+  #schedule(ms: number): void {
+    if (this.#retry || this.#closed) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.fill();
+    }, ms).unref();
+  }
+
+  /** Starts one blank if the pool is short of its target (one at a time), or stops one past it. */
+  fill(): void {
+    if (this.#closed) return;
+    const target = this.target();
+    if (this.#ready.length > target) {
+      // Shrink slowly: the oldest blank goes first, one per call.
+      this.#ready.shift()?.stop(500).catch(() => {});
+      if (this.#ready.length > target) this.#schedule(1000);
+      return;
+    }
+    if (this.#starting.size > 0 || this.#ready.length + this.#starting.size >= target) return;
+    if (Date.now() < this.#pausedUntil) return this.#schedule(this.#pausedUntil - Date.now());
+    // The floor is kept even when busy: it is what a quiet container promises every wake.
+    const belowFloor = this.#ready.length < this.#options.min;
+    if (!belowFloor && this.#options.busy()) return this.#schedule(RETRY_MS);
+    if (!this.#options.roomFor(this.#options.memoryMB)) return this.#schedule(1000);
+    const w = WorkerProcess.start(this.#options);
+    this.#starting.add(w);
+    this.#owned.add(w);
+    w.ready.then(
+      () => {
+        this.#failures = 0;
+        if (!this.#starting.delete(w)) return this.#wakeWaiters(); // claimed by a wake while it started
+        if (this.#closed) w.kill('ERR_UNAVAILABLE');
+        else this.#ready.push(w);
+        this.#wakeWaiters();
+        this.fill();
+      },
+      (e: unknown) => {
+        this.#starting.delete(w);
+        this.#lastError = e;
+        if (++this.#failures >= MAX_FAILURES) this.#pausedUntil = Date.now() + PAUSE_MS;
+        this.#wakeWaiters();
+        this.fill();
+      },
+    );
+    void w.exited.then(() => {
+      this.#owned.delete(w);
+      const i = this.#ready.indexOf(w);
+      if (i >= 0) this.#ready.splice(i, 1);
+    });
+  }
+
+  /** Resolves once the pool holds its floor of ready workers (tests and benchmarks). */
   async warm(): Promise<void> {
     this.fill();
-    while (!this.#closed && this.#ready.length < this.#size) {
+    while (!this.#closed && this.#ready.length < this.#options.min) {
       if (this.#failures >= MAX_FAILURES) throw new KeynodeError('ERR_UNAVAILABLE', `workers fail to start: ${(this.#lastError as Error)?.message ?? this.#lastError}`);
       await new Promise<void>((r) => this.#waiters.push(r));
-      this.fill(); // replaces a worker that failed to start
+      this.fill();
     }
   }
 
@@ -84,10 +160,13 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#retry);
     this.#wakeWaiters();
-    const starting = [...this.#starting];
-    for (const w of starting) w.kill('ERR_UNAVAILABLE');
-    const all = this.#ready.splice(0);
-    await Promise.all([...all.map((w) => w.stop(500)), ...starting.map((w) => w.exited)]);
+    const ready = new Set(this.#ready.splice(0));
+    const all = [...this.#owned];
+    this.#starting.clear();
+    // A ready blank exits when asked; one still booting is killed rather than waited for.
+    for (const w of all) if (!ready.has(w)) w.kill('ERR_UNAVAILABLE');
+    await Promise.all(all.map((w) => (ready.has(w) ? w.stop(500) : w.exited)));
   }
 }

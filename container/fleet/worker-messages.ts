@@ -74,6 +74,9 @@ export function checkFromWorker(m: unknown): FromWorker {
       break;
     case 'idle':
       return { type: 'idle' };
+    case 'released':
+      if (isInt(m.heapUsed)) return { type: 'released', heapUsed: m.heapUsed };
+      break;
     case 'started':
       if (isInt(m.id)) return { type: 'started', id: m.id };
       break;

@@ -1,8 +1,9 @@
 /**
- * @module container/worker-process
+ * @module container/fleet/worker-process
  * One worker OS process: started with execa under Node's permission model and a V8 heap cap, spoken to in
  * length-prefixed MessagePack frames over stdio. Everything it sends is checked as untrusted input; a
- * frame that breaks the protocol kills it.
+ * frame that breaks the protocol kills it. A process may serve several nodes one after another
+ * (`release` between them); one the container had to kill, or that misbehaved, is never reused.
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -95,13 +96,22 @@ export interface WorkerExit {
   reason?: ErrorCode;
 }
 
+const IGNORE = (): void => {};
+
 export class WorkerProcess {
   readonly memoryMB: number;
   readonly startedAt = Date.now();
   readonly exited: Promise<WorkerExit>;
   readonly ready: Promise<void>;
-  onMessage: (msg: FromWorker) => void = () => {};
+  /** Set by whoever the process serves now; reset to a no-op when it stops serving them. */
+  onMessage: (msg: FromWorker) => void = IGNORE;
+  onExit: (exit: WorkerExit) => void = IGNORE;
+  /** Nodes this process has become (a blank worker has served none). */
+  served = 0;
+  /** The only tenant whose nodes this process may serve, once it has served one (see fleet.ts). */
+  scope: string | undefined;
   #child: ResultPromise;
+  #released: ((heapUsed: number | undefined) => void) | undefined;
   #reason: ErrorCode | undefined;
   #stderr = '';
   #alive = true;
@@ -115,6 +125,8 @@ export class WorkerProcess {
     this.#maxBuffered = Math.max(64 * 1024 * 1024, 2 * options.maxFrameBytes);
     const flags = [
       `--max-old-space-size=${options.memoryMB}`,
+      // The worker collects a heavy heap before reporting its size on release; user code never sees `gc`.
+      '--expose-gc',
       '--experimental-permission',
       ...READABLE.map((p) => `--allow-fs-read=${p}`),
       '--no-warnings',
@@ -153,6 +165,11 @@ export class WorkerProcess {
             isReady = true;
             clearTimeout(readyTimer);
             resolveReady();
+          } else if (msg.type === 'released') {
+            if (!this.#released) throw new KeynodeError('ERR_BAD_MESSAGE', 'released without a release');
+            const done = this.#released;
+            this.#released = undefined;
+            done(msg.heapUsed);
           } else this.onMessage(msg);
         }
       } catch (e) {
@@ -173,6 +190,12 @@ export class WorkerProcess {
       const exit: WorkerExit = { code: r.exitCode ?? null, signal: r.signal ?? null };
       if (this.#reason) exit.reason = this.#reason;
       if (!isReady) rejectReady(new KeynodeError('ERR_UNAVAILABLE', `worker exited before it was ready (${r.signal ?? r.exitCode}): ${this.#stderr.slice(-500)}`));
+      this.#released?.(undefined);
+      this.#released = undefined;
+      const onExit = this.onExit;
+      this.onExit = IGNORE;
+      this.onMessage = IGNORE;
+      onExit(exit);
       return exit;
     });
   }
@@ -191,6 +214,27 @@ export class WorkerProcess {
 
   get stderrTail(): string {
     return this.#stderr;
+  }
+
+  /** Alive, and never killed nor caught breaking the protocol: it may serve another node. */
+  get reusable(): boolean {
+    return this.#alive && this.#reason === undefined;
+  }
+
+  /**
+   * Asks the worker to forget its node. Resolves with its heap size once it has, or undefined if it died or
+   * did not answer within `timeoutMs` (then it is killed: a node that keeps its worker busy is not quiet).
+   */
+  release(timeoutMs: number): Promise<number | undefined> {
+    if (!this.#alive || this.#released) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.kill('ERR_WORKER_CRASHED'), timeoutMs);
+      this.#released = (heapUsed) => {
+        clearTimeout(timer);
+        resolve(heapUsed);
+      };
+      this.send({ type: 'release' });
+    });
   }
 
   send(msg: ToWorker): void {

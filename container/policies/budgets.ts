@@ -180,6 +180,11 @@ export class Budgets {
     return { grantedMB: granted };
   }
 
+  /** Awake nodes and their granted memory counted against this holder now. */
+  awakeUse(id: NodeId): { count: number; mem: number } {
+    return this.#awake.get(id) ?? { count: 0, mem: 0 };
+  }
+
   unreserve(chain: NodeId[], mb: number): void {
     for (const id of chain) {
       const used = this.#awake.get(id);

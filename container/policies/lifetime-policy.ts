@@ -34,6 +34,11 @@ export class LifetimePolicy {
   readonly schedule: DeadlineSchedule;
   /** Client-held Ephemeral nodes: when their hold lapses. Node-held ones are checked when the parent sleeps. */
   readonly #holds = new Map<NodeId, { parent: NodeId; until: number }>();
+  /**
+   * Node-held Ephemeral children per parent, counted in memory: they all belong to this boot (their keys
+   * live only in memory), so a parent missing here has none, and its sleep needs no look at its state.
+   */
+  readonly #ephemeralKids = new Map<NodeId, number>();
   readonly #holdTimer: NodeJS.Timeout;
   readonly #onError: (e: unknown, what: string) => void;
   readonly #events: LifetimeEvents;
@@ -76,6 +81,7 @@ export class LifetimePolicy {
     const lt = rec.lifetime;
     if (lt.kind === 'resetting' || lt.kind === 'leased') this.schedule.notify(now + lt.seconds * 1000);
     if (lt.kind === 'ephemeral' && !byNode) this.#holds.set(rec.id, { parent: rec.parent, until: now + this.#rt.options.holdGraceMs });
+    if (lt.kind === 'ephemeral' && byNode) this.#ephemeralKids.set(rec.parent, (this.#ephemeralKids.get(rec.parent) ?? 0) + 1);
   }
 
   /** A node went to sleep: a Resetting node's last activity, perhaps not written yet, is. */
@@ -119,6 +125,7 @@ export class LifetimePolicy {
 
   /** After a node sleeps or crashes: its Ephemeral children whose IDs are not in its state are destroyed. */
   async collectChildren(parent: NodeId): Promise<void> {
+    if (!this.#ephemeralKids.has(parent)) return;
     const kids: NodeId[] = [];
     for await (const key of this.#rt.store.sub('e').keys(nodeRange(parent))) kids.push(key.slice(parent.length));
     if (!kids.length) return;
@@ -177,6 +184,12 @@ export class LifetimePolicy {
       await (holder === undefined ? commit() : rt.budgets.locked(holder, commit));
       rt.ephemeralKeys.delete(rec.id);
       this.#holds.delete(rec.id);
+      this.#ephemeralKids.delete(rec.id);
+      const siblings = this.#ephemeralKids.get(rec.parent);
+      if (rec.lifetime.kind === 'ephemeral' && siblings !== undefined) {
+        if (siblings <= 1) this.#ephemeralKids.delete(rec.parent);
+        else this.#ephemeralKids.set(rec.parent, siblings - 1);
+      }
       this.#events.destroyed(rec.id, reason);
     } finally {
       rt.destroying.delete(rec.id);

@@ -37,6 +37,10 @@ export function checkNarrower(parent: NodeRecord, sandbox: SandboxSpec, lifetime
   for (const k of ['memoryMB', 'timeoutMs', 'maxMessageBytes'] as const) {
     if (sandbox[k] > mine[k]) throw sandboxDenied(`a child may not have more ${k} (${sandbox[k]}) than its parent (${mine[k]})`);
   }
+  // A node that runs only in processes of its own cannot give a child a process others used before it.
+  if ((mine.isolation ?? 'tenant') === 'process' && sandbox.isolation !== 'process') {
+    throw sandboxDenied(`a child of node ${parent.id} must have sandbox.isolation 'process', as its parent has`);
+  }
   if (sandbox.spawn !== false) {
     const allowed = mine.spawn === false ? [] : mine.spawn.lifetimes;
     const extra = sandbox.spawn.lifetimes.filter((l) => !allowed.includes(l));
@@ -66,6 +70,7 @@ function inherit(raw: unknown, parent: NodeRecord): unknown {
   if (r.sandbox !== undefined && (typeof r.sandbox !== 'object' || r.sandbox === null)) return raw;
   const s = { ...(r.sandbox as Record<string, unknown> | undefined) };
   for (const k of ['memoryMB', 'timeoutMs', 'maxMessageBytes'] as const) s[k] ??= parent.sandbox[k];
+  s.isolation ??= parent.sandbox.isolation ?? 'tenant';
   return { ...r, sandbox: s };
 }
 

@@ -1,11 +1,12 @@
 /**
- * @module container/awake-node
+ * @module container/supervisor/awake-node
  * An entry of the status map: a node with a process (or about to have one). Sleeping nodes have no entry.
  */
 import type { KeyObject } from 'node:crypto';
 import type { KeynodeError, NodeId, NodeStatus } from '../../protocol/index.js';
 import type { NodeRecord } from '../../store/index.js';
 import type { WorkerProcess } from '../fleet/worker-process.js';
+import type { WorkerSource } from '../fleet/fleet.js';
 
 /** Work the container does on a node's state between evals (a Resetting node's reset). */
 export interface Task {
@@ -44,6 +45,14 @@ export class AwakeNode {
   /** After a result, the worker has not said idle yet: the eval's kill timer still runs, no new eval starts. */
   settling: NodeJS.Timeout | undefined;
   wokenAt = 0;
+  /** Evals this node has run since it woke: a node woken for one eval is the first to give up its worker. */
+  evals = 0;
+  /** Where this wake's worker came from. */
+  source: WorkerSource | undefined;
+  /** When its worker's resident memory is next read (idle workers less often than busy ones). */
+  nextMemoryCheck = 0;
+  /** Put it to sleep at its next quiet moment (its isolation changed while it was awake). */
+  moveOut = false;
   /** Memory granted at wake, counted against budgets while awake. */
   grantedMB = 0;
   /** Unsealed private key, held only while awake (or for Ephemeral nodes, in the container's memory). */
@@ -66,6 +75,7 @@ export class AwakeNode {
   /** Called when the eval in flight has its outcome (graceful shutdown waits on this). */
   readonly settled: (() => void)[] = [];
   #nextEval = 1;
+  #changed: (() => void)[] = [];
 
   constructor(rec: NodeRecord) {
     this.id = rec.id;
@@ -74,6 +84,20 @@ export class AwakeNode {
 
   nextEvalId(): number {
     return this.#nextEval++;
+  }
+
+  /** Resolves at the node's next change of state (said idle, slept, lost its process, was forgotten). */
+  changed(): Promise<void> {
+    return new Promise((resolve) => this.#changed.push(resolve));
+  }
+
+  signal(): void {
+    for (const f of this.#changed.splice(0)) f();
+  }
+
+  /** Nothing running, nothing settling, nothing queued: it may give up its worker now. */
+  get quiet(): boolean {
+    return this.status === 'idle' && !this.running && !this.settling && this.queue.length === 0 && this.worker !== undefined;
   }
 
   /** What `describe` and `ls` show. */

@@ -1,15 +1,20 @@
 /**
- * @module container/supervisor
- * The status map and every worker's life: wake on the first message (one wake however many arrive), one
- * eval at a time in arrival order, sleep after the idle timeout, kill on crash, timeout or memory overrun.
- * Sleeping nodes are not here at all; a single sweep timer serves every awake node.
+ * @module container/supervisor/supervisor
+ * The status map and every node's hold on a worker: wake on the first message (one wake however many
+ * arrive), one eval at a time in arrival order, sleep after the idle timeout, kill on crash, timeout or
+ * memory overrun. Sleeping nodes are not here at all; a single sweep timer serves every awake node.
+ *
+ * A node that sleeps gives its worker back scrubbed (`release`), for the next node of its tenant. A wake
+ * takes, in this order: a spare of its tenant, the worker of the tenant's least recently used idle node
+ * that is not hot (see #victim), a blank from the pool, a new process.
  */
 import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../../protocol/index.js';
 import { AwakeNode, type Job, type Task } from './awake-node.js';
-import type { WorkerPool } from '../fleet/pool.js';
-import { WorkerProcess, type WorkerExit, type WorkerLaunch } from '../fleet/worker-process.js';
+import type { Fleet } from '../fleet/fleet.js';
+import type { WorkerExit, WorkerProcess } from '../fleet/worker-process.js';
 import type { NodeRecord } from '../../store/index.js';
 import { workerNodeOf } from '../fleet/worker-node.js';
+import { watchMemory } from './memory-watch.js';
 
 export interface SupervisorHooks {
   /** Before a process starts: reserve budget; may sleep other nodes to make room. Returns the memory grant. */
@@ -35,10 +40,17 @@ export interface SupervisorOptions {
   maxQueue: number;
   /** Bytes of evals (source + arguments) that may wait for one node. */
   maxQueueBytes: number;
-  launch: WorkerLaunch;
+  /** How long a worker may take to forget its node before it is killed instead. */
+  releaseTimeoutMs: number;
 }
 
 const MAX_REQUESTS_IN_FLIGHT = 64;
+/**
+ * A node that ran more than one eval in this wake is hot: its worker is taken for another node only after
+ * it has been idle this long. A node woken for one eval (a scan of distinct nodes) gives way at once, so a
+ * burst of cold wakes recycles among themselves and never thrashes the tenant's hot nodes.
+ */
+const HOT_IDLE_MS = 1000;
 
 const EXIT_MESSAGES: Partial<Record<ErrorCode, string>> = {
   ERR_EVAL_TIMEOUT: 'the eval ran past its time limit (sandbox.timeoutMs); its worker was killed and the node is asleep',
@@ -52,19 +64,19 @@ export class Supervisor {
   readonly #awake = new Map<NodeId, AwakeNode>();
   readonly #hooks: SupervisorHooks;
   readonly #options: SupervisorOptions;
-  readonly #pool: WorkerPool;
+  readonly #fleet: Fleet;
   readonly #sweepTimer: NodeJS.Timeout;
   readonly #memoryTimer: NodeJS.Timeout;
   #closing = false;
   wakes = 0;
 
-  constructor(options: SupervisorOptions, pool: WorkerPool, hooks: SupervisorHooks) {
+  constructor(options: SupervisorOptions, fleet: Fleet, hooks: SupervisorHooks) {
     this.#options = options;
-    this.#pool = pool;
+    this.#fleet = fleet;
     this.#hooks = hooks;
     const sweepEvery = Math.max(10, Math.min(1000, Math.floor(options.idleTimeoutMs / 4)));
     this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery).unref();
-    this.#memoryTimer = setInterval(() => this.#watchMemory(), options.memoryPollMs).unref();
+    this.#memoryTimer = setInterval(() => watchMemory(this.#awake.values(), options.memoryPollMs, options.rssOverheadMB), options.memoryPollMs).unref();
   }
 
   get(id: NodeId): AwakeNode | undefined {
@@ -100,8 +112,27 @@ export class Supervisor {
   refresh(rec: NodeRecord): void {
     const node = this.#awake.get(rec.id);
     if (!node) return;
+    const wasShared = node.worker !== undefined && node.worker.served > 1;
     node.rec = rec;
     node.worker?.send({ type: 'become', node: workerNodeOf(rec, this.#hooks.publicUrl(rec.id)) });
+    // Now 'process' on a worker that served others before: it moves to a fresh one at its next quiet moment.
+    if (wasShared && this.#scopeOf(node) === undefined) {
+      node.moveOut = true;
+      if (node.quiet) void this.sleep(node);
+    }
+  }
+
+  /** The tenant whose spare workers this node may use and leave behind; undefined: a process of its own. */
+  #scopeOf(node: AwakeNode): string | undefined {
+    if (this.#fleet.reuse === 'off' || node.rec.sandbox.isolation === 'process') return undefined;
+    return node.rec.ancestors[0];
+  }
+
+  /** Counts the Running evals: refills of the blank pool wait while they fill every core. */
+  get running(): number {
+    let n = 0;
+    for (const node of this.#awake.values()) if (node.running) n++;
+    return n;
   }
 
   /** Runs `task` on the node's state when no eval is running on it, without waking it. */
@@ -156,6 +187,7 @@ export class Supervisor {
     const worker = node.worker;
     const timer = setTimeout(() => worker.kill('ERR_EVAL_TIMEOUT'), limit);
     node.running = { job, evalId, timer, deadline: Date.now() + limit };
+    node.evals++;
     node.status = 'active';
     node.lastActivity = Date.now();
     worker.send({ type: 'eval', id: evalId, fn: job.fn, args: job.args, from: job.from });
@@ -169,10 +201,12 @@ export class Supervisor {
       node.wasAwake = true;
       node.reserved = true;
       if (node.destroyed) return this.#forget(node, 'destroyed');
-      worker = this.#pool.take(node.grantedMB) ?? WorkerProcess.start({ ...this.#options.launch, memoryMB: node.grantedMB });
-      node.worker = worker;
-      worker.onMessage = (msg) => this.#onMessage(node, worker, msg);
-      void worker.exited.then((exit) => this.#onExit(node, worker, exit));
+      worker = await this.#acquire(node);
+      if (node.destroyed || this.#closing) {
+        this.#fleet.retire(worker);
+        return this.#forget(node, node.destroyed ? 'destroyed' : 'shutdown');
+      }
+      this.#attach(node, worker);
       await worker.ready;
     } catch (e) {
       const err = e instanceof KeynodeError ? e : new KeynodeError('ERR_UNAVAILABLE', `could not wake node ${node.id}: ${(e as Error).message}`);
@@ -181,13 +215,101 @@ export class Supervisor {
       if (!node.worker) this.#forget(node, 'crash');
       return;
     }
-    if (node.destroyed || !worker.alive) return;
+    if (node.destroyed || !worker.alive || node.worker !== worker) return;
     this.wakes++;
     worker.send({ type: 'become', node: workerNodeOf(node.rec, this.#hooks.publicUrl(node.id)) });
     node.wokenAt = Date.now();
+    node.evals = 0;
     node.status = 'idle';
+    node.signal();
     this.#hooks.afterWake?.(node);
     this.#pump(node);
+  }
+
+  /**
+   * A worker for the node, cheapest first: a spare of its tenant (a frame), a ready blank (a frame, and a
+   * refill later), an idle neighbour's (it sleeps early: a frame each way), a blank still starting, a new
+   * process (~100 ms of CPU). Only the last two wait for a process to start.
+   */
+  async #acquire(node: AwakeNode): Promise<WorkerProcess> {
+    const scope = this.#scopeOf(node);
+    const mb = node.grantedMB;
+    const spare = scope === undefined ? undefined : this.#fleet.takeSpare(scope, mb);
+    if (spare) {
+      node.source = 'spare';
+      return spare;
+    }
+    const blank = this.#fleet.takeBlank(mb);
+    if (blank) {
+      node.source = 'blank';
+      return blank;
+    }
+    if (scope !== undefined) {
+      for (let victim = this.#victim(node, scope, mb); victim; victim = this.#victim(node, scope, mb)) {
+        const taken = await this.#takeFrom(victim);
+        if (taken) {
+          this.#fleet.counts.steal++;
+          node.source = 'steal';
+          return taken;
+        }
+      }
+    }
+    const { worker, source } = this.#fleet.takeFresh(mb);
+    node.source = source;
+    return worker;
+  }
+
+  /**
+   * The tenant's least recently used idle node whose worker could serve `node` (same heap size, reusable),
+   * if it is cold (woken for one eval) or has been idle for HOT_IDLE_MS.
+   */
+  #victim(node: AwakeNode, scope: string, mb: number): AwakeNode | undefined {
+    const now = Date.now();
+    let best: AwakeNode | undefined;
+    for (const n of this.#awake.values()) {
+      if (n === node || !n.quiet || n.worker!.memoryMB !== mb || this.#scopeOf(n) !== scope) continue;
+      if (n.evals > 1 && now - n.lastActivity < HOT_IDLE_MS) continue;
+      if (!this.#fleet.mayServeAgain(n.worker!)) continue;
+      if (!best || n.lastActivity < best.lastActivity) best = n;
+    }
+    return best;
+  }
+
+  /** Puts an idle node to sleep and hands over its scrubbed worker, or undefined if that failed. */
+  async #takeFrom(victim: AwakeNode): Promise<WorkerProcess | undefined> {
+    const worker = victim.worker!;
+    victim.status = 'stopping';
+    const heapUsed = await worker.release(this.#options.releaseTimeoutMs);
+    if (victim.worker !== worker) return undefined; // it died meanwhile; its exit was handled
+    this.#detach(victim, worker);
+    if (heapUsed === undefined || !this.#fleet.clean(worker, heapUsed)) {
+      this.#fleet.retire(worker);
+      return undefined;
+    }
+    return worker;
+  }
+
+  #attach(node: AwakeNode, worker: WorkerProcess): void {
+    node.worker = worker;
+    worker.served++;
+    worker.scope = this.#scopeOf(node);
+    worker.onMessage = (msg) => this.#onMessage(node, worker, msg);
+    worker.onExit = (exit) => this.#onExit(node, worker, exit);
+  }
+
+  /** The node lets go of a live worker (it was released): it is asleep unless work arrived meanwhile. */
+  #detach(node: AwakeNode, worker: WorkerProcess): void {
+    node.worker = undefined;
+    worker.onMessage = () => {};
+    worker.onExit = () => {};
+    clearTimeout(node.settling);
+    node.settling = undefined;
+    node.moveOut = false;
+    this.#release(node);
+    node.signal();
+    if (node.status === 'stopping') node.status = 'asleep';
+    if (node.queue.length && !node.destroyed && !this.#closing) return void this.#wake(node);
+    this.#forget(node, node.destroyed ? 'destroyed' : 'idle');
   }
 
   #onMessage(node: AwakeNode, worker: WorkerProcess, msg: FromWorker): void {
@@ -204,6 +326,8 @@ export class Supervisor {
         node.settling = undefined;
         if (node.status === 'active') node.status = 'idle';
         node.lastActivity = Date.now();
+        node.signal();
+        if (node.moveOut && node.quiet) return void this.sleep(node);
         return this.#pump(node);
       case 'log':
         if (node.running?.evalId === msg.eval) this.#hooks.onLog(node, msg.line);
@@ -250,6 +374,7 @@ export class Supervisor {
     }
     if (node.status === 'committing') node.status = 'idle';
     for (const settled of node.settled.splice(0)) settled();
+    node.signal();
     if (!node.worker && !node.queue.length) return this.#forget(node, 'crash'); // it died while we committed
     this.#pump(node);
   }
@@ -266,6 +391,7 @@ export class Supervisor {
     clearTimeout(node.settling);
     node.settling = undefined;
     this.#release(node);
+    node.signal();
     const running = node.running;
     node.selfDestruct = undefined;
     if (running) {
@@ -293,6 +419,7 @@ export class Supervisor {
   #forget(node: AwakeNode, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'): void {
     // First: a wake that finished its admission after the node was already forgotten still gives it back.
     this.#release(node);
+    node.signal();
     if (this.#awake.get(node.id) !== node) return;
     this.#awake.delete(node.id);
     for (const job of node.queue.splice(0)) job.reject(new KeynodeError(node.destroyed ? 'ERR_NODE_DESTROYED' : 'ERR_UNAVAILABLE', node.destroyed ? EXIT_MESSAGES.ERR_NODE_DESTROYED! : 'the node could not be woken'));
@@ -300,16 +427,30 @@ export class Supervisor {
     if (node.wasAwake) this.#hooks.onAsleep(node, why);
   }
 
-  /** Puts an idle node to sleep now; resolves when its process has ended. */
+  /**
+   * Puts an idle node to sleep now. Its worker is scrubbed and kept for the tenant's next wake when it may
+   * serve again, else it ends. Resolves when the node no longer holds it.
+   */
   async sleep(node: AwakeNode): Promise<void> {
-    if (node.status !== 'idle' || node.running || node.settling || node.queue.length || !node.worker) return;
+    if (!node.quiet) return;
+    const worker = node.worker!;
     node.status = 'stopping';
-    await node.worker.stop();
+    const scope = this.#scopeOf(node);
+    if (scope === undefined || node.moveOut || !this.#fleet.mayServeAgain(worker)) {
+      await worker.stop();
+      return;
+    }
+    const heapUsed = await worker.release(this.#options.releaseTimeoutMs);
+    if (node.worker !== worker || heapUsed === undefined) return; // it died or was killed: its exit was handled
+    this.#detach(node, worker);
+    this.#fleet.park(worker, scope, heapUsed);
   }
 
-  /** Least recently used idle nodes first: candidates to sleep when a budget is full. */
-  idleByAge(filter: (n: AwakeNode) => boolean): AwakeNode[] {
-    return [...this.#awake.values()].filter((n) => n.status === 'idle' && !n.running && !n.settling && !n.queue.length && filter(n)).sort((a, b) => a.lastActivity - b.lastActivity);
+  /** The least recently used quiet node that `filter` accepts: the one to sleep when a budget is full. */
+  leastRecentlyUsed(filter: (n: AwakeNode) => boolean): AwakeNode | undefined {
+    let best: AwakeNode | undefined;
+    for (const n of this.#awake.values()) if (n.quiet && filter(n) && (!best || n.lastActivity < best.lastActivity)) best = n;
+    return best;
   }
 
   /** Kills the node's process at once and fails what it was doing; used by destroy. */
@@ -317,6 +458,12 @@ export class Supervisor {
     const node = this.#awake.get(id);
     if (!node) return;
     node.destroyed = code === 'ERR_NODE_DESTROYED';
+    if (node.destroyed && node.quiet && this.#scopeOf(node) !== undefined) {
+      // Nothing of it runs: its worker can be scrubbed for the tenant instead of killed (a kill it will be if
+      // it does not answer in time).
+      await this.sleep(node);
+      if (!node.worker) return this.#forget(node, 'destroyed');
+    }
     const worker = node.worker;
     if (worker) {
       worker.kill(code);
@@ -328,15 +475,7 @@ export class Supervisor {
   #sweep(): void {
     const cutoff = Date.now() - this.#options.idleTimeoutMs;
     for (const node of this.#awake.values()) {
-      if (node.status === 'idle' && !node.settling && node.lastActivity <= cutoff && !node.queue.length) void this.sleep(node);
-    }
-  }
-
-  #watchMemory(): void {
-    for (const node of this.#awake.values()) {
-      const w = node.worker;
-      const rss = w?.rssMB();
-      if (rss !== undefined && rss > w!.memoryMB + this.#options.rssOverheadMB) w!.kill('ERR_OUT_OF_MEMORY');
+      if (node.quiet && node.lastActivity <= cutoff) void this.sleep(node);
     }
   }
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { connect, Lifetime, type KeynodeError } from 'keynode';
-import { alive, startContainer } from '../helpers/containers.js';
+import { alive, startContainer, until } from '../helpers/containers.js';
 
 describe('node lifecycle', () => {
   it('spawn starts no process; at() wakes the node; describe shows it awake with a pid; idle nodes go to sleep', async () => {
@@ -30,7 +30,20 @@ describe('node lifecycle', () => {
     const after = await client.describe(node);
     expect(after.status).toBe('asleep');
     expect(after.pid).toBeUndefined();
-    expect(alive(awake.pid!)).toBe(false);
+    // The node is asleep; its scrubbed worker waits as a spare for the next node of the same tenant.
+    expect(alive(awake.pid!)).toBe(true);
+    expect(container.fleet.spares).toBe(1);
+  });
+
+  it('with workerReuse off, a node that sleeps ends its process', async () => {
+    const { container, client } = await startContainer({ idleTimeoutMs: 300, workerReuse: 'off' });
+    const node = await client.spawn({ lifetime: Lifetime.root() });
+    const slept = once(container, 'sleep');
+    await client.at(node, () => 1);
+    const { pid } = await client.describe(node);
+    await slept;
+    await until(() => !alive(pid!), 5000, 'the worker to exit');
+    expect(container.fleet.spares).toBe(0);
   });
 
   it('50 concurrent evals on an asleep node wake it once and run one at a time in arrival order', async () => {

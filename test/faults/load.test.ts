@@ -74,7 +74,7 @@ async function audit(client: Client, nodes: (NodeHandle | string)[], outcome: Ou
 
 describe('load and faults', () => {
   it(`${CLIENTS} concurrent clients on ${NODES} nodes: every acknowledged increment is present exactly once`, async () => {
-    const { client, url } = await startContainer({ poolSize: 4 });
+    const { client, url } = await startContainer({ poolMin: 4 });
     const nodes = await client.spawnMany(NODES, { lifetime: Lifetime.root(), acl: ['public'] });
     const clients = await Promise.all(Array.from({ length: CLIENTS }, () => connect(url, { identity: Identity.generate(), connections: 1 })));
     try {
@@ -89,7 +89,7 @@ describe('load and faults', () => {
   }, 120_000);
 
   it('kill -9 of random workers under load: in-flight evals fail with a code, none half-commits, every node answers', async () => {
-    const { client, url, container } = await startContainer({ poolSize: 4 });
+    const { client, url, container } = await startContainer({ poolMin: 4 });
     const nodes = await client.spawnMany(10, { lifetime: Lifetime.root(), acl: ['public'] });
     const clients = await Promise.all(Array.from({ length: 40 }, () => connect(url, { identity: Identity.generate(), connections: 1 })));
     const KILLS = 8;

@@ -43,7 +43,7 @@ export interface TestContainer {
 export async function startContainer(options: Partial<ContainerOptions> = {}): Promise<TestContainer> {
   const data = options.data ?? (await tempDir());
   // Lifetimes in tests run on millisecond periods.
-  const container = await Container.start({ port: 0, logLevel: 'silent', poolSize: 1, minPeriodMs: 10, ...options, data });
+  const container = await Container.start({ port: 0, logLevel: 'silent', poolMin: 1, minPeriodMs: 10, ...options, data });
   defer(() => container.close());
   const client = await connect(container.url, { identity: container.operator });
   defer(() => client.close());

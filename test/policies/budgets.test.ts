@@ -199,7 +199,9 @@ describe('budgets: carving children from a node', () => {
 
 describe('budgets: maxAwake and memoryMB on wake', () => {
   it('waking a third node under maxAwake 2 puts the least recently used idle node to sleep', async () => {
-    const { container, url, client: op } = await startContainer();
+    // Two ready blanks: the first two wakes take them and no wake needs to take an idle node's worker.
+    const { container, url, client: op } = await startContainer({ poolMin: 2 });
+    await container.warm();
     const alice = await newClient(url);
     await op.grant(alice.here, { maxNodes: 3, maxAwake: 2, memoryMB: 1024 });
     const [n1, n2, n3] = (await alice.spawnMany(3, { lifetime: Lifetime.root() })) as [NodeHandle, NodeHandle, NodeHandle];

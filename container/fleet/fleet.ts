@@ -1,0 +1,251 @@
+/**
+ * @module container/fleet/fleet
+ * Every worker process that serves no node right now, and where a wake gets one:
+ * - spares: processes that served a node, were scrubbed (`release`) and wait for another node of the same
+ *   tenant and heap size. They belong to no budget; a container-wide cap and an idle timeout bound them.
+ * - blanks: pre-started processes that served nobody (one adaptive pool per heap size), for a tenant
+ *   with no spare, for `isolation: 'process'` nodes, and when reuse is off.
+ * - new processes, when neither is there (the supervisor first tries to take a worker from the tenant's
+ *   least recently used idle node; see supervisor.ts).
+ * A process is retired (stopped) instead of parked after `maxNodes` nodes (with jitter, so processes
+ * started together do not all retire together), when its heap stayed heavy after a release, when it was
+ * ever killed or broke the protocol, and when idle processes would not fit the memory capacity.
+ */
+import { BlankPool, type PoolOptions } from './pool.js';
+import { WorkerProcess, type WorkerLaunch } from './worker-process.js';
+
+export type WorkerReuse = 'off' | 'tenant';
+
+export interface FleetOptions {
+  launch: WorkerLaunch;
+  /** Heap size of the default sandbox: its pool keeps `poolMin` blanks always. */
+  defaultMemoryMB: number;
+  poolMin: number;
+  poolMax: number;
+  reuse: WorkerReuse;
+  /** Nodes one process serves before it is retired. */
+  maxNodesPerWorker: number;
+  /** Spare (scrubbed) processes kept across all tenants, and how long one waits before it is retired. */
+  maxSpares: number;
+  spareIdleMs: number;
+  /** True while evals use every core (refills wait). */
+  busy(): boolean;
+  /** Memory of the capacity not granted to awake nodes, in MB. */
+  memoryLeftMB(): number;
+}
+
+/** Where a wake's worker came from, in the order a wake looks (see Supervisor.#acquire). */
+export type WorkerSource = 'spare' | 'steal' | 'blank' | 'new';
+
+/** A released heap larger than this (MB, after a collection) means something survived: do not reuse. */
+const HEAVY_HEAP_MB = 24;
+const JITTER = 0.1;
+
+interface Spare {
+  worker: WorkerProcess;
+  parkedAt: number;
+}
+
+export class Fleet {
+  readonly #o: FleetOptions;
+  readonly #pools = new Map<number, BlankPool>();
+  /** By `scope|memoryMB`, most recently parked last. */
+  readonly #spares = new Map<string, Spare[]>();
+  #spareCount = 0;
+  /** Processes being stopped: close() waits for them. */
+  readonly #retiring = new Set<WorkerProcess>();
+  /** Started for a wake (not from a pool) and not yet ready: close() must end these too. */
+  readonly #starting = new Set<WorkerProcess>();
+  readonly #limits = new WeakMap<WorkerProcess, number>();
+  readonly #sweep: NodeJS.Timeout;
+  #closed = false;
+  readonly counts: Record<WorkerSource, number> & { retired: number } = { spare: 0, steal: 0, blank: 0, new: 0, retired: 0 };
+
+  constructor(options: FleetOptions) {
+    this.#o = options;
+    this.#pool(options.defaultMemoryMB);
+    this.#sweep = setInterval(() => this.#tick(), 1000).unref();
+  }
+
+  get reuse(): WorkerReuse {
+    return this.#o.reuse;
+  }
+
+  #pool(memoryMB: number): BlankPool {
+    let pool = this.#pools.get(memoryMB);
+    if (!pool) {
+      const options: PoolOptions = {
+        ...this.#o.launch,
+        memoryMB,
+        min: memoryMB === this.#o.defaultMemoryMB ? this.#o.poolMin : 0,
+        max: this.#o.poolMax,
+        busy: this.#o.busy,
+        roomFor: (mb) => this.#roomFor(mb),
+      };
+      pool = new BlankPool(options);
+      this.#pools.set(memoryMB, pool);
+    }
+    return pool;
+  }
+
+  /** Memory held by processes that serve no node: spares and ready blanks. */
+  #idleMB(): number {
+    let mb = 0;
+    for (const list of this.#spares.values()) for (const s of list) mb += s.worker.memoryMB;
+    for (const pool of this.#pools.values()) mb += pool.size.ready * pool.memoryMB;
+    return mb;
+  }
+
+  #roomFor(memoryMB: number): boolean {
+    return this.#idleMB() + memoryMB <= this.#o.memoryLeftMB();
+  }
+
+  /** Starts the default pool (at container start). */
+  fill(): void {
+    this.#pool(this.#o.defaultMemoryMB).fill();
+  }
+
+  /** Resolves when the default pool holds its floor of ready blanks. */
+  warm(): Promise<void> {
+    return this.#pool(this.#o.defaultMemoryMB).warm();
+  }
+
+  /** A scrubbed process that last served this tenant, with this heap size. */
+  takeSpare(scope: string, memoryMB: number): WorkerProcess | undefined {
+    const key = `${scope}|${memoryMB}`;
+    const list = this.#spares.get(key);
+    let spare: Spare | undefined;
+    while (list && (spare = list.pop()) && !spare.worker.alive) this.#spareCount--;
+    if (list && !list.length) this.#spares.delete(key);
+    if (!spare?.worker.alive) return undefined;
+    this.#spareCount--;
+    spare.worker.onExit = () => {};
+    this.counts.spare++;
+    return spare.worker;
+  }
+
+  /** A ready blank (a wake that found no reusable worker: it counts towards the pool's size). */
+  takeBlank(memoryMB: number): WorkerProcess | undefined {
+    const pool = this.#pool(memoryMB);
+    const blank = pool.take(false);
+    if (!blank) return undefined;
+    pool.miss();
+    this.counts.blank++;
+    return blank;
+  }
+
+  /** A process that never served a node: a blank still starting, or a new one. */
+  takeFresh(memoryMB: number): { worker: WorkerProcess; source: 'blank' | 'new' } {
+    const pool = this.#pool(memoryMB);
+    pool.miss();
+    const blank = pool.take(true);
+    if (blank) {
+      this.counts.blank++;
+      return { worker: blank, source: 'blank' };
+    }
+    const worker = WorkerProcess.start({ ...this.#o.launch, memoryMB });
+    this.#starting.add(worker);
+    const done = () => this.#starting.delete(worker);
+    worker.ready.then(done, done);
+    this.counts.new++;
+    return { worker, source: 'new' };
+  }
+
+  /** Whether a process may serve one more node after the one it serves now. */
+  mayServeAgain(worker: WorkerProcess): boolean {
+    if (this.#o.reuse === 'off' || this.#closed || !worker.reusable) return false;
+    let limit = this.#limits.get(worker);
+    if (limit === undefined) {
+      limit = Math.max(1, Math.round(this.#o.maxNodesPerWorker * (1 - JITTER * Math.random())));
+      this.#limits.set(worker, limit);
+    }
+    return worker.served < limit;
+  }
+
+  /** Whether a released heap is light enough to reuse the process. */
+  clean(worker: WorkerProcess, heapUsed: number): boolean {
+    return heapUsed <= Math.min(HEAVY_HEAP_MB, worker.memoryMB / 2) * 1024 * 1024;
+  }
+
+  /** A released process waits for the tenant's next wake, or is retired. */
+  park(worker: WorkerProcess, scope: string, heapUsed: number): void {
+    if (!this.mayServeAgain(worker) || !this.clean(worker, heapUsed) || this.#o.maxSpares === 0) return this.retire(worker);
+    while (this.#spareCount >= this.#o.maxSpares || !this.#roomFor(worker.memoryMB)) {
+      if (!this.#retireOldestSpare()) return this.retire(worker);
+    }
+    const key = `${scope}|${worker.memoryMB}`;
+    let list = this.#spares.get(key);
+    if (!list) this.#spares.set(key, (list = []));
+    list.push({ worker, parkedAt: Date.now() });
+    this.#spareCount++;
+    worker.onExit = () => this.#drop(key, worker);
+  }
+
+  #drop(key: string, worker: WorkerProcess): void {
+    const list = this.#spares.get(key);
+    const i = list?.findIndex((s) => s.worker === worker) ?? -1;
+    if (i < 0) return;
+    list!.splice(i, 1);
+    this.#spareCount--;
+    if (!list!.length) this.#spares.delete(key);
+  }
+
+  #retireOldestSpare(): boolean {
+    let oldest: { key: string; spare: Spare } | undefined;
+    for (const [key, list] of this.#spares) {
+      const s = list[0];
+      if (s && (!oldest || s.parkedAt < oldest.spare.parkedAt)) oldest = { key, spare: s };
+    }
+    if (!oldest) return false;
+    this.#drop(oldest.key, oldest.spare.worker);
+    this.retire(oldest.spare.worker);
+    return true;
+  }
+
+  /** Stops a process for good. */
+  retire(worker: WorkerProcess): void {
+    worker.onExit = () => {};
+    worker.onMessage = () => {};
+    if (!worker.alive) return;
+    this.counts.retired++;
+    this.#retiring.add(worker);
+    void worker.stop(1000).finally(() => this.#retiring.delete(worker));
+  }
+
+  #tick(): void {
+    const cutoff = Date.now() - this.#o.spareIdleMs;
+    for (const [key, list] of [...this.#spares]) {
+      for (const s of [...list]) {
+        if (s.parkedAt > cutoff) continue;
+        this.#drop(key, s.worker);
+        this.retire(s.worker);
+      }
+    }
+    for (const pool of this.#pools.values()) pool.fill(); // shrinks pools whose burst has passed
+  }
+
+  stats(): { spares: number; blanks: number; starting: number; poolTarget: number; missRate: number; counts: Fleet['counts'] } {
+    let blanks = 0;
+    let starting = this.#starting.size;
+    let poolTarget = 0;
+    let missRate = 0;
+    for (const pool of this.#pools.values()) {
+      const s = pool.size;
+      blanks += s.ready;
+      starting += s.starting;
+      poolTarget += s.target;
+      missRate += pool.rate();
+    }
+    return { spares: this.#spareCount, blanks, starting, poolTarget, missRate, counts: { ...this.counts } };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    for (const list of this.#spares.values()) for (const s of list) this.retire(s.worker);
+    this.#spares.clear();
+    this.#spareCount = 0;
+    for (const w of this.#starting) w.kill('ERR_UNAVAILABLE');
+    await Promise.all([...[...this.#pools.values()].map((p) => p.close()), ...[...this.#retiring].map((w) => w.exited), ...[...this.#starting].map((w) => w.exited)]);
+  }
+}
