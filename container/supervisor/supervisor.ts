@@ -437,6 +437,7 @@ export class Supervisor {
     node.status = 'stopping';
     const scope = this.#scopeOf(node);
     if (scope === undefined || node.moveOut || !this.#fleet.mayServeAgain(worker)) {
+      if (scope !== undefined) this.#fleet.counts.retired++;
       await worker.stop();
       return;
     }
