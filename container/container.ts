@@ -166,6 +166,7 @@ export class Container extends EventEmitter<ContainerEvents> {
       maxSpares: o.maxSpareWorkers,
       spareIdleMs: o.spareIdleMs,
       busy: () => this.#supervisor.running >= cores,
+      maxStarts: cores,
       memoryLeftMB: () => o.capacity.memoryMB - budgets.awakeUse(this.id).mem,
     });
     const lifetimes = new LifetimePolicy(runtime, (err, what) => this.logger.warn({ err }, `lifetime: ${what} failed`), {
@@ -180,7 +181,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.destroy = (id, reason) => lifetimes.destroy(id, reason);
     const spawner = new Spawner(runtime, lifetimes);
     const requests = new NodeRequests(runtime, spawner, lifetimes);
-    const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0));
+    const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0), () => this.#fleet.stats());
     this.#supervisor = new Supervisor(
       { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxQueueBytes: o.maxQueueBytes, releaseTimeoutMs: o.releaseTimeoutMs },
       this.#fleet,
@@ -208,6 +209,7 @@ export class Container extends EventEmitter<ContainerEvents> {
       },
     );
     runtime.supervisor = this.#supervisor;
+    runtime.fleet = () => this.#fleet.stats();
     const operations = new Operations(runtime, spawner, lifetimes, this.id);
     this.#server.on(
       'request',

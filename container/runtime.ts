@@ -48,6 +48,8 @@ export class Runtime {
   readonly origin: string;
   supervisor!: Supervisor;
   budgets!: Budgets;
+  /** Worker processes that serve no node, and where wakes got theirs (set by the container). */
+  fleet: () => { spares: number; blanks: number; counts: Record<string, number> } = () => ({ spares: 0, blanks: 0, counts: {} });
   /** Ends a node (cascades, budget, store); set by the container to the lifetime policy's destroy. */
   destroy!: (id: NodeId, reason: string) => Promise<void>;
   readonly #loading = new Map<NodeId, Promise<NodeRecord>>();
@@ -207,7 +209,13 @@ export class Runtime {
       queued += n.queue.length;
       if (n.running) active++;
     }
-    return { awake: this.supervisor.size, active, queued, wakes: this.supervisor.wakes, uptimeMs: Date.now() - this.bootId };
+    const fleet = this.fleet();
+    const { spare = 0, steal = 0, blank = 0, new: fresh = 0, retired = 0 } = fleet.counts;
+    return {
+      awake: this.supervisor.size, active, queued, wakes: this.supervisor.wakes, uptimeMs: Date.now() - this.bootId,
+      spareWorkers: fleet.spares, blankWorkers: fleet.blanks,
+      wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
+    };
   }
 }
 

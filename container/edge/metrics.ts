@@ -11,7 +11,7 @@ export class Metrics {
   readonly wakes: Counter<'source'>;
   readonly kills: Counter<'reason'>;
 
-  constructor(awake: () => number, queued: () => number) {
+  constructor(awake: () => number, queued: () => number, fleet: () => { spares: number; blanks: number; poolTarget: number }) {
     const registers = [this.registry];
     this.#requests = new Counter({ name: 'keynode_requests_total', help: 'Signed messages handled, by type and result code', labelNames: ['type', 'code'], registers });
     this.#latency = new Histogram({
@@ -25,6 +25,9 @@ export class Metrics {
     this.kills = new Counter({ name: 'keynode_worker_kills_total', help: 'Workers killed or lost, by reason', labelNames: ['reason'], registers });
     new Gauge({ name: 'keynode_awake_nodes', help: 'Nodes with a process', registers, collect() { this.set(awake()); } });
     new Gauge({ name: 'keynode_queued_evals', help: 'Evals waiting for their node', registers, collect() { this.set(queued()); } });
+    new Gauge({ name: 'keynode_spare_workers', help: 'Scrubbed worker processes waiting for a node of their tenant', registers, collect() { this.set(fleet().spares); } });
+    new Gauge({ name: 'keynode_blank_workers', help: 'Pre-started blank worker processes ready for any wake', registers, collect() { this.set(fleet().blanks); } });
+    new Gauge({ name: 'keynode_pool_target', help: 'Blank workers the adaptive pool aims to keep, from the recent rate of wakes that found no reusable worker', registers, collect() { this.set(fleet().poolTarget); } });
     collectDefaultMetrics({ register: this.registry, prefix: 'keynode_process_' });
   }
 

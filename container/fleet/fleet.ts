@@ -30,6 +30,8 @@ export interface FleetOptions {
   spareIdleMs: number;
   /** True while evals use every core (refills wait). */
   busy(): boolean;
+  /** Process starts for wakes at once; a wake past it waits for a worker to come free or a start to end. */
+  maxStarts: number;
   /** Memory of the capacity not granted to awake nodes, in MB. */
   memoryLeftMB(): number;
 }
@@ -59,6 +61,8 @@ export class Fleet {
   readonly #limits = new WeakMap<WorkerProcess, number>();
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
+  /** Wakes waiting for any worker to become available (see available()). */
+  #waiting: (() => void)[] = [];
   readonly counts: Record<WorkerSource, number> & { retired: number } = { spare: 0, steal: 0, blank: 0, new: 0, retired: 0 };
 
   constructor(options: FleetOptions) {
@@ -81,6 +85,8 @@ export class Fleet {
         max: this.#o.poolMax,
         busy: this.#o.busy,
         roomFor: (mb) => this.#roomFor(mb),
+        onReady: () => this.notify(),
+        canStart: () => this.#startsInFlight() < this.#o.maxStarts,
       };
       pool = new BlankPool(options);
       this.#pools.set(memoryMB, pool);
@@ -134,21 +140,52 @@ export class Fleet {
     return blank;
   }
 
-  /** A process that never served a node: a blank still starting, or a new one. */
-  takeFresh(memoryMB: number): { worker: WorkerProcess; source: 'blank' | 'new' } {
+  /**
+   * A process that never served a node: a blank still starting, or a new one; undefined when `maxStarts`
+   * processes are starting already (the caller waits with available(), then looks again everywhere: a
+   * worker that comes free meanwhile is cheaper than one more start competing for the same cores).
+   */
+  takeFresh(memoryMB: number): { worker: WorkerProcess; source: 'blank' | 'new' } | undefined {
     const pool = this.#pool(memoryMB);
-    pool.miss();
     const blank = pool.take(true);
     if (blank) {
+      pool.miss();
       this.counts.blank++;
+      if (!blank.isReady) this.#track(blank);
       return { worker: blank, source: 'blank' };
     }
+    if (this.#startsInFlight() >= this.#o.maxStarts) return undefined;
+    pool.miss();
     const worker = WorkerProcess.start({ ...this.#o.launch, memoryMB });
-    this.#starting.add(worker);
-    const done = () => this.#starting.delete(worker);
-    worker.ready.then(done, done);
+    this.#track(worker);
     this.counts.new++;
     return { worker, source: 'new' };
+  }
+
+  /** Processes starting for wakes and for pools. */
+  #startsInFlight(): number {
+    let n = this.#starting.size;
+    for (const pool of this.#pools.values()) n += pool.size.starting;
+    return n;
+  }
+
+  /** Counts a starting process for a wake until it is ready (or failed), then lets a waiting wake look again. */
+  #track(worker: WorkerProcess): void {
+    this.#starting.add(worker);
+    const done = () => {
+      this.#starting.delete(worker);
+      this.notify();
+    };
+    worker.ready.then(done, done);
+  }
+
+  /** Resolves at the next sign that a worker may have come free (a node idle, a spare, a blank, a start ended). */
+  available(): Promise<void> {
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  notify(): void {
+    for (const f of this.#waiting.splice(0)) f();
   }
 
   /** Whether a process may serve one more node after the one it serves now. */
@@ -179,6 +216,7 @@ export class Fleet {
     list.push({ worker, parkedAt: Date.now() });
     this.#spareCount++;
     worker.onExit = () => this.#drop(key, worker);
+    this.notify();
   }
 
   #drop(key: string, worker: WorkerProcess): void {
@@ -242,6 +280,7 @@ export class Fleet {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#sweep);
+    this.notify();
     for (const list of this.#spares.values()) for (const s of list) this.retire(s.worker);
     this.#spares.clear();
     this.#spareCount = 0;

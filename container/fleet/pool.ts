@@ -6,6 +6,7 @@
  * and it refills one process at a time, only while evals leave the CPU some room.
  */
 import { KeynodeError } from '../../protocol/index.js';
+import { DecayingRate } from './rate.js';
 import { WorkerProcess, type WorkerStartOptions } from './worker-process.js';
 
 const MAX_FAILURES = 5;
@@ -17,6 +18,13 @@ const HORIZON_S = 1;
 /** When the CPU is busy, a refill looks again after this long. */
 const RETRY_MS = 50;
 
+/** Blanks to keep for a miss rate: enough for about HORIZON_S of misses, between the floor and the ceiling. */
+export function poolTarget(missesPerSecond: number, min: number, max: number): number {
+  // A rate that has all but decayed (under one miss in 20 s) asks for nothing above the floor.
+  const wanted = missesPerSecond < 0.05 ? 0 : Math.ceil(missesPerSecond * HORIZON_S);
+  return Math.max(min, Math.min(max, wanted));
+}
+
 export interface PoolOptions extends WorkerStartOptions {
   /** Blanks always kept (the floor), and the most ever kept (the ceiling). */
   min: number;
@@ -25,6 +33,10 @@ export interface PoolOptions extends WorkerStartOptions {
   busy(): boolean;
   /** Whether one more idle process of this size fits in the container's memory capacity. */
   roomFor(memoryMB: number): boolean;
+  /** A blank became ready. */
+  onReady(): void;
+  /** Whether another process may start now (starts across the container are bounded). */
+  canStart(): boolean;
 }
 
 export class BlankPool {
@@ -40,9 +52,7 @@ export class BlankPool {
   #pausedUntil = 0;
   #lastError: unknown;
   #retry: NodeJS.Timeout | undefined;
-  /** Misses per second, decayed exponentially, as of `#rateAt`. */
-  #rate = 0;
-  #rateAt = Date.now();
+  readonly #misses = new DecayingRate(RATE_WINDOW_MS);
 
   constructor(options: PoolOptions) {
     this.#options = options;
@@ -57,21 +67,18 @@ export class BlankPool {
   }
 
   /** Misses per second over the last few seconds. */
-  rate(now = Date.now()): number {
-    return this.#rate * Math.exp(-(now - this.#rateAt) / RATE_WINDOW_MS);
+  rate(): number {
+    return this.#misses.value();
   }
 
   /** A wake found no reusable worker of this size. */
   miss(): void {
-    const now = Date.now();
-    this.#rate = this.rate(now) + 1000 / RATE_WINDOW_MS;
-    this.#rateAt = now;
+    this.#misses.hit();
     this.fill();
   }
 
   target(): number {
-    const { min, max } = this.#options;
-    return Math.max(min, Math.min(max, Math.ceil(this.rate() * HORIZON_S)));
+    return poolTarget(this.rate(), this.#options.min, this.#options.max);
   }
 
   /** A ready blank; with `starting`, else one still starting (the caller awaits its `ready`). */
@@ -116,6 +123,7 @@ export class BlankPool {
     // The floor is kept even when busy: it is what a quiet container promises every wake.
     const belowFloor = this.#ready.length < this.#options.min;
     if (!belowFloor && this.#options.busy()) return this.#schedule(RETRY_MS);
+    if (!this.#options.canStart()) return this.#schedule(RETRY_MS);
     if (!this.#options.roomFor(this.#options.memoryMB)) return this.#schedule(1000);
     const w = WorkerProcess.start(this.#options);
     this.#starting.add(w);
@@ -127,6 +135,7 @@ export class BlankPool {
         if (this.#closed) w.kill('ERR_UNAVAILABLE');
         else this.#ready.push(w);
         this.#wakeWaiters();
+        this.#options.onReady();
         this.fill();
       },
       (e: unknown) => {

@@ -110,6 +110,8 @@ export class WorkerProcess {
   served = 0;
   /** The only tenant whose nodes this process may serve, once it has served one (see fleet.ts). */
   scope: string | undefined;
+  /** Said `ready`: booted and locked down. */
+  isReady = false;
   #child: ResultPromise;
   #released: ((heapUsed: number | undefined) => void) | undefined;
   #reason: ErrorCode | undefined;
@@ -154,15 +156,14 @@ export class WorkerProcess {
     });
     this.ready.catch(() => {});
     const readyTimer = setTimeout(() => this.kill('ERR_UNAVAILABLE'), options.readyTimeoutMs ?? 15_000);
-    let isReady = false;
 
     this.#child.stdout!.on('data', (chunk: Buffer) => {
       if (!this.#alive) return;
       try {
         for (const frame of reader.push(chunk)) {
           const msg = checkFromWorker(decode(new Uint8Array(frame)));
-          if (msg.type === 'ready' && !isReady) {
-            isReady = true;
+          if (msg.type === 'ready' && !this.isReady) {
+            this.isReady = true;
             clearTimeout(readyTimer);
             resolveReady();
           } else if (msg.type === 'released') {
@@ -189,7 +190,7 @@ export class WorkerProcess {
       if (!this.#reason && /heap out of memory|Allocation failed|OOM/i.test(this.#stderr)) this.#reason = 'ERR_OUT_OF_MEMORY';
       const exit: WorkerExit = { code: r.exitCode ?? null, signal: r.signal ?? null };
       if (this.#reason) exit.reason = this.#reason;
-      if (!isReady) rejectReady(new KeynodeError('ERR_UNAVAILABLE', `worker exited before it was ready (${r.signal ?? r.exitCode}): ${this.#stderr.slice(-500)}`));
+      if (!this.isReady) rejectReady(new KeynodeError('ERR_UNAVAILABLE', `worker exited before it was ready (${r.signal ?? r.exitCode}): ${this.#stderr.slice(-500)}`));
       this.#released?.(undefined);
       this.#released = undefined;
       const onExit = this.onExit;

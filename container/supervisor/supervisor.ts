@@ -228,47 +228,63 @@ export class Supervisor {
 
   /**
    * A worker for the node, cheapest first: a spare of its tenant (a frame), a ready blank (a frame, and a
-   * refill later), an idle neighbour's (it sleeps early: a frame each way), a blank still starting, a new
-   * process (~100 ms of CPU). Only the last two wait for a process to start.
+   * refill later), a cold idle neighbour's (it sleeps early: a frame each way), a blank still starting or a
+   * new process (~100 ms of CPU) while fewer than `maxStarts` start, a hot neighbour's. Only when none of
+   * these exists does the wake wait, for the next worker to come free or start.
    */
   async #acquire(node: AwakeNode): Promise<WorkerProcess> {
     const scope = this.#scopeOf(node);
     const mb = node.grantedMB;
-    const spare = scope === undefined ? undefined : this.#fleet.takeSpare(scope, mb);
-    if (spare) {
-      node.source = 'spare';
-      return spare;
-    }
-    const blank = this.#fleet.takeBlank(mb);
-    if (blank) {
-      node.source = 'blank';
-      return blank;
-    }
-    if (scope !== undefined) {
-      for (let victim = this.#victim(node, scope, mb); victim; victim = this.#victim(node, scope, mb)) {
-        const taken = await this.#takeFrom(victim);
-        if (taken) {
-          this.#fleet.counts.steal++;
-          node.source = 'steal';
-          return taken;
-        }
+    for (;;) {
+      const spare = scope === undefined ? undefined : this.#fleet.takeSpare(scope, mb);
+      if (spare) {
+        node.source = 'spare';
+        return spare;
+      }
+      const blank = this.#fleet.takeBlank(mb);
+      if (blank) {
+        node.source = 'blank';
+        return blank;
+      }
+      const cold = scope === undefined ? undefined : await this.#steal(node, scope, mb, false);
+      if (cold) return cold;
+      const fresh = this.#fleet.takeFresh(mb);
+      if (fresh) {
+        node.source = fresh.source;
+        return fresh.worker;
+      }
+      // Every start slot is taken: a hot node's worker now beats a process that cannot start yet.
+      const hot = scope === undefined ? undefined : await this.#steal(node, scope, mb, true);
+      if (hot) return hot;
+      await this.#fleet.available();
+      if (this.#closing || node.destroyed) {
+        throw new KeynodeError(node.destroyed ? 'ERR_NODE_DESTROYED' : 'ERR_UNAVAILABLE', `node ${node.id} was not woken: ${node.destroyed ? 'it was destroyed' : 'the container is shutting down'}`);
       }
     }
-    const { worker, source } = this.#fleet.takeFresh(mb);
-    node.source = source;
-    return worker;
+  }
+
+  async #steal(node: AwakeNode, scope: string, mb: number, hot: boolean): Promise<WorkerProcess | undefined> {
+    for (let victim = this.#victim(node, scope, mb, hot); victim; victim = this.#victim(node, scope, mb, hot)) {
+      const taken = await this.#takeFrom(victim);
+      if (taken) {
+        this.#fleet.counts.steal++;
+        node.source = 'steal';
+        return taken;
+      }
+    }
+    return undefined;
   }
 
   /**
-   * The tenant's least recently used idle node whose worker could serve `node` (same heap size, reusable),
-   * if it is cold (woken for one eval) or has been idle for HOT_IDLE_MS.
+   * The tenant's least recently used idle node whose worker could serve `node` (same heap size, reusable):
+   * among cold ones (woken for one eval, or idle for HOT_IDLE_MS), or with `hot`, among all.
    */
-  #victim(node: AwakeNode, scope: string, mb: number): AwakeNode | undefined {
+  #victim(node: AwakeNode, scope: string, mb: number, hot: boolean): AwakeNode | undefined {
     const now = Date.now();
     let best: AwakeNode | undefined;
     for (const n of this.#awake.values()) {
       if (n === node || !n.quiet || n.worker!.memoryMB !== mb || this.#scopeOf(n) !== scope) continue;
-      if (n.evals > 1 && now - n.lastActivity < HOT_IDLE_MS) continue;
+      if (!hot && n.evals > 1 && now - n.lastActivity < HOT_IDLE_MS) continue;
       if (!this.#fleet.mayServeAgain(n.worker!)) continue;
       if (!best || n.lastActivity < best.lastActivity) best = n;
     }
@@ -328,7 +344,9 @@ export class Supervisor {
         node.lastActivity = Date.now();
         node.signal();
         if (node.moveOut && node.quiet) return void this.sleep(node);
-        return this.#pump(node);
+        this.#pump(node);
+        if (node.quiet) this.#fleet.notify(); // a wake waiting for a worker may take this one
+        return;
       case 'log':
         if (node.running?.evalId === msg.eval) this.#hooks.onLog(node, msg.line);
         return;

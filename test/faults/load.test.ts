@@ -29,7 +29,15 @@ function acks(n: number): { hook: () => void; reached: Promise<void> } {
   return { hook: () => ++count === n && resolve(), reached };
 }
 
-async function storm(clients: Client[], nodes: NodeHandle[], ms: number, during?: () => Promise<void>, ackHook?: () => void, stopped = () => false): Promise<Outcome> {
+async function storm(
+  clients: Client[],
+  nodes: NodeHandle[],
+  ms: number,
+  during?: () => Promise<void>,
+  ackHook?: () => void,
+  stopped = () => false,
+  pick = (c: number, seq: number) => nodes[(c + seq) % nodes.length]!,
+): Promise<Outcome> {
   const out: Outcome = { acked: new Map(), failed: new Map(), codes: new Map() };
   for (const n of nodes) {
     out.acked.set(n.id, new Set());
@@ -38,7 +46,7 @@ async function storm(clients: Client[], nodes: NodeHandle[], ms: number, during?
   const stopAt = Date.now() + ms;
   const workers = clients.map(async (client, c) => {
     for (let seq = 0; Date.now() < stopAt && !stopped(); seq++) {
-      const node = nodes[(c + seq) % nodes.length]!;
+      const node = pick(c, seq);
       const key = `${c}:${seq}`;
       try {
         await client.at(node, increment, key);
@@ -83,6 +91,47 @@ describe('load and faults', () => {
       expect(acked).toBeGreaterThan(NODES);
       expect(Object.fromEntries(outcome.codes)).toEqual({});
       await audit(client, nodes, outcome, true);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  }, 120_000);
+
+  it('with workers recycled (50 nodes share 25 awake slots, so wakes keep taking scrubbed workers): every acknowledged increment is present exactly once, also under kill -9 of serving workers', async () => {
+    const { client, url, container } = await startContainer({ poolMin: 2, capacity: { maxNodes: 1000, maxAwake: 25, memoryMB: 16 * 1024 } });
+    const nodes = await client.spawnMany(NODES, { lifetime: Lifetime.root(), acl: ['public'] });
+    // 20 clients, one eval in flight each, striding over the nodes: at most 20 busy, so a wake always finds
+    // an idle node to put to sleep (admission) and its worker to take (a spare, or taken from it).
+    const clients = await Promise.all(Array.from({ length: 20 }, () => connect(url, { identity: Identity.generate(), connections: 1 })));
+    const strided = (c: number, seq: number) => nodes[(c + seq * 7) % nodes.length]!;
+    const KILLS = 6;
+    let kills = 0;
+    let done = false;
+    const killer = async () => {
+      await new Promise((r) => setTimeout(r, LOAD_MS / 2));
+      for (let i = 0; kills < KILLS && i < 600; i++) {
+        const victim = [...container.supervisor.nodes()].find((n) => n.worker?.pid && n.status === 'active' && (n.worker.served > 1 || n.source === 'spare' || n.source === 'steal'));
+        if (victim?.worker?.pid) {
+          try {
+            process.kill(victim.worker.pid, 'SIGKILL');
+            kills++;
+          } catch {
+            // exited already
+          }
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      done = true;
+    };
+    try {
+      const outcome = await storm(clients, nodes, LOAD_MS * 3, killer, undefined, () => done, strided);
+      expect(kills).toBe(KILLS);
+      expect([...outcome.codes.keys()].every((c) => c === 'ERR_WORKER_CRASHED')).toBe(true);
+      await audit(client, nodes, outcome, true);
+      const { counts } = container.fleet;
+      console.log(JSON.stringify({ counts, acked: [...outcome.acked.values()].reduce((n, s) => n + s.size, 0), codes: [...outcome.codes] }));
+      // The run did recycle: most wakes took a scrubbed worker instead of a new process.
+      expect(counts.spare + counts.steal).toBeGreaterThan(NODES);
+      expect(counts.spare + counts.steal).toBeGreaterThan(counts.blank + counts.new);
     } finally {
       await Promise.all(clients.map((c) => c.close()));
     }
