@@ -167,6 +167,7 @@ export class Container extends EventEmitter<ContainerEvents> {
       spareIdleMs: o.spareIdleMs,
       busy: () => this.#supervisor.running >= cores,
       maxStarts: cores,
+      rssOverheadMB: o.rssOverheadMB,
       memoryLeftMB: () => o.capacity.memoryMB - budgets.awakeUse(this.id).mem,
     });
     const lifetimes = new LifetimePolicy(runtime, (err, what) => this.logger.warn({ err }, `lifetime: ${what} failed`), {

@@ -34,6 +34,8 @@ export interface FleetOptions {
   maxStarts: number;
   /** Memory of the capacity not granted to awake nodes, in MB. */
   memoryLeftMB(): number;
+  /** Resident memory a worker may use beyond its heap cap; a spare or blank past it is killed. */
+  rssOverheadMB: number;
 }
 
 /** Where a wake's worker came from, in the order a wake looks (see Supervisor.#acquire). */
@@ -254,7 +256,10 @@ export class Fleet {
     const cutoff = Date.now() - this.#o.spareIdleMs;
     for (const [key, list] of [...this.#spares]) {
       for (const s of [...list]) {
-        if (s.parkedAt > cutoff) continue;
+        // No node's code runs in a spare; one that grows anyway is not what it claims to be.
+        const rss = s.worker.rssMB();
+        if (rss !== undefined && rss > s.worker.memoryMB + this.#o.rssOverheadMB) s.worker.kill('ERR_OUT_OF_MEMORY');
+        else if (s.parkedAt > cutoff) continue;
         this.#drop(key, s.worker);
         this.retire(s.worker);
       }
