@@ -1,21 +1,21 @@
 /**
  * @module bench/container-child
  * A container in its own process, so the benchmark can read the container's memory without the client's.
- * Started with `fork()` by bench/run.ts: argv[2] is the data directory, argv[3] the pool size. It reports
+ * Started with `fork()` by bench/harness.ts: argv[2] is the data directory, argv[3] container options as JSON. It reports
  * `{ url }` over IPC once listening, answers `{ type: 'gc' }` with `{ rss }` (after a GC when run with
  * --expose-gc), and closes gracefully on `{ type: 'close' }` or when the parent goes away.
  */
 import { Container } from '../container/index.js';
 
 const data = process.argv[2];
-const poolSize = Number(process.argv[3] ?? '0');
+const options = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
 if (!data || !process.send) {
-  process.stderr.write('usage: fork(container-child.js, [dataDir, poolSize])\n');
+  process.stderr.write('usage: fork(container-child.js, [dataDir, optionsJson])\n');
   process.exit(2);
 }
 
 const started = performance.now();
-const c = await Container.start({ port: 0, data, logLevel: 'silent', poolMin: poolSize, idleTimeoutMs: 600_000 });
+const c = await Container.start({ port: 0, logLevel: 'silent', poolMin: 0, idleTimeoutMs: 600_000, ...options, data });
 process.send!({ type: 'listening', url: c.url, startMs: performance.now() - started });
 
 let closing = false;

@@ -477,6 +477,9 @@ export class Supervisor {
     const node = this.#awake.get(id);
     if (!node) return;
     node.destroyed = code === 'ERR_NODE_DESTROYED';
+    // Its last eval has answered but the worker has not said idle yet (a destroy right after an at): a
+    // moment more, bounded by that eval's kill timer, keeps the worker for the tenant.
+    if (node.destroyed && node.settling && !node.running && this.#scopeOf(node) !== undefined) await node.changed();
     if (node.destroyed && node.quiet && this.#scopeOf(node) !== undefined) {
       // Nothing of it runs: its worker can be scrubbed for the tenant instead of killed (a kill it will be if
       // it does not answer in time).
