@@ -196,7 +196,8 @@ export class WorkerProcess {
       const onExit = this.onExit;
       this.onExit = IGNORE;
       this.onMessage = IGNORE;
-      onExit(exit);
+      // After whoever awaits `ready` has seen it fail: a wake learns of the failure before the exit is handled.
+      queueMicrotask(() => onExit(exit));
       return exit;
     });
   }

@@ -114,7 +114,8 @@ export class Supervisor {
     if (!node) return;
     const wasShared = node.worker !== undefined && node.worker.served > 1;
     node.rec = rec;
-    node.worker?.send({ type: 'become', node: workerNodeOf(rec, this.#hooks.publicUrl(rec.id)) });
+    // A worker being released is forgetting this node: the next wake tells its worker the new policies.
+    if (node.status !== 'stopping' && node.status !== 'waking') node.worker?.send({ type: 'become', node: workerNodeOf(rec, this.#hooks.publicUrl(rec.id)) });
     // Now 'process' on a worker that served others before: it moves to a fresh one at its next quiet moment.
     if (wasShared && this.#scopeOf(node) === undefined) {
       node.moveOut = true;

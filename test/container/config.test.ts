@@ -27,4 +27,18 @@ describe('container options', () => {
     });
     expect(codes).toEqual(Array(6).fill('ERR_BAD_POLICY'));
   });
+
+  it('worker reuse and pool options: validated, read from KEYNODE_*, and the old poolSize is refused with its new name', () => {
+    expect(optionsFromEnv({ KEYNODE_WORKER_REUSE: 'off', KEYNODE_WORKER_MAX_NODES: '50', KEYNODE_POOL_MIN: '1', KEYNODE_POOL_MAX: '3', KEYNODE_MAX_SPARE_WORKERS: '0' })).toEqual({
+      workerReuse: 'off', workerMaxNodes: 50, poolMin: 1, poolMax: 3, maxSpareWorkers: 0,
+    });
+    expect(() => optionsFromEnv({ KEYNODE_POOL_SIZE: '4' })).toThrow(/KEYNODE_POOL_MIN/);
+    expect(() => normalizeOptions({ poolSize: 4 } as never)).toThrow(/poolMin/);
+    expect(() => normalizeOptions({ workerReuse: 'always' as 'off' })).toThrow(/workerReuse/);
+    expect(() => normalizeOptions({ poolMin: 5, poolMax: 2 })).toThrow(/poolMin/);
+    expect(() => normalizeOptions({ workerMaxNodes: 0 })).toThrow(/workerMaxNodes/);
+    // A floor above the default ceiling lifts the ceiling when none is given.
+    expect(normalizeOptions({ poolMin: 12 }).poolMax).toBe(12);
+    expect(DEFAULTS.workerReuse).toBe('tenant');
+  });
 });
