@@ -114,6 +114,7 @@ export class WorkerProcess {
   isReady = false;
   #child: ResultPromise;
   #released: ((heapUsed: number | undefined) => void) | undefined;
+  #corked = false;
   #reason: ErrorCode | undefined;
   #stderr = '';
   #alive = true;
@@ -241,7 +242,17 @@ export class WorkerProcess {
 
   send(msg: ToWorker): void {
     if (!this.#alive) return;
-    this.#child.stdin!.write(encodeFrame(encode(msg)));
+    const stdin = this.#child.stdin!;
+    // Frames sent in one tick (become + eval, reply after reply) leave in one write: one wake-up of the worker.
+    if (!this.#corked) {
+      this.#corked = true;
+      stdin.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        stdin.uncork();
+      });
+    }
+    stdin.write(encodeFrame(encode(msg)));
     // A worker that does not read what we send makes us hold it: past a bound that is its memory, not ours.
     if (this.#child.stdin!.writableLength > this.#maxBuffered) {
       this.#stderr += `\n[keynode] the worker stopped reading; ${this.#child.stdin!.writableLength} bytes were waiting for it`;
