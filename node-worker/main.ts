@@ -55,8 +55,6 @@ let serving: Serving | undefined;
 // Request IDs never repeat in this process: a late reply for a released node can never match a new one.
 let nextRequest = 1;
 
-/** Above this, a released heap is collected before it is measured (the container retires heavy workers). */
-const GC_ABOVE_BYTES = 24 * 1024 * 1024;
 const collect = (globalThis as { gc?: () => void }).gc;
 
 function safeText(e: unknown): string {
@@ -145,18 +143,43 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
   setImmediate(() => send({ type: 'idle' }));
 }
 
+/**
+ * Frames that arrived after a `release`, held until the released node's leftovers have run out: the next
+ * node starts only in a quiet process, even when the container sends its `become` right behind the release.
+ */
+let held: ToWorker[] | undefined;
+
 /** Drops the node: once this returns, nothing in this process refers to its Compartment, ctx or requests. */
 function release(): void {
   serving = undefined;
-  // Work the node left behind (a continuation waiting on a reply that will now never come) must run out
-  // before the container hands this process to another node: say released only after the queues drain.
+  held ??= [];
+  // Work the node left behind (a continuation of a reply that came in before the release) runs out first:
+  // setImmediate fires only once the microtask queue is empty.
   setImmediate(() => {
-    if (collect && getHeapStatistics().used_heap_size > GC_ABOVE_BYTES) collect();
+    // A heap past half its cap is collected before it is measured: if it stays there, something of the
+    // node survived (the container retires the worker); if it does not, the next node starts with room.
+    // Below that, garbage is left to V8, which collects it far more cheaply than a forced full collection.
+    const { used_heap_size: used, heap_size_limit: limit } = getHeapStatistics();
+    if (collect && used > limit / 2) collect();
     send({ type: 'released', heapUsed: getHeapStatistics().used_heap_size });
+    const next = held ?? [];
+    held = undefined;
+    // Another release among the held frames holds the rest again, behind its own drain.
+    while (next.length && !holding()) handle(next.shift()!);
+    if (next.length) held!.push(...next);
   });
 }
 
-listen((msg) => {
+/** Whether frames are being held (a function: TypeScript cannot see `handle` set it). */
+function holding(): boolean {
+  return held !== undefined;
+}
+
+function handle(msg: ToWorker): void {
+  if (held && msg.type !== 'stop') {
+    held.push(msg);
+    return;
+  }
   switch (msg.type) {
     case 'become':
       // The same node again is a change of its policies; another node starts from a fresh Compartment.
@@ -181,7 +204,9 @@ listen((msg) => {
     case 'stop':
       process.exit(0);
   }
-});
+}
+
+listen(handle);
 
 // Warm the paths every eval takes (compile in the compartment, ctx, the codec) before saying ready, so a
 // pooled worker's first real eval does not pay for their first use.

@@ -41,8 +41,6 @@ export interface FleetOptions {
 /** Where a wake's worker came from, in the order a wake looks (see Supervisor.#acquire). */
 export type WorkerSource = 'spare' | 'steal' | 'blank' | 'new';
 
-/** A released heap larger than this (MB, after a collection) means something survived: do not reuse. */
-const HEAVY_HEAP_MB = 24;
 const JITTER = 0.1;
 
 interface Spare {
@@ -61,6 +59,8 @@ export class Fleet {
   /** Started for a wake (not from a pool) and not yet ready: close() must end these too. */
   readonly #starting = new Set<WorkerProcess>();
   readonly #limits = new WeakMap<WorkerProcess, number>();
+  /** Answered a release with a heap that stayed heavy: retired once its current node sleeps. */
+  readonly #doomed = new WeakSet<WorkerProcess>();
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
   /** Wakes waiting for any worker to become available (see available()). */
@@ -190,9 +190,26 @@ export class Fleet {
     for (const f of this.#waiting.splice(0)) f();
   }
 
+  /**
+   * Follows a release the supervisor did not wait for (the worker holds the next node's frames until it has
+   * answered): a worker that answers with a heavy heap serves no node after the one it may already have.
+   * One that does not answer in time was killed by `release` itself.
+   */
+  watch(worker: WorkerProcess, released: Promise<number | undefined>): void {
+    void released.then((heapUsed) => {
+      if (heapUsed === undefined || this.clean(worker, heapUsed)) return;
+      this.#doomed.add(worker);
+      for (const [key, list] of this.#spares) {
+        if (!list.some((s) => s.worker === worker)) continue;
+        this.#drop(key, worker);
+        this.retire(worker);
+      }
+    });
+  }
+
   /** Whether a process may serve one more node after the one it serves now. */
   mayServeAgain(worker: WorkerProcess): boolean {
-    if (this.#o.reuse === 'off' || this.#closed || !worker.reusable) return false;
+    if (this.#o.reuse === 'off' || this.#closed || !worker.reusable || this.#doomed.has(worker)) return false;
     let limit = this.#limits.get(worker);
     if (limit === undefined) {
       limit = Math.max(1, Math.round(this.#o.maxNodesPerWorker * (1 - JITTER * Math.random())));
@@ -201,14 +218,14 @@ export class Fleet {
     return worker.served < limit;
   }
 
-  /** Whether a released heap is light enough to reuse the process. */
+  /** Whether a released heap is light enough to reuse the process (the worker collected it if it was not). */
   clean(worker: WorkerProcess, heapUsed: number): boolean {
-    return heapUsed <= Math.min(HEAVY_HEAP_MB, worker.memoryMB / 2) * 1024 * 1024;
+    return heapUsed <= (worker.memoryMB / 2) * 1024 * 1024;
   }
 
-  /** A released process waits for the tenant's next wake, or is retired. */
-  park(worker: WorkerProcess, scope: string, heapUsed: number): void {
-    if (!this.mayServeAgain(worker) || !this.clean(worker, heapUsed) || this.#o.maxSpares === 0) return this.retire(worker);
+  /** A released process (see watch) waits for the tenant's next wake, or is retired. */
+  park(worker: WorkerProcess, scope: string): void {
+    if (!this.mayServeAgain(worker) || this.#o.maxSpares === 0) return this.retire(worker);
     while (this.#spareCount >= this.#o.maxSpares || !this.#roomFor(worker.memoryMB)) {
       if (!this.#retireOldestSpare()) return this.retire(worker);
     }

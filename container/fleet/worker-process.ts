@@ -113,7 +113,8 @@ export class WorkerProcess {
   /** Said `ready`: booted and locked down. */
   isReady = false;
   #child: ResultPromise;
-  #released: ((heapUsed: number | undefined) => void) | undefined;
+  /** Releases sent and not answered yet, oldest first: the worker answers them in order. */
+  readonly #releases: ((heapUsed: number | undefined) => void)[] = [];
   #corked = false;
   #reason: ErrorCode | undefined;
   #stderr = '';
@@ -168,9 +169,8 @@ export class WorkerProcess {
             clearTimeout(readyTimer);
             resolveReady();
           } else if (msg.type === 'released') {
-            if (!this.#released) throw new KeynodeError('ERR_BAD_MESSAGE', 'released without a release');
-            const done = this.#released;
-            this.#released = undefined;
+            const done = this.#releases.shift();
+            if (!done) throw new KeynodeError('ERR_BAD_MESSAGE', 'released without a release');
             done(msg.heapUsed);
           } else this.onMessage(msg);
         }
@@ -192,8 +192,7 @@ export class WorkerProcess {
       const exit: WorkerExit = { code: r.exitCode ?? null, signal: r.signal ?? null };
       if (this.#reason) exit.reason = this.#reason;
       if (!this.isReady) rejectReady(new KeynodeError('ERR_UNAVAILABLE', `worker exited before it was ready (${r.signal ?? r.exitCode}): ${this.#stderr.slice(-500)}`));
-      this.#released?.(undefined);
-      this.#released = undefined;
+      for (const done of this.#releases.splice(0)) done(undefined);
       const onExit = this.onExit;
       this.onExit = IGNORE;
       this.onMessage = IGNORE;
@@ -227,15 +226,17 @@ export class WorkerProcess {
   /**
    * Asks the worker to forget its node. Resolves with its heap size once it has, or undefined if it died or
    * did not answer within `timeoutMs` (then it is killed: a node that keeps its worker busy is not quiet).
+   * The worker holds whatever is sent after the release until it has answered, so the next node's `become`
+   * may follow at once.
    */
   release(timeoutMs: number): Promise<number | undefined> {
-    if (!this.#alive || this.#released) return Promise.resolve(undefined);
+    if (!this.#alive) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.kill('ERR_WORKER_CRASHED'), timeoutMs);
-      this.#released = (heapUsed) => {
+      this.#releases.push((heapUsed) => {
         clearTimeout(timer);
         resolve(heapUsed);
-      };
+      });
       this.send({ type: 'release' });
     });
   }

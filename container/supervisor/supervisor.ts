@@ -228,8 +228,8 @@ export class Supervisor {
   }
 
   /**
-   * A worker for the node, cheapest first: a spare of its tenant (a frame), a ready blank (a frame, and a
-   * refill later), a cold idle neighbour's (it sleeps early: a frame each way), a blank still starting or a
+   * A worker for the node, cheapest first: a spare of its tenant (a frame), a cold idle neighbour's (it
+   * sleeps early: a frame each way), a ready blank (a frame, and a refill later), a blank still starting or a
    * new process (~100 ms of CPU) while fewer than `maxStarts` start, a hot neighbour's. Only when none of
    * these exists does the wake wait, for the next worker to come free or start.
    */
@@ -242,20 +242,22 @@ export class Supervisor {
         node.source = 'spare';
         return spare;
       }
+      // Before a blank: taking a blank costs a refill (a process start) soon after; a cold node's worker costs
+      // a frame each way, and that node was likely done (it was woken for one eval, or idle for a while).
+      const cold = scope === undefined ? undefined : this.#steal(node, scope, mb, false);
+      if (cold) return cold;
       const blank = this.#fleet.takeBlank(mb);
       if (blank) {
         node.source = 'blank';
         return blank;
       }
-      const cold = scope === undefined ? undefined : await this.#steal(node, scope, mb, false);
-      if (cold) return cold;
       const fresh = this.#fleet.takeFresh(mb);
       if (fresh) {
         node.source = fresh.source;
         return fresh.worker;
       }
       // Every start slot is taken: a hot node's worker now beats a process that cannot start yet.
-      const hot = scope === undefined ? undefined : await this.#steal(node, scope, mb, true);
+      const hot = scope === undefined ? undefined : this.#steal(node, scope, mb, true);
       if (hot) return hot;
       await this.#fleet.available();
       if (this.#closing || node.destroyed) {
@@ -264,16 +266,12 @@ export class Supervisor {
     }
   }
 
-  async #steal(node: AwakeNode, scope: string, mb: number, hot: boolean): Promise<WorkerProcess | undefined> {
-    for (let victim = this.#victim(node, scope, mb, hot); victim; victim = this.#victim(node, scope, mb, hot)) {
-      const taken = await this.#takeFrom(victim);
-      if (taken) {
-        this.#fleet.counts.steal++;
-        node.source = 'steal';
-        return taken;
-      }
-    }
-    return undefined;
+  #steal(node: AwakeNode, scope: string, mb: number, hot: boolean): WorkerProcess | undefined {
+    const victim = this.#victim(node, scope, mb, hot);
+    if (!victim) return undefined;
+    this.#fleet.counts.steal++;
+    node.source = 'steal';
+    return this.#takeFrom(victim);
   }
 
   /**
@@ -292,17 +290,16 @@ export class Supervisor {
     return best;
   }
 
-  /** Puts an idle node to sleep and hands over its scrubbed worker, or undefined if that failed. */
-  async #takeFrom(victim: AwakeNode): Promise<WorkerProcess | undefined> {
+  /**
+   * Puts an idle node to sleep and hands over its worker: the release goes out now and the worker holds
+   * the next node's frames until the old node's leftovers have run out (see node-worker/main.ts), so the
+   * handover costs no round trip.
+   */
+  #takeFrom(victim: AwakeNode): WorkerProcess {
     const worker = victim.worker!;
     victim.status = 'stopping';
-    const heapUsed = await worker.release(this.#options.releaseTimeoutMs);
-    if (victim.worker !== worker) return undefined; // it died meanwhile; its exit was handled
+    this.#fleet.watch(worker, worker.release(this.#options.releaseTimeoutMs));
     this.#detach(victim, worker);
-    if (heapUsed === undefined || !this.#fleet.clean(worker, heapUsed)) {
-      this.#fleet.retire(worker);
-      return undefined;
-    }
     return worker;
   }
 
@@ -416,9 +413,10 @@ export class Supervisor {
     if (running) {
       clearTimeout(running.timer);
       node.running = undefined;
-      if (!running.started && !exit.reason && !running.job.retried) {
-        // The worker died before it began this eval (it was already dying when we sent it): nothing ran,
-        // so the eval goes back to the head of the queue for the next process instead of failing.
+      if (!running.started && !running.job.retried) {
+        // The worker died before it began this eval (it was already dying when we sent it, or it never got
+        // past the release of the node before): nothing of it ran, so the eval goes back to the head of the
+        // queue for the next process instead of failing.
         running.job.retried = true;
         node.queue.unshift(running.job);
         node.queuedBytes += running.job.fn.length + running.job.args.length;
@@ -460,10 +458,9 @@ export class Supervisor {
       await worker.stop();
       return;
     }
-    const heapUsed = await worker.release(this.#options.releaseTimeoutMs);
-    if (node.worker !== worker || heapUsed === undefined) return; // it died or was killed: its exit was handled
+    this.#fleet.watch(worker, worker.release(this.#options.releaseTimeoutMs));
     this.#detach(node, worker);
-    this.#fleet.park(worker, scope, heapUsed);
+    this.#fleet.park(worker, scope);
   }
 
   /** The least recently used quiet node that `filter` accepts: the one to sleep when a budget is full. */

@@ -199,7 +199,7 @@ describe('budgets: carving children from a node', () => {
 
 describe('budgets: maxAwake and memoryMB on wake', () => {
   it('waking a third node under maxAwake 2 puts the least recently used idle node to sleep', async () => {
-    // Two ready blanks: the first two wakes take them and no wake needs to take an idle node's worker.
+    // Two ready blanks, and n1 is hot (two evals): n2's wake takes a blank rather than n1's worker.
     const { container, url, client: op } = await startContainer({ poolMin: 2 });
     await container.warm();
     const alice = await newClient(url);
@@ -207,6 +207,7 @@ describe('budgets: maxAwake and memoryMB on wake', () => {
     const [n1, n2, n3] = (await alice.spawnMany(3, { lifetime: Lifetime.root() })) as [NodeHandle, NodeHandle, NodeHandle];
     const { wakes, sleeps } = watch(container);
 
+    expect(await alice.at(n1, () => 1)).toBe(1);
     expect(await alice.at(n1, () => 1)).toBe(1);
     expect(await alice.at(n2, () => 2)).toBe(2);
     expect(sleeps).toEqual([]);
