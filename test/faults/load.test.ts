@@ -128,7 +128,6 @@ describe('load and faults', () => {
       expect([...outcome.codes.keys()].every((c) => c === 'ERR_WORKER_CRASHED')).toBe(true);
       await audit(client, nodes, outcome, true);
       const { counts } = container.fleet;
-      console.log(JSON.stringify({ counts, acked: [...outcome.acked.values()].reduce((n, s) => n + s.size, 0), codes: [...outcome.codes] }));
       // The run did recycle: most wakes took a scrubbed worker instead of a new process.
       expect(counts.spare + counts.steal).toBeGreaterThan(NODES);
       expect(counts.spare + counts.steal).toBeGreaterThan(counts.blank + counts.new);
