@@ -210,7 +210,9 @@ export class Supervisor {
       this.#attach(node, worker);
       await worker.ready;
     } catch (e) {
-      const err = e instanceof KeynodeError ? e : new KeynodeError('ERR_UNAVAILABLE', `could not wake node ${node.id}: ${(e as Error).message}`);
+      const err = node.destroyed
+        ? new KeynodeError('ERR_NODE_DESTROYED', EXIT_MESSAGES.ERR_NODE_DESTROYED!)
+        : e instanceof KeynodeError ? e : new KeynodeError('ERR_UNAVAILABLE', `could not wake node ${node.id}: ${(e as Error).message}`);
       // Nothing ran, so every waiting eval fails the same way; the node stays asleep.
       for (const job of node.queue.splice(0)) job.reject(err);
       if (!node.worker) this.#forget(node, 'crash');
