@@ -3,7 +3,9 @@
  * The worker's end of the stdio channel: frames in on fd 0, frames out on fd 1. Anything else the worker
  * prints goes to stderr, which the container keeps for diagnostics.
  */
-import { decode, encode, encodeFrame, FrameReader, type FromWorker, type ToWorker } from '../protocol/index.js';
+import { decode, encode } from '../protocol/codec.js';
+import { encodeFrame, FrameReader } from '../protocol/frames.js';
+import type { FromWorker, ToWorker } from '../protocol/messages.js';
 
 // Generous: the container enforces each node's own message cap on what it forwards.
 const MAX_FRAME = 256 * 1024 * 1024;

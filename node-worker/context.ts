@@ -4,7 +4,7 @@
  * buffered here and travel with the result, so the container commits them all or none. Every method
  * stops working when its eval ends, so a dangling promise cannot write after the commit.
  */
-import type { WorkerNode, WorkerRequest, Write } from '../protocol/index.js';
+import type { WorkerNode, WorkerRequest, Write } from '../protocol/messages.js';
 import { hostError } from './host-errors.js';
 
 declare function harden<T>(value: T): T;

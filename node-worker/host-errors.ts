@@ -4,7 +4,7 @@
  * caught, but that forgery is not in `genuine`, so it is reported as the user's own error (ERR_USER)
  * and can never pass for a container verdict such as ERR_ACCESS_DENIED.
  */
-import { isKeynodeError, KeynodeError, type ErrorCode, type RemoteError } from '../protocol/index.js';
+import { isKeynodeError, KeynodeError, type ErrorCode, type RemoteError } from '../protocol/errors.js';
 
 const genuine = new WeakSet<object>();
 
