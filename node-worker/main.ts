@@ -54,6 +54,17 @@ interface Serving {
 }
 
 let serving: Serving | undefined;
+/**
+ * A Compartment built while the process had nothing to do, for the next node: it has run no node's code, so
+ * it is as fresh as one built at `become`, and the wake does not wait for it.
+ */
+let fresh: Sandbox | undefined;
+
+function freshSandbox(): Sandbox {
+  const s = fresh ?? new Sandbox(globals);
+  fresh = undefined;
+  return s;
+}
 // Request IDs never repeat in this process: a late reply for a released node can never match a new one.
 let nextRequest = 1;
 
@@ -166,6 +177,8 @@ function release(): void {
     send({ type: 'released', heapUsed: getHeapStatistics().used_heap_size });
     const next = held ?? [];
     held = undefined;
+    // Nothing waiting yet: build the next node's Compartment now, while nobody waits for it.
+    if (!next.length) return void setImmediate(() => (serving || holding() ? undefined : (fresh ??= new Sandbox(globals))));
     // Another release among the held frames holds the rest again, behind its own drain.
     while (next.length && !holding()) handle(next.shift()!);
     if (next.length) held!.push(...next);
@@ -186,7 +199,7 @@ function handle(msg: ToWorker): void {
     case 'become':
       // The same node again is a change of its policies; another node starts from a fresh Compartment.
       if (serving?.node.id === msg.node.id) serving = { ...serving, node: msg.node };
-      else serving = { node: msg.node, here: harden(new NodeRef(msg.node.url)), sandbox: new Sandbox(globals), pending: new Map() };
+      else serving = { node: msg.node, here: harden(new NodeRef(msg.node.url)), sandbox: freshSandbox(), pending: new Map() };
       return;
     case 'eval':
       void runEval(msg);
@@ -219,5 +232,6 @@ listen(handle);
   const value = (new Sandbox(globals).compile('(ctx, a) => ({ a, t: typeof ctx })') as (...args: unknown[]) => unknown)(ctx, ...(codec.decode(codec.encode([1, 'x', [true]])) as unknown[]));
   codec.decode(codec.encode(value));
 }
+fresh = new Sandbox(globals);
 
 send({ type: 'ready', pid: process.pid });

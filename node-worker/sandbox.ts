@@ -96,6 +96,8 @@ export class Sandbox {
   constructor(globals: NodeGlobals) {
     this.#compartment = new Compartment({ globals: { ...globals }, __options__: true });
     harden(this.#compartment.globalThis);
+    // SES builds a Compartment's evaluator on its first evaluation: do it now, before any node's code.
+    this.#compartment.evaluate('0');
   }
 
   /** Compiles function source once; the function is hardened so evals cannot hang state on it. */
