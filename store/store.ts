@@ -15,6 +15,8 @@ type Sub = AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Ar
 type Op = { type: 'put'; sublevel: Sub; key: string; value: Uint8Array } | { type: 'del'; sublevel: Sub; key: string };
 
 const EMPTY = new Uint8Array(0);
+/** Operations added to a native batch between turns of the event loop. */
+const YIELD_EVERY = 4096;
 const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g'] as const;
 type SubName = (typeof SUBLEVELS)[number];
 
@@ -98,9 +100,12 @@ export class Store {
     if (ops.length === 0) return;
     const batch = this.#db.batch();
     try {
-      for (const op of ops) {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
         if (op.type === 'put') batch.put(op.key, op.value, { sublevel: op.sublevel as never });
         else batch.del(op.key, { sublevel: op.sublevel as never });
+        // A big batch (a spawn of thousands) is built a slice at a time; nothing is written before write().
+        if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
       }
     } catch (e) {
       await batch.close();

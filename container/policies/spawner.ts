@@ -23,6 +23,12 @@ export interface SpawnedNode {
 const MAX_BATCH = 10_000;
 /** Nodes one group commit takes at most. */
 const MAX_GROUP = 10_000;
+/** Records built between turns of the event loop: a batch of 10,000 must not hold it for its whole length. */
+const YIELD_EVERY = 1000;
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 function sandboxDenied(message: string): KeynodeError {
   return new KeynodeError('ERR_SANDBOX', message);
@@ -225,10 +231,13 @@ export class Spawner {
             if (rec.sealedKey) rec.sealedKey = key.sealed;
             records.push(rec);
           }
+          if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLoop();
         }
-        for (const r of records) {
+        // Added to the batch only once the whole spawn is built: a spawn that fails leaves nothing in it.
+        for (const [i, r] of records.entries()) {
           txn.putNode(r, template?.encode(r.id, r.sealedKey));
           this.#lifetimes.onSpawn(r, txn, now);
+          if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLoop();
         }
         committed.push({ c, records, seeds: keys.map((k) => k.seed) });
       } catch (e) {
