@@ -57,6 +57,21 @@ function publicKeyObject(raw: Uint8Array, cacheKey: string): KeyObject {
   return key;
 }
 
+/**
+ * `verifyBytes` on the libuv threadpool: the ~90 µs of a verify leave the event loop, which then costs ~20 µs
+ * of queueing and callback instead. Worth it when several wait to be verified at once, not for one alone.
+ */
+export function verifyBytesAsync(publicKey: Uint8Array, cacheKey: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  if (signature.length !== 64 || publicKey.length !== 32) return Promise.resolve(false);
+  let key: KeyObject;
+  try {
+    key = publicKeyObject(publicKey, cacheKey);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => verify(null, message, key, signature, (err, ok) => resolve(!err && ok)));
+}
+
 /** `cacheKey` is the signer's node ID (its encoded public key). */
 export function verifyBytes(publicKey: Uint8Array, cacheKey: string, message: Uint8Array, signature: Uint8Array): boolean {
   if (signature.length !== 64 || publicKey.length !== 32) return false;
