@@ -122,6 +122,12 @@ export class Store {
     return (await this.sub(sub).get(key)) ?? undefined;
   }
 
+  /** Many keys of one sublevel in one read (one trip to LevelDB's thread, not one per key). */
+  async getMany(sub: SubName, keys: string[]): Promise<(Uint8Array | undefined)[]> {
+    if (keys.length === 0) return [];
+    return (await this.sub(sub).getMany(keys)).map((v) => v ?? undefined);
+  }
+
   // --- directory -----------------------------------------------------------------------------
 
   async getNode(id: NodeId): Promise<NodeRecord | undefined> {

@@ -1,13 +1,15 @@
 /**
  * @module container/keygen
- * The key mint: node keys are made, named and sealed on a small pool of worker threads (one per core), so a
- * batch of 10,000 uses every core and the event loop stays free for everyone else's requests. Making an
- * Ed25519 key costs ~35 µs of CPU here, sealing it ~6 µs more: on the event loop, 10,000 of them would stall
- * the container for half a second.
+ * The key mint: node keys are made, named and sealed, and capability grants checked or signed in bulk, on a
+ * small pool of worker threads (one per core), so a batch of 10,000 uses every core and the event loop stays
+ * free for everyone else's requests. Making an Ed25519 key costs ~35 µs of CPU here, sealing it ~6 µs more,
+ * checking a grant ~80 µs: on the event loop, a batch of 10,000 would stall the container for half a second
+ * per key or grant.
  *
  * - Work is cut into chunks and served round-robin across holders (the principal or node whose budget pays),
  *   so one holder's big batch delays another's small one by at most a chunk per thread.
- * - The queue is bounded in keys; past it a request is refused with ERR_OVERLOADED rather than queued.
+ * - The queue is bounded in items (keys, grants); past it a request is refused with ERR_OVERLOADED rather
+ *   than queued.
  * - A small stock of ready keys serves single spawns without a round trip to a thread. It is refilled only
  *   after keys are taken, so an idle container makes none; the threads end after a quiet spell and start
  *   again on demand.
@@ -16,7 +18,9 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { KeynodeError, type NodeId } from '../../protocol/index.js';
 import { SEALED_BYTES } from '../seal.js';
-import type { KeygenReply, KeygenRequest } from './keygen-thread.js';
+import type { GrantCall, KeygenReply, KeygenRequest, KeygenWork } from './keygen-thread.js';
+
+export type { GrantCall } from './keygen-thread.js';
 
 export interface MintedKey {
   id: NodeId;
@@ -31,9 +35,9 @@ export interface KeyMintOptions {
   threads: number;
   /** Keys kept ready for small spawns. */
   stock: number;
-  /** Keys per message to a thread: the unit of fairness between holders. */
+  /** Items (keys, grants) per message to a thread: the unit of fairness between holders. */
   chunk: number;
-  /** Keys waiting or being made for spawns, across all holders, before new requests are refused. */
+  /** Items waiting or being worked on, across all holders, before new requests are refused. */
   maxQueued: number;
   /** Threads with nothing to do end after this long. */
   idleMs: number;
@@ -43,10 +47,11 @@ const DEFAULTS: KeyMintOptions = { threads: availableParallelism(), stock: 512, 
 const THREAD = new URL('./keygen-thread.js', import.meta.url);
 
 interface Job {
-  keys: MintedKey[];
+  /** One result per item, filled in by chunks as they come back. */
+  out: unknown[];
   left: number;
   failed: boolean;
-  resolve(keys: MintedKey[]): void;
+  resolve(out: unknown[]): void;
   reject(e: unknown): void;
 }
 
@@ -55,7 +60,7 @@ interface Chunk {
   job: Job | undefined;
   start: number;
   count: number;
-  seeds?: Uint8Array;
+  work: KeygenWork;
 }
 
 interface Slot {
@@ -63,6 +68,21 @@ interface Slot {
   chunk: Chunk | undefined;
   /** Set when we end the thread, so its exit is not taken for a crash. */
   ending: boolean;
+}
+
+/** A chunk's reply as one result per item. */
+function results(reply: KeygenReply, count: number): unknown[] {
+  const out: unknown[] = new Array(count);
+  if ('ids' in reply) {
+    for (let i = 0; i < count; i++) {
+      out[i] = { id: reply.ids[i]!, seed: reply.seeds.slice(32 * i, 32 * i + 32), sealed: reply.sealed.subarray(SEALED_BYTES * i, SEALED_BYTES * (i + 1)) } satisfies MintedKey;
+    }
+  } else if ('ok' in reply) {
+    for (let i = 0; i < count; i++) out[i] = reply.ok[i] === 1;
+  } else if ('sigs' in reply) {
+    for (let i = 0; i < count; i++) out[i] = reply.sigs.slice(64 * i, 64 * i + 64);
+  }
+  return out;
 }
 
 export class KeyMint {
@@ -100,14 +120,26 @@ export class KeyMint {
       this.#pump();
       return Promise.resolve(keys);
     }
-    return this.#submit(holder, count);
+    return this.#submit(holder, count, (_, n) => ({ op: 'keys', count: n })) as Promise<MintedKey[]>;
   }
 
   /** IDs and sealed keys for client-chosen seeds (32 bytes each, already checked), in order. */
   derive(holder: string, seeds: Uint8Array[]): Promise<MintedKey[]> {
     const packed = new Uint8Array(32 * seeds.length);
     seeds.forEach((s, i) => packed.set(s, 32 * i));
-    return this.#submit(holder, seeds.length, packed);
+    return this.#submit(holder, seeds.length, (start, n) => ({ op: 'keys', count: n, seeds: packed.slice(32 * start, 32 * (start + n)) })) as Promise<MintedKey[]>;
+  }
+
+  /** Whether each grant (64 bytes, already checked) is the target's signature of `call` for its holder. */
+  verifyGrants(holder: string, call: GrantCall, holders: NodeId[], grants: Uint8Array[]): Promise<boolean[]> {
+    const sigs = new Uint8Array(64 * grants.length);
+    grants.forEach((g, i) => sigs.set(g, 64 * i));
+    return this.#submit(holder, holders.length, (start, n) => ({ op: 'verify', call, holders: holders.slice(start, start + n), sigs: sigs.slice(64 * start, 64 * (start + n)) })) as Promise<boolean[]>;
+  }
+
+  /** The target's grants of `call` to each holder, signed with the target's seed. */
+  signGrants(holder: string, call: GrantCall, seed: Uint8Array, holders: NodeId[]): Promise<Uint8Array[]> {
+    return this.#submit(holder, holders.length, (start, n) => ({ op: 'sign', call, seed, holders: holders.slice(start, start + n) })) as Promise<Uint8Array[]>;
   }
 
   /** Ends every thread; requests waiting or running fail with ERR_UNAVAILABLE. */
@@ -122,18 +154,19 @@ export class KeyMint {
     await Promise.all(this.#slots.splice(0).map((s) => this.#end(s, stopping)));
   }
 
-  #submit(holder: string, count: number, seeds?: Uint8Array): Promise<MintedKey[]> {
+  #submit(holder: string, count: number, work: (start: number, count: number) => KeygenWork): Promise<unknown[]> {
     if (this.#closed) return Promise.reject(new KeynodeError('ERR_UNAVAILABLE', 'the container is stopping'));
+    if (count === 0) return Promise.resolve([]);
     if (this.#queued + count > this.#o.maxQueued) {
-      return Promise.reject(new KeynodeError('ERR_OVERLOADED', `the container is making ${this.#queued} node keys already; retry shortly`));
+      return Promise.reject(new KeynodeError('ERR_OVERLOADED', `the container has ${this.#queued} node keys and grants in hand already; retry shortly`));
     }
-    return new Promise<MintedKey[]>((resolve, reject) => {
-      const job: Job = { keys: new Array(count), left: count, failed: false, resolve, reject };
+    return new Promise<unknown[]>((resolve, reject) => {
+      const job: Job = { out: new Array(count), left: count, failed: false, resolve, reject };
       let q = this.#queues.get(holder);
       if (!q) this.#queues.set(holder, (q = []));
       for (let start = 0; start < count; start += this.#o.chunk) {
         const n = Math.min(this.#o.chunk, count - start);
-        q.push({ job, start, count: n, ...(seeds ? { seeds: seeds.slice(32 * start, 32 * (start + n)) } : {}) });
+        q.push({ job, start, count: n, work: work(start, n) });
       }
       this.#queued += count;
       this.#pump();
@@ -156,7 +189,7 @@ export class KeyMint {
       return c;
     }
     const refill = this.#refill();
-    return refill ? { job: undefined, start: 0, count: refill } : undefined;
+    return refill ? { job: undefined, start: 0, count: refill, work: { op: 'keys', count: refill } } : undefined;
   }
 
   #pump(): void {
@@ -166,8 +199,7 @@ export class KeyMint {
       if (!slot) break;
       const chunk = this.#next()!;
       slot.chunk = chunk;
-      const req: KeygenRequest = { job: chunk.start, count: chunk.count, ...(chunk.seeds ? { seeds: chunk.seeds } : {}) };
-      slot.worker.postMessage(req);
+      slot.worker.postMessage({ ...chunk.work, job: chunk.start } satisfies KeygenRequest);
     }
     clearTimeout(this.#idle);
     this.#idle = undefined;
@@ -230,20 +262,18 @@ export class KeyMint {
     slot.chunk = undefined;
     if (!chunk) return;
     if ('error' in reply) {
-      this.#fail(chunk, new KeynodeError('ERR_INTERNAL', `making node keys failed: ${reply.error}`));
+      this.#fail(chunk, new KeynodeError('ERR_INTERNAL', `making node keys or grants failed: ${reply.error}`));
     } else {
-      this.#generated += chunk.count;
+      if (chunk.work.op === 'keys') this.#generated += chunk.count;
+      const out = results(reply, chunk.count);
       const job = chunk.job;
-      const into = job ? job.keys : this.#stock;
-      const at = job ? chunk.start : this.#stock.length;
-      for (let i = 0; i < chunk.count; i++) {
-        into[at + i] = { id: reply.ids[i]!, seed: reply.seeds.slice(32 * i, 32 * i + 32), sealed: reply.sealed.subarray(SEALED_BYTES * i, SEALED_BYTES * (i + 1)) };
-      }
-      if (job) {
+      if (!job) this.#stock.push(...(out as MintedKey[]));
+      else {
         // A job failed meanwhile had this chunk counted as running: count it off now.
         this.#queued -= chunk.count;
         job.left -= chunk.count;
-        if (job.left === 0 && !job.failed) job.resolve(job.keys);
+        for (let i = 0; i < out.length; i++) job.out[chunk.start + i] = out[i];
+        if (job.left === 0 && !job.failed) job.resolve(job.out);
       }
     }
     this.#pump();

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type Client } from 'keynode';
+import { grantMessage } from '../../dist/protocol/index.js';
 import { defer, startContainer } from '../helpers/containers.js';
 import { allNodes, failure } from './util.js';
 
@@ -91,6 +92,40 @@ describe('spawning: what it costs and in what order', () => {
     const rec = await container.runtime.lookup(last.id);
     expect(container.runtime.keyring.unseal(last.id, rec.sealedKey!)).toEqual(last.exportSecretKey());
     expect(await op.at(last, () => 'here')).toBe('here');
+  });
+
+  it('a batch’s grants are signed or checked in bulk, each for its own child', async () => {
+    const { client: op } = await startContainer();
+    const home = await op.spawn({ lifetime: Lifetime.root() });
+    await op.at(home, (ctx) => ctx.ref('address').set('1 Main St'));
+    const read = (ctx: { ref(n: string): { get(): Promise<unknown> } }) => ctx.ref('address').get();
+    // Signed by the container (the operator spawned home), then by the client (the handle holds home's key).
+    const bySpawner = await op.spawnMany(300, { lifetime: Lifetime.root(), sandbox: { capabilities: { read: { node: home.id, fn: read } } } });
+    const byClient = await op.spawnMany(300, { lifetime: Lifetime.root(), sandbox: { capabilities: { read: { node: home, fn: read } } } });
+    for (const child of [bySpawner[0]!, bySpawner[299]!, byClient[0]!, byClient[299]!]) {
+      expect(await op.at(child, (ctx) => ctx.caps.read())).toBe('1 Main St');
+    }
+    // A capability may be named like an Object.prototype member (it used to find that member and take it for a grant).
+    const named = await op.spawn({ lifetime: Lifetime.root(), sandbox: { capabilities: { toString: { node: home.id, fn: read } } } });
+    expect(await op.at(named, (ctx) => ctx.caps.toString())).toBe('1 Main St');
+  });
+
+  it('one forged grant in a batch refuses the whole batch, and it creates nothing', async () => {
+    const { client: op } = await startContainer();
+    const home = await op.spawn({ lifetime: Lifetime.root() });
+    const homeKey = home.identity()!;
+    const fn = '(ctx) => 1';
+    const seeds = Array.from({ length: 50 }, () => Identity.generate());
+    const grant = (holder: string) => homeKey.sign(grantMessage(home.id, holder, 'c', fn));
+    const keys = seeds.map((s) => ({ seed: s.exportSecretKey(), grants: { c: grant(s.id) } }));
+    keys[37]!.grants.c = grant(seeds[36]!.id); // a real grant, for another holder
+    const before = (await allNodes(op)).length;
+    const body = { lifetime: { kind: 'root' }, sandbox: { capabilities: { c: { node: home.id, fn } } }, count: 50, keys };
+    expect((await failure(op.request('spawn', body as never))).code).toBe('ERR_ACCESS_DENIED');
+    expect((await allNodes(op)).length).toBe(before);
+    keys[37]!.grants.c = grant(seeds[37]!.id);
+    const { nodes } = (await op.request('spawn', body as never)) as { nodes: { id: string }[] };
+    expect(nodes.map((n) => n.id)).toEqual(seeds.map((s) => s.id));
   });
 
   it('the mint’s threads end with the container', async () => {
