@@ -149,9 +149,9 @@ export class KeyMint {
     const stopping = new KeynodeError('ERR_UNAVAILABLE', 'the container is stopping');
     for (const q of this.#queues.values()) for (const c of q) c.job?.reject(stopping);
     this.#queues.clear();
-    this.#queued = 0;
     this.#stock.length = 0;
     await Promise.all(this.#slots.splice(0).map((s) => this.#end(s, stopping)));
+    this.#queued = 0;
   }
 
   #submit(holder: string, count: number, work: (start: number, count: number) => KeygenWork): Promise<unknown[]> {

@@ -4,14 +4,15 @@
  * capabilities and lease checks bound to grants, and every record written in one batch. No process starts.
  */
 import {
-  checkSandbox, checkSpawnSpec, encode, isPlainObject, KeynodeError, LEASE_GRANT, nameToId, resolveNode,
-  type BoundCall, type Bodies, type BudgetSpec, type NodeId, type SandboxSpec, type SpawnSpec,
+  checkSandbox, checkSpawnSpec, encode, isPlainObject, KeynodeError, nameToId,
+  type Bodies, type BudgetSpec, type NodeId, type SandboxSpec, type SpawnSpec,
 } from '../../protocol/index.js';
 import { RecordTemplate, type NodeRecord } from '../../store/index.js';
 import { SEALED_BYTES } from '../seal.js';
 import type { LifetimePolicy } from './lifetime-policy.js';
 import type { Runtime } from '../runtime.js';
-import type { GrantCall, MintedKey } from './keygen.js';
+import { childRecords, yieldToLoop, YIELD_EVERY } from './binding.js';
+import type { MintedKey } from './keygen.js';
 
 export interface SpawnedNode {
   id: NodeId;
@@ -23,13 +24,6 @@ export interface SpawnedNode {
 const MAX_BATCH = 10_000;
 /** Nodes one group commit takes at most. */
 const MAX_GROUP = 10_000;
-/** Records built between turns of the event loop: a batch of 10,000 must not hold it for its whole length. */
-const YIELD_EVERY = 1000;
-
-function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
 /**
  * A client's grant for one key and name, whatever shape `grants` arrived in. Own entries only: a capability
  * named `toString` must not find Object.prototype's and take it for a grant.
@@ -231,7 +225,7 @@ export class Spawner {
         // Siblings that differ only in ID and key (no grants bound, no chosen keys) share one encoding.
         const template = s.count > 1 && !s.keys && s.spec.lifetime.kind !== 'leased' && Object.keys(s.spec.sandbox.capabilities).length === 0 ? RecordTemplate.of(base) : undefined;
         const keys = s.keys ? await this.#clientKeys(from, s.keys, fromMint, ancestors, taken) : fromMint;
-        const records = await this.#records(from, parent, s.spec, base, keys, (i, name) => grantIn(s.keys?.[i]?.grants, name));
+        const records = await childRecords(this.#rt, from, parent, s.spec, base, keys, (i, name) => grantIn(s.keys?.[i]?.grants, name));
         // Added to the batch only once the whole spawn is built: a spawn that fails leaves nothing in it.
         for (const [i, r] of records.entries()) {
           txn.putNode(r, template?.encode(r.id, r.sealedKey));
@@ -296,74 +290,6 @@ export class Spawner {
       }
     }
     return out;
-  }
-
-  /** The children's records, their capabilities and lease check bound for all of them at once. */
-  async #records(from: NodeId, parent: NodeRecord | undefined, spec: SpawnSpec, base: NodeRecord, keys: MintedKey[], grantOf: (i: number, name: string) => unknown): Promise<NodeRecord[]> {
-    const ids = keys.map((k) => k.id);
-    const caps: [string, (BoundCall | undefined)[]][] = [];
-    for (const [name, call] of Object.entries(spec.sandbox.capabilities)) {
-      caps.push([name, await this.#bindAll(from, parent, ids, name, call, (i) => call.grant ?? grantOf(i, name), true)]);
-    }
-    const lt = spec.lifetime;
-    const checks = lt.kind === 'leased' ? await this.#bindAll(from, parent, ids, LEASE_GRANT, lt.check, (i) => lt.check.grant ?? grantOf(i, LEASE_GRANT), false) : [];
-    const records: NodeRecord[] = [];
-    for (const [i, key] of keys.entries()) {
-      const capabilities: Record<string, BoundCall> = {};
-      for (const [name, bound] of caps) capabilities[name] = bound[i]!;
-      const lifetime = lt.kind === 'leased' ? { ...lt, check: checks[i] ?? lt.check } : lt;
-      const rec: NodeRecord = { ...base, id: key.id, lifetime, sandbox: { ...base.sandbox, capabilities } };
-      if (rec.sealedKey) rec.sealedKey = key.sealed;
-      records.push(rec);
-      if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLoop();
-    }
-    return records;
-  }
-
-  /**
-   * Binds `call` on its target for each holder: a grant the client signed, or one this container signs because
-   * the spawner can sign as the target (it is the target, or its ancestor), or, for a node spawner, one of
-   * its own capabilities passed down. Otherwise a capability is refused; a lease check stays unbound and
-   * the target's ACL decides. Grants are checked and signed in bulk on the mint's threads.
-   */
-  async #bindAll(from: NodeId, parent: NodeRecord | undefined, holders: NodeId[], name: string, call: BoundCall, grantOf: (i: number) => unknown, required: boolean): Promise<(BoundCall | undefined)[]> {
-    const target = resolveNode(call.node).id;
-    const bound = (grant: Uint8Array): BoundCall => ({ node: call.node, fn: call.fn, grant, ...(call.args ? { args: call.args } : {}) });
-    const grantCall: GrantCall = { target, name, fn: call.fn, ...(call.args ? { args: call.args } : {}) };
-    const mint = this.#rt.keyring.mint;
-    const out: (BoundCall | undefined)[] = new Array(holders.length);
-    const presented: number[] = [];
-    const rest: number[] = [];
-    holders.forEach((_, i) => (grantOf(i) ? presented : rest).push(i));
-    if (presented.length) {
-      const denied = new KeynodeError('ERR_ACCESS_DENIED', `the grant for ${name} is not a signature by ${target} for this node, function and arguments`);
-      const grants = presented.map((i) => grantOf(i));
-      if (!grants.every((g): g is Uint8Array => g instanceof Uint8Array && g.length === 64)) throw denied;
-      const ok = await mint.verifyGrants(from, grantCall, presented.map((i) => holders[i]!), grants);
-      if (ok.includes(false)) throw denied;
-      presented.forEach((i, k) => (out[i] = bound(grants[k]!)));
-    }
-    if (!rest.length) return out;
-    const targetRec = await this.#rt.find(target);
-    if (targetRec && (targetRec.id === from || targetRec.ancestors.includes(from))) {
-      const seed = targetRec.sealedKey ? this.#rt.keyring.unseal(targetRec.id, targetRec.sealedKey) : this.#rt.ephemeralKeys.get(targetRec.id);
-      if (!seed) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${target} was destroyed`);
-      const sigs = await mint.signGrants(from, grantCall, seed, rest.map((i) => holders[i]!));
-      rest.forEach((i, k) => (out[i] = bound(sigs[k]!)));
-      return out;
-    }
-    if (parent) {
-      const sameArgs = (a?: Uint8Array) => Buffer.compare(Buffer.from(a ?? [0x90]), Buffer.from(call.args ?? [0x90])) === 0;
-      for (const [ownName, own] of Object.entries(parent.sandbox.capabilities)) {
-        if (resolveNode(own.node).id === target && own.fn === call.fn && sameArgs(own.args) && own.grant) {
-          const passed: BoundCall = { node: own.node, fn: own.fn, grant: own.grant, grantName: own.grantName ?? ownName, as: own.as ?? parent.id, ...(own.args ? { args: own.args } : {}) };
-          for (const i of rest) out[i] = passed;
-          return out;
-        }
-      }
-    }
-    if (!required) return out;
-    throw new KeynodeError('ERR_ACCESS_DENIED', `capability ${name}: a spawner may bind only nodes it can sign for (itself or nodes it spawned) or capabilities it holds; ${from} cannot sign for ${target}`);
   }
 
   /** A parent widens or narrows its child's ACL and sandbox (not its capabilities, which are bound at spawn). */

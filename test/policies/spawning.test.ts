@@ -64,34 +64,46 @@ describe('spawning: what it costs and in what order', () => {
     expect((await failure(alice.spawn({ lifetime: Lifetime.root() }))).code).toBe('ERR_BUDGET_EXHAUSTED');
   });
 
-  it('a batch of 10,000 is made on the mint’s threads while another node’s evals keep being answered', async () => {
+  it('a batch of 10,000 is made on the mint’s threads while the event loop keeps turning and another node answers', async () => {
     const { container, client: op } = await startContainer();
     const mint = container.runtime.keyring.mint;
     const other = await op.spawn({ lifetime: Lifetime.root() });
     await op.at(other, () => 1); // awake
+    await op.spawnMany(2000, { lifetime: Lifetime.root() }); // threads started, code paths compiled
+    // The longest the loop went without a turn: one synchronous stretch (the container's, or this client's).
+    let longestGap = 0;
+    let last = performance.now();
+    let ticking = true;
+    const tick = () => {
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
     let done = false;
     const t0 = performance.now();
-    const batch = op.spawnMany(10_000, { lifetime: Lifetime.root() }).finally(() => (done = true));
-    let longest = 0;
+    // A raw request: the client only decodes the reply, it builds no handles, so its own stretch stays short.
+    const batch = op.request('spawn', { lifetime: { kind: 'root' }, count: 10_000 } as never).finally(() => (done = true));
     let evals = 0;
     while (!done) {
-      const e0 = performance.now();
       await op.at(other, () => 1);
-      longest = Math.max(longest, performance.now() - e0);
       evals++;
     }
-    const nodes = await batch;
+    const { nodes } = (await batch) as { nodes: { id: string; url: string; secretKey: Uint8Array }[] };
     const batchMs = performance.now() - t0;
+    ticking = false;
     expect(new Set(nodes.map((n) => n.id)).size).toBe(10_000);
     expect(mint.generated).toBeGreaterThanOrEqual(10_000);
-    // Made and sealed on the threads, and stored a slice at a time: no one stall holds the loop for the batch.
-    expect(evals).toBeGreaterThanOrEqual(3);
-    expect(longest).toBeLessThan(batchMs / 3); // before: 0.5 to 0.7 of the batch, now ~0.15
-    // The nodes work: a sealed key opens (the container signs as the node for a grant) and an eval runs.
-    const last = nodes[nodes.length - 1]!;
-    const rec = await container.runtime.lookup(last.id);
-    expect(container.runtime.keyring.unseal(last.id, rec.sealedKey!)).toEqual(last.exportSecretKey());
-    expect(await op.at(last, () => 'here')).toBe('here');
+    expect(evals).toBeGreaterThanOrEqual(1);
+    // Made and sealed on the threads, and stored a slice at a time. Before, making the keys alone held the
+    // loop for 0.3 to 0.6 of the batch (measured on a loaded machine); now 0.04 to 0.1.
+    expect(longestGap).toBeLessThan(batchMs / 4);
+    // The nodes work: a sealed key opens to the seed the client got, and an eval runs.
+    const last1 = nodes[nodes.length - 1]!;
+    const rec = await container.runtime.lookup(last1.id);
+    expect(container.runtime.keyring.unseal(last1.id, rec.sealedKey!)).toEqual(last1.secretKey);
+    expect(await op.at(last1.url, () => 'here')).toBe('here');
   });
 
   it('a batch’s grants are signed or checked in bulk, each for its own child', async () => {
