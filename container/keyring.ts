@@ -9,7 +9,7 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Identity, KeynodeError, type NodeId } from '../protocol/index.js';
 import { KeyMint } from './policies/keygen.js';
-import { IV_BYTES, sealSeed, unsealSeed } from './seal.js';
+import { unsealSeed } from './seal.js';
 
 export class Keyring {
   readonly operator: Identity;
@@ -49,10 +49,6 @@ export class Keyring {
   /** Made on first use: a container that never spawns starts no thread. */
   get mint(): KeyMint {
     return (this.#mint ??= new KeyMint(this.#master));
-  }
-
-  seal(id: NodeId, seed: Uint8Array): Uint8Array {
-    return sealSeed(this.#master, id, seed, randomBytes(IV_BYTES));
   }
 
   unseal(id: NodeId, sealed: Uint8Array): Uint8Array {
