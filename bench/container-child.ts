@@ -3,7 +3,8 @@
  * A container in its own process, so the benchmark can read the container's memory without the client's.
  * Started with `fork()` by bench/harness.ts: argv[2] is the data directory, argv[3] container options as JSON. It reports
  * `{ url }` over IPC once listening, answers `{ type: 'gc' }` with `{ rss }` (after a GC when run with
- * --expose-gc), and closes gracefully on `{ type: 'close' }` or when the parent goes away.
+ * --expose-gc) and `{ type: 'cpu' }` with its CPU time so far (every thread of the process), and closes
+ * gracefully on `{ type: 'close' }` or when the parent goes away.
  */
 import { Container } from '../container/index.js';
 
@@ -34,6 +35,9 @@ process.on('message', (msg: { type?: string }) => {
       gc();
     }
     process.send!({ type: 'rss', rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed });
+  } else if (msg?.type === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    process.send!({ type: 'cpu', ms: (user + system) / 1000 });
   } else if (msg?.type === 'close') void shutdown(0);
 });
 process.on('disconnect', () => void shutdown(0));

@@ -84,6 +84,8 @@ export interface ChildContainer {
   url: string;
   startMs: number;
   rss(): Promise<{ rss: number; heapUsed: number }>;
+  /** CPU time the container process has used so far, all threads. */
+  cpuMs(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -107,6 +109,11 @@ export async function forkContainer(data: string, options: Record<string, unknow
       proc.send({ type: 'gc' });
       const [m] = (await once(proc, 'message')) as [{ rss: number; heapUsed: number }];
       return m;
+    },
+    async cpuMs() {
+      proc.send({ type: 'cpu' });
+      const [m] = (await once(proc, 'message')) as [{ ms: number }];
+      return m.ms;
     },
     async close() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;

@@ -40,7 +40,7 @@ export async function benchMemory(): Promise<void> {
     }
     const after = await child.rss();
     const nodesK = SIZE.memoryNodes / 1000;
-    row(`spawn, spawnMany batches of ${SIZE.memoryBatch} (container in own process)`, 'nodes/s', rates, { kind: 'min', value: 10_000 });
+    row(`spawn, spawnMany batches of ${SIZE.memoryBatch} (container in own process)`, 'nodes/s', rates, { kind: 'min', value: 20_000 });
     row(`container RSS, empty (after GC)`, 'MB', [base.rss / MB]);
     row(`container RSS with ${nodesK}k sleeping nodes (after GC)`, 'MB', [after.rss / MB], { kind: 'max', value: 300, note: '(for 1M)' });
     const p0 = points[0]!;

@@ -254,6 +254,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#server?.closeAllConnections();
     await serverClosed;
     await this.#remote?.close();
+    await this.#keyring?.close();
     await this.#store?.close();
   }
 

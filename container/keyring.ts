@@ -1,20 +1,20 @@
 /**
  * @module container/keyring
- * The operator identity and the master key that seals node private keys at rest. Both are created on first
- * start with mode 0600. Sealing is AES-256-GCM from node:crypto with the node ID as associated data, so a
- * sealed key copied onto another node's record does not open.
+ * The operator identity and the master key that seals node private keys at rest (container/seal.ts), and
+ * the mint that makes and seals new node keys on worker threads (policies/keygen.ts). Both key files are
+ * created on first start with mode 0600. The master key leaves this object only for the mint's threads.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Identity, KeynodeError, type NodeId } from '../protocol/index.js';
-
-const IV = 12;
-const TAG = 16;
+import { KeyMint } from './policies/keygen.js';
+import { unsealSeed } from './seal.js';
 
 export class Keyring {
   readonly operator: Identity;
   readonly #master: Buffer;
+  #mint: KeyMint | undefined;
 
   private constructor(operator: Identity, master: Buffer) {
     this.operator = operator;
@@ -46,23 +46,21 @@ export class Keyring {
     return new Keyring(operator, master);
   }
 
-  seal(id: NodeId, seed: Uint8Array): Uint8Array {
-    const iv = randomBytes(IV);
-    const cipher = createCipheriv('aes-256-gcm', this.#master, iv);
-    cipher.setAAD(Buffer.from(id));
-    const body = Buffer.concat([cipher.update(seed), cipher.final()]);
-    return new Uint8Array(Buffer.concat([iv, body, cipher.getAuthTag()]));
+  /** Made on first use: a container that never spawns starts no thread. */
+  get mint(): KeyMint {
+    return (this.#mint ??= new KeyMint(this.#master));
   }
 
   unseal(id: NodeId, sealed: Uint8Array): Uint8Array {
     try {
-      const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
-      const decipher = createDecipheriv('aes-256-gcm', this.#master, buf.subarray(0, IV));
-      decipher.setAAD(Buffer.from(id));
-      decipher.setAuthTag(buf.subarray(buf.length - TAG));
-      return new Uint8Array(Buffer.concat([decipher.update(buf.subarray(IV, buf.length - TAG)), decipher.final()]));
+      return unsealSeed(this.#master, id, sealed);
     } catch (cause) {
       throw new KeynodeError('ERR_INTERNAL', `the sealed key of ${id} does not open with this container's master key`, { cause });
     }
+  }
+
+  /** Ends the mint's threads; a mint asked for afterwards refuses. */
+  async close(): Promise<void> {
+    await (this.#mint ??= new KeyMint(this.#master)).close();
   }
 }

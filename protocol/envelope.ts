@@ -10,7 +10,7 @@ import { encode, strictDecoder } from './codec.js';
 import { KeynodeError } from './errors.js';
 import { isNodeId, publicKeyFromId, type NodeId } from './ids.js';
 import { MESSAGE_TYPES, PROTOCOL_VERSION, type Bodies, type Envelope, type MessageType } from './messages.js';
-import { verifyBytes } from './keys.js';
+import { verifyBytes, verifyBytesAsync } from './keys.js';
 
 const DOMAIN = new TextEncoder().encode('keynode/envelope/1\n');
 // An envelope is one small map of scalars and two byte strings; nothing else is worth decoding.
@@ -75,6 +75,11 @@ export function parseEnvelope(bytes: Uint8Array): UnverifiedEnvelope {
 
 export function verifyEnvelope(e: UnverifiedEnvelope): boolean {
   return verifyBytes(publicKeyFromId(e.from), e.from, signingInput(e.v, e.type, e.from, e.to, e.ts, e.nonce, e.bodyBytes), e.sig);
+}
+
+/** `verifyEnvelope` off the event loop (see verifyBytesAsync). */
+export function verifyEnvelopeAsync(e: UnverifiedEnvelope): Promise<boolean> {
+  return verifyBytesAsync(publicKeyFromId(e.from), e.from, signingInput(e.v, e.type, e.from, e.to, e.ts, e.nonce, e.bodyBytes), e.sig);
 }
 
 /** Decodes the body once the signature has been verified. Shape checks belong to each handler. */

@@ -19,12 +19,25 @@ export function generateKeyPair(): KeyPair {
   return keyPairFromSeed(new Uint8Array(randomBytes(32)));
 }
 
-export function keyPairFromSeed(seed: Uint8Array): KeyPair {
+function importSeed(seed: Uint8Array): KeyObject {
   if (!(seed instanceof Uint8Array) || seed.length !== 32) throw new KeynodeError('ERR_BAD_MESSAGE', 'an Ed25519 secret key is a 32-byte seed');
   // The import ignores `x`; the public key is always derived from the seed, never taken from input.
-  const privateKey = createPrivateKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(seed).toString('base64url'), x: '' } });
+  return createPrivateKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(seed.buffer, seed.byteOffset, 32).toString('base64url'), x: '' } });
+}
+
+export function keyPairFromSeed(seed: Uint8Array): KeyPair {
+  const privateKey = importSeed(seed);
   const x = createPublicKey(privateKey).export({ format: 'jwk' }).x!;
   return { seed: new Uint8Array(seed), publicKey: new Uint8Array(Buffer.from(x, 'base64url')), privateKey };
+}
+
+/**
+ * The public key of a seed, when no signing follows (making node keys in bulk). The private key's own JWK
+ * export carries `x`, which saves building a public KeyObject; DER (PKCS#8/SPKI) in either direction is
+ * 5 to 20 times slower here than JWK.
+ */
+export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
+  return new Uint8Array(Buffer.from(importSeed(seed).export({ format: 'jwk' }).x!, 'base64url'));
 }
 
 export function signBytes(privateKey: KeyObject, message: Uint8Array): Uint8Array {
@@ -42,6 +55,21 @@ function publicKeyObject(raw: Uint8Array, cacheKey: string): KeyObject {
   if (publicKeys.size >= PUBLIC_CACHE_MAX) publicKeys.delete(publicKeys.keys().next().value!);
   publicKeys.set(cacheKey, key);
   return key;
+}
+
+/**
+ * `verifyBytes` on the libuv threadpool: the ~90 µs of a verify leave the event loop, which then costs ~20 µs
+ * of queueing and callback instead. Worth it when several wait to be verified at once, not for one alone.
+ */
+export function verifyBytesAsync(publicKey: Uint8Array, cacheKey: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  if (signature.length !== 64 || publicKey.length !== 32) return Promise.resolve(false);
+  let key: KeyObject;
+  try {
+    key = publicKeyObject(publicKey, cacheKey);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => verify(null, message, key, signature, (err, ok) => resolve(!err && ok)));
 }
 
 /** `cacheKey` is the signer's node ID (its encoded public key). */

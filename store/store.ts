@@ -9,12 +9,14 @@ import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { decode, encode, KeynodeError, type NodeId, type Write } from '../protocol/index.js';
 import { childKey, deadlineKey, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey } from './keys.js';
-import type { LogLine, NodeRecord, Tombstone } from './records.js';
+import { encodeRecord, type LogLine, type NodeRecord, type Tombstone } from './records.js';
 
 type Sub = AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Array, string, Uint8Array>;
 type Op = { type: 'put'; sublevel: Sub; key: string; value: Uint8Array } | { type: 'del'; sublevel: Sub; key: string };
 
 const EMPTY = new Uint8Array(0);
+/** Operations added to a native batch between turns of the event loop. */
+const YIELD_EVERY = 4096;
 const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g'] as const;
 type SubName = (typeof SUBLEVELS)[number];
 
@@ -38,8 +40,9 @@ export class Txn {
     this.ops.push({ type: 'del', sublevel: this.#store.sub(sub), key });
     return this;
   }
-  putNode(rec: NodeRecord): this {
-    this.put('n', rec.id, encode(rec));
+  /** `encoded`: the record's bytes when the caller has them already (a RecordTemplate). */
+  putNode(rec: NodeRecord, encoded?: Uint8Array): this {
+    this.put('n', rec.id, encoded ?? encodeRecord(rec));
     return this.put('c', childKey(rec.parent, rec.id), EMPTY);
   }
   /** The eval's writes, already checked by the container. */
@@ -89,9 +92,26 @@ export class Store {
     return new Txn(this);
   }
 
+  /**
+   * A chained batch: measured here, adding each operation to the native batch as it comes costs under half
+   * of what `db.batch(array)` does (which copies and re-checks every operation in JavaScript first).
+   */
   async batch(ops: Op[]): Promise<void> {
     if (ops.length === 0) return;
-    await this.#db.batch(ops as never, { sync: this.#sync });
+    const batch = this.#db.batch();
+    try {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
+        if (op.type === 'put') batch.put(op.key, op.value, { sublevel: op.sublevel as never });
+        else batch.del(op.key, { sublevel: op.sublevel as never });
+        // A big batch (a spawn of thousands) is built a slice at a time; nothing is written before write().
+        if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
+      }
+    } catch (e) {
+      await batch.close();
+      throw e;
+    }
+    await batch.write({ sync: this.#sync });
   }
 
   async close(): Promise<void> {
@@ -100,6 +120,12 @@ export class Store {
 
   async #get(sub: SubName, key: string): Promise<Uint8Array | undefined> {
     return (await this.sub(sub).get(key)) ?? undefined;
+  }
+
+  /** Many keys of one sublevel in one read (one trip to LevelDB's thread, not one per key). */
+  async getMany(sub: SubName, keys: string[]): Promise<(Uint8Array | undefined)[]> {
+    if (keys.length === 0) return [];
+    return (await this.sub(sub).getMany(keys)).map((v) => v ?? undefined);
   }
 
   // --- directory -----------------------------------------------------------------------------

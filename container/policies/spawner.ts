@@ -1,15 +1,18 @@
 /**
  * @module container/spawner
- * Spawning: policies checked and narrowed, budget carved, capabilities and lease checks bound to grants,
- * keys made and sealed, and every record written in one batch. No process starts.
+ * Spawning: policies checked and narrowed, budget carved, then (only for what fits) keys made and sealed,
+ * capabilities and lease checks bound to grants, and every record written in one batch. No process starts.
  */
 import {
-  checkSandbox, checkSpawnSpec, encode, generateKeyPair, isPlainObject, grantMessage, idFromPublicKey, keyPairFromSeed, KeynodeError, LEASE_GRANT, nameToId, resolveNode, signBytes, verifyGrant,
-  type BoundCall, type Bodies, type BudgetSpec, type KeyPair, type NodeId, type SandboxSpec, type SpawnSpec,
+  checkSandbox, checkSpawnSpec, encode, isPlainObject, KeynodeError, nameToId,
+  type Bodies, type BudgetSpec, type NodeId, type SandboxSpec, type SpawnSpec,
 } from '../../protocol/index.js';
-import type { NodeRecord } from '../../store/index.js';
+import { RecordTemplate, type NodeRecord } from '../../store/index.js';
+import { SEALED_BYTES } from '../seal.js';
 import type { LifetimePolicy } from './lifetime-policy.js';
 import type { Runtime } from '../runtime.js';
+import { childRecords, yieldToLoop, YIELD_EVERY } from './binding.js';
+import type { MintedKey } from './keygen.js';
 
 export interface SpawnedNode {
   id: NodeId;
@@ -19,6 +22,15 @@ export interface SpawnedNode {
 }
 
 const MAX_BATCH = 10_000;
+/** Nodes one group commit takes at most. */
+const MAX_GROUP = 10_000;
+/**
+ * A client's grant for one key and name, whatever shape `grants` arrived in. Own entries only: a capability
+ * named `toString` must not find Object.prototype's and take it for a grant.
+ */
+function grantIn(grants: unknown, name: string): unknown {
+  return typeof grants === 'object' && grants !== null && Object.hasOwn(grants, name) ? (grants as Record<string, unknown>)[name] : undefined;
+}
 
 function sandboxDenied(message: string): KeynodeError {
   return new KeynodeError('ERR_SANDBOX', message);
@@ -74,13 +86,24 @@ function inherit(raw: unknown, parent: NodeRecord): unknown {
   return { ...r, sandbox: s };
 }
 
+type SpawnKeys = NonNullable<Bodies['spawn']['keys']>;
+
 interface PendingSpawn {
+  /** The spawner's record when it is a node. */
+  parent: NodeRecord | undefined;
   count: number;
-  asked: Partial<BudgetSpec>;
-  records: NodeRecord[];
-  now: number;
-  resolve(): void;
+  spec: SpawnSpec;
+  /** Client-chosen seeds (shape already checked); an entry left undefined gets a new key. */
+  keys: SpawnKeys | undefined;
+  resolve(nodes: SpawnedNode[]): void;
   reject(e: unknown): void;
+}
+
+/** A spawn whose budget is carved: what it was given, and what to give back if it fails before the commit. */
+interface Carved {
+  s: PendingSpawn;
+  budget: BudgetSpec;
+  need: number;
 }
 
 export class Spawner {
@@ -97,139 +120,176 @@ export class Spawner {
   /**
    * `from` spawns; `parent` is its record when it is a node. `keys` are client-chosen seeds (with grants the
    * client signed for capabilities on nodes it holds keys of).
+   *
+   * Everything cheap that can refuse comes first: shape, policies, depth here, then the budget under the
+   * spawner's lock. Only a spawn that fits gets keys made, derived, sealed or grants checked, so a principal
+   * without budget costs the container a signature check and a store read, whatever count it asks for.
    */
   async spawn(from: NodeId, parent: NodeRecord | undefined, raw: unknown, count: number, keys?: Bodies['spawn']['keys']): Promise<SpawnedNode[]> {
     if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH) throw new KeynodeError('ERR_BAD_POLICY', `spawn count must be an integer from 1 to ${MAX_BATCH}`);
-    if (keys !== undefined && (!Array.isArray(keys) || keys.length !== count)) throw new KeynodeError('ERR_BAD_POLICY', 'spawn `keys` must have one entry per node');
+    if (keys !== undefined) {
+      if (!Array.isArray(keys) || keys.length !== count) throw new KeynodeError('ERR_BAD_POLICY', 'spawn `keys` must have one entry per node');
+      for (const k of keys) {
+        if (k !== undefined && !(k && k.seed instanceof Uint8Array && k.seed.length === 32)) throw new KeynodeError('ERR_BAD_POLICY', 'each spawn key is a 32-byte seed');
+      }
+    }
     const spec = checkSpawnSpec(parent ? inherit(raw, parent) : raw, this.#rt.limits);
     if (parent) checkNarrower(parent, spec.sandbox, spec.lifetime);
-    const ancestors = parent ? [...parent.ancestors, parent.id] : [from];
-    if (ancestors.length > this.#rt.options.maxDepth) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `spawn trees are at most ${this.#rt.options.maxDepth} deep`);
-
-    const pairs: KeyPair[] = [];
-    for (let i = 0; i < count; i++) {
-      const k = keys?.[i];
-      if (k !== undefined && !(k && k.seed instanceof Uint8Array && k.seed.length === 32)) throw new KeynodeError('ERR_BAD_POLICY', 'each spawn key is a 32-byte seed');
-      pairs.push(k ? keyPairFromSeed(k.seed) : generateKeyPair());
-    }
-    const ids = pairs.map((kp) => idFromPublicKey(kp.publicKey));
-    if (keys) {
-      // A client-chosen key must name a node nobody is yet: not another in this batch, not a principal.
-      if (new Set(ids).size !== ids.length) throw new KeynodeError('ERR_BAD_POLICY', 'spawn keys repeat within the batch');
-      for (const id of ids) {
-        if (id === from || id === this.#rt.operator || ancestors.includes(id) || (await this.#rt.isLocal(id)) || (await this.#rt.budgets.limitsOf(id))) {
-          throw new KeynodeError('ERR_BAD_POLICY', `a spawn key names ${id}, which is already a node or a principal here`);
-        }
-      }
-    }
-
-    // Bindings are per child (a grant names its holder), so resolve them before taking the budget lock.
-    const records: NodeRecord[] = [];
-    const now = Date.now();
-    for (const [i, kp] of pairs.entries()) {
-      const id = ids[i]!;
-      const grants = keys?.[i]?.grants ?? {};
-      const capabilities: Record<string, BoundCall> = {};
-      for (const [name, call] of Object.entries(spec.sandbox.capabilities)) {
-        const bound = await this.#bind(from, parent, id, name, { ...call, grant: call.grant ?? grants[name] }, true);
-        capabilities[name] = bound!;
-      }
-      let lifetime = spec.lifetime;
-      if (lifetime.kind === 'leased') {
-        const check = await this.#bind(from, parent, id, LEASE_GRANT, { ...lifetime.check, grant: lifetime.check.grant ?? grants[LEASE_GRANT] }, false);
-        lifetime = { ...lifetime, check: check ?? lifetime.check };
-      }
-      const rec: NodeRecord = { id, parent: from, ancestors, lifetime, sandbox: { ...spec.sandbox, capabilities }, acl: spec.acl, budget: { maxNodes: 0, maxAwake: 0, memoryMB: 0 }, createdAt: now };
-      if (lifetime.kind === 'ephemeral') rec.boot = this.#rt.bootId;
-      else rec.sealedKey = this.#rt.keyring.seal(id, kp.seed);
-      records.push(rec);
-    }
-
-    await new Promise<void>((resolve, reject) => this.#enqueue(from, parent, { count, asked: spec.budget, records, now, resolve, reject }));
-    for (const [i, rec] of records.entries()) {
-      if (rec.lifetime.kind === 'ephemeral') this.#rt.ephemeralKeys.set(rec.id, pairs[i]!.seed);
-      this.#lifetimes.afterSpawn(rec, now, parent !== undefined);
-    }
-    return records.map((rec, i) => ({ id: rec.id, url: this.#rt.urlOf(rec.id), secretKey: pairs[i]!.seed }));
+    const depth = parent ? parent.ancestors.length + 1 : 1;
+    if (depth > this.#rt.options.maxDepth) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `spawn trees are at most ${this.#rt.options.maxDepth} deep`);
+    return new Promise<SpawnedNode[]>((resolve, reject) => this.#enqueue(from, { parent, count, spec, keys, resolve, reject }));
   }
 
   /**
-   * Group commit: spawns by one spawner are counted against its budget one after another, but written to the
-   * store together, so concurrent spawns cost one LevelDB batch, not one each.
+   * Group commit: spawns by one spawner wait for its budget lock together, and whoever gets it carves their
+   * budgets, has all their keys made in one request and writes them in one LevelDB batch. A group is at most
+   * MAX_GROUP nodes, which bounds the key work one spawner has in flight; the rest waits for the next.
    */
-  #enqueue(from: NodeId, parent: NodeRecord | undefined, spawn: PendingSpawn): void {
-    let group = this.#waiting.get(from);
+  #enqueue(from: NodeId, spawn: PendingSpawn): void {
+    const group = this.#waiting.get(from);
     if (group) return void group.push(spawn);
-    this.#waiting.set(from, (group = [spawn]));
-    const budgets = this.#rt.budgets;
-    void budgets.locked(from, async () => {
+    this.#waiting.set(from, [spawn]);
+    this.#lockAndCommit(from);
+  }
+
+  #lockAndCommit(from: NodeId): void {
+    let group: PendingSpawn[] = [];
+    void this.#rt.budgets.locked(from, async () => {
+      const all = this.#waiting.get(from) ?? [];
       this.#waiting.delete(from); // later spawns form the next group
-      if (this.#rt.destroying.has(from)) {
-        // Its destroy lists its children after taking this lock: a child committed now would outlive it.
-        const gone = new KeynodeError('ERR_NODE_DESTROYED', `node ${from} is being destroyed and spawns nothing more`);
-        for (const s of group) s.reject(gone);
-        return;
-      }
-      const limits = parent ? parent.budget : await budgets.limitsOf(from);
-      const record = await budgets.holderRecord(from);
-      const txn = this.#rt.store.txn();
-      const accepted: PendingSpawn[] = [];
-      for (const s of group) {
-        let budget: BudgetSpec;
-        try {
-          budget = budgets.carve(from, limits, s.count, s.asked, record);
-        } catch (e) {
-          s.reject(e);
-          continue;
+      let nodes = 0;
+      let k = 0;
+      while (k < all.length && (k === 0 || nodes + all[k]!.count <= MAX_GROUP)) nodes += all[k++]!.count;
+      group = all.slice(0, k);
+      const rest = all.slice(k);
+      if (rest.length) {
+        const later = this.#waiting.get(from);
+        if (later) later.unshift(...rest);
+        else {
+          this.#waiting.set(from, rest);
+          this.#lockAndCommit(from);
         }
-        for (const rec of s.records) {
-          rec.budget = budget;
-          txn.putNode(rec);
-          this.#lifetimes.onSpawn(rec, txn, s.now);
-        }
-        accepted.push(s);
       }
-      if (!accepted.length) return;
-      txn.put('b', from, encode(record));
-      try {
-        await txn.commit();
-      } catch (e) {
-        for (const s of accepted) s.reject(e);
-        return;
-      }
-      for (const s of accepted) s.resolve();
+      await this.#commitGroup(from, group);
     }).catch((e: unknown) => {
       for (const s of group) s.reject(e);
     });
   }
 
-  /**
-   * Binds `call` on its target for `holder`: a grant the client signed, or one this container signs because
-   * the spawner can sign as the target (it is the target, or its ancestor), or, for a node spawner, one of
-   * its own capabilities passed down. Otherwise a capability is refused; a lease check stays unbound and
-   * the target's ACL decides.
-   */
-  async #bind(from: NodeId, parent: NodeRecord | undefined, holder: NodeId, name: string, call: BoundCall, required: boolean): Promise<BoundCall | undefined> {
-    const target = resolveNode(call.node).id;
-    const bound = (grant: Uint8Array): BoundCall => ({ node: call.node, fn: call.fn, grant, ...(call.args ? { args: call.args } : {}) });
-    if (call.grant) {
-      if (!verifyGrant(target, holder, name, call.fn, call.grant, call.args)) throw new KeynodeError('ERR_ACCESS_DENIED', `the grant for ${name} is not a signature by ${target} for this node, function and arguments`);
-      return bound(call.grant);
+  /** Inside the spawner's budget lock. */
+  async #commitGroup(from: NodeId, group: PendingSpawn[]): Promise<void> {
+    if (this.#rt.destroying.has(from)) {
+      // Its destroy lists its children after taking this lock: a child committed now would outlive it.
+      const gone = new KeynodeError('ERR_NODE_DESTROYED', `node ${from} is being destroyed and spawns nothing more`);
+      for (const s of group) s.reject(gone);
+      return;
     }
-    const targetRec = await this.#rt.find(target);
-    if (targetRec && (targetRec.id === from || targetRec.ancestors.includes(from))) {
-      return bound(signBytes(this.#rt.keyOf(targetRec, this.#rt.supervisor.get(target)), grantMessage(target, holder, name, call.fn, call.args)));
-    }
-    if (parent) {
-      const sameArgs = (a?: Uint8Array) => Buffer.compare(Buffer.from(a ?? [0x90]), Buffer.from(call.args ?? [0x90])) === 0;
-      for (const [ownName, own] of Object.entries(parent.sandbox.capabilities)) {
-        if (resolveNode(own.node).id === target && own.fn === call.fn && sameArgs(own.args) && own.grant) {
-          return { node: own.node, fn: own.fn, grant: own.grant, grantName: own.grantName ?? ownName, as: own.as ?? parent.id, ...(own.args ? { args: own.args } : {}) };
-        }
+    const parent = group[0]!.parent;
+    const budgets = this.#rt.budgets;
+    const limits = parent ? parent.budget : await budgets.limitsOf(from);
+    const record = await budgets.holderRecord(from);
+    const carved: Carved[] = [];
+    for (const s of group) {
+      try {
+        const budget = budgets.carve(from, limits, s.count, s.spec.budget, record);
+        carved.push({ s, budget, need: s.count * (1 + budget.maxNodes) });
+      } catch (e) {
+        s.reject(e);
       }
     }
-    if (!required) return undefined;
-    throw new KeynodeError('ERR_ACCESS_DENIED', `capability ${name}: a spawner may bind only nodes it can sign for (itself or nodes it spawned) or capabilities it holds; ${from} cannot sign for ${target}`);
+    if (!carved.length) return;
+
+    const ancestors = parent ? [...parent.ancestors, parent.id] : [from];
+    const fresh = carved.reduce((n, c) => n + (c.s.keys ? c.s.keys.filter((k) => k === undefined).length : c.s.count), 0);
+    let minted: MintedKey[];
+    try {
+      minted = fresh ? await this.#rt.keyring.mint.mint(from, fresh) : [];
+    } catch (e) {
+      for (const c of carved) c.s.reject(e);
+      return;
+    }
+
+    // Stamped after the keys are made: a Resetting or Leased child's first period starts when it exists.
+    const now = Date.now();
+    const txn = this.#rt.store.txn();
+    const taken = new Set<NodeId>();
+    const committed: { c: Carved; records: NodeRecord[]; seeds: Uint8Array[] }[] = [];
+    let next = 0;
+    for (const c of carved) {
+      const { s } = c;
+      const own = s.keys ? s.keys.filter((k) => k === undefined).length : s.count;
+      const fromMint = minted.slice(next, next + own);
+      next += own;
+      try {
+        const base = this.#baseRecord(from, ancestors, s.spec, c.budget, now);
+        // Siblings that differ only in ID and key (no grants bound, no chosen keys) share one encoding.
+        const template = s.count > 1 && !s.keys && s.spec.lifetime.kind !== 'leased' && Object.keys(s.spec.sandbox.capabilities).length === 0 ? RecordTemplate.of(base) : undefined;
+        const keys = s.keys ? await this.#clientKeys(from, s.keys, fromMint, ancestors, taken) : fromMint;
+        const records = await childRecords(this.#rt, from, parent, s.spec, base, keys, (i, name) => grantIn(s.keys?.[i]?.grants, name));
+        // Added to the batch only once the whole spawn is built: a spawn that fails leaves nothing in it.
+        for (const [i, r] of records.entries()) {
+          txn.putNode(r, template?.encode(r.id, r.sealedKey));
+          this.#lifetimes.onSpawn(r, txn, now);
+          if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLoop();
+        }
+        committed.push({ c, records, seeds: keys.map((k) => k.seed) });
+      } catch (e) {
+        record.usedNodes -= c.need;
+        s.reject(e);
+      }
+    }
+    if (!committed.length) return;
+    txn.put('b', from, encode(record));
+    try {
+      await txn.commit();
+    } catch (e) {
+      for (const { c } of committed) c.s.reject(e);
+      return;
+    }
+    // Every node URL is this container's origin and an ID: format it once, not once per node.
+    const some = committed[0]!.records[0]!.id;
+    const origin = this.#rt.urlOf(some).slice(0, -some.length);
+    for (const { c, records, seeds } of committed) {
+      for (const [i, rec] of records.entries()) {
+        if (rec.lifetime.kind === 'ephemeral') this.#rt.ephemeralKeys.set(rec.id, seeds[i]!);
+        this.#lifetimes.afterSpawn(rec, now, parent !== undefined);
+      }
+      c.s.resolve(records.map((rec, i) => ({ id: rec.id, url: origin + rec.id, secretKey: seeds[i]! })));
+    }
+  }
+
+  /** What every child of one spawn shares: all but its ID, key and bound grants. */
+  #baseRecord(from: NodeId, ancestors: NodeId[], spec: SpawnSpec, budget: BudgetSpec, now: number): NodeRecord {
+    const rec: NodeRecord = { id: '', parent: from, ancestors, lifetime: spec.lifetime, sandbox: { ...spec.sandbox, capabilities: {} }, acl: spec.acl, budget, createdAt: now };
+    if (spec.lifetime.kind === 'ephemeral') rec.boot = this.#rt.bootId;
+    else rec.sealedKey = new Uint8Array(SEALED_BYTES);
+    return rec;
+  }
+
+  /**
+   * Keys for a spawn that chose some of its own: derived and sealed on the mint's threads. A client-chosen
+   * key must name a node nobody is yet: not another in this group, not a principal, not a node here (alive,
+   * destroyed, or with a budget record: every principal with a grant has one, and a node's goes with it).
+   */
+  async #clientKeys(from: NodeId, keys: SpawnKeys, minted: MintedKey[], ancestors: NodeId[], taken: Set<NodeId>): Promise<MintedKey[]> {
+    const chosen = keys.flatMap((k) => (k === undefined ? [] : [k.seed]));
+    const derived = await this.#rt.keyring.mint.derive(from, chosen);
+    let d = 0;
+    let m = 0;
+    const out = keys.map((k) => (k === undefined ? minted[m++]! : derived[d++]!));
+    const ids = derived.map((k) => k.id);
+    for (const id of ids) {
+      if (taken.has(id)) throw new KeynodeError('ERR_BAD_POLICY', 'spawn keys repeat within the batch');
+      taken.add(id);
+    }
+    const store = this.#rt.store;
+    const [nodes, tombstones, holders] = await Promise.all([store.getMany('n', ids), store.getMany('t', ids), store.getMany('b', ids)]);
+    for (const [i, id] of ids.entries()) {
+      if (id === from || id === this.#rt.operator || ancestors.includes(id) || this.#rt.supervisor.get(id) || nodes[i] || tombstones[i] || holders[i]) {
+        throw new KeynodeError('ERR_BAD_POLICY', `a spawn key names ${id}, which is already a node or a principal here`);
+      }
+    }
+    return out;
   }
 
   /** A parent widens or narrows its child's ACL and sandbox (not its capabilities, which are bound at spawn). */

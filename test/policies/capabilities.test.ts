@@ -211,7 +211,8 @@ describe('capabilities: the seed 003 stories', () => {
     const parent = await client.spawn({
       lifetime: Lifetime.root(),
       sandbox: { spawn: { lifetimes: ['linked'] }, capabilities: { readHomeAddress: { node: home, fn: readHomeAddress } } },
-      budget: { maxNodes: 1 },
+      // Room for the refused spawn below: the budget is checked before any grant, so a full one would refuse first.
+      budget: { maxNodes: 2 },
     });
     expect(await client.at(parent, (ctx) => ctx.caps.readHomeAddress())).toBe('3 Lime Lane');
 

@@ -4,7 +4,7 @@ import * as ed from '@noble/ed25519';
 import { describe, expect, it } from 'vitest';
 import { Identity, isKeynodeError, type ErrorCode } from 'keynode';
 import {
-  encode, decode, keyPairFromSeed, openBody, parseEnvelope, sealEnvelope, signBytes, verifyBytes, verifyEnvelope, PROTOCOL_VERSION,
+  encode, decode, keyPairFromSeed, openBody, parseEnvelope, sealEnvelope, signBytes, verifyBytes, verifyEnvelope, verifyEnvelopeAsync, PROTOCOL_VERSION,
 } from '../../dist/protocol/index.js';
 
 // noble's synchronous API needs a SHA-512; node:crypto's is the independent one at hand.
@@ -164,6 +164,12 @@ describe('tampering breaks the signature', () => {
 
   it.each(tampers)('changing %s makes verifyEnvelope false', (_, patch) => {
     expect(verifyEnvelope(parseEnvelope(rewrite(wire, patch)))).toBe(false);
+  });
+
+  it('verifyEnvelopeAsync (the threadpool) agrees with verifyEnvelope on every tamper, all at once', async () => {
+    const envs = [parseEnvelope(wire), ...tampers.map(([, patch]) => parseEnvelope(rewrite(wire, patch)))];
+    expect(await Promise.all(envs.map(verifyEnvelopeAsync))).toEqual(envs.map(verifyEnvelope));
+    expect(await verifyEnvelopeAsync(parseEnvelope(wire))).toBe(true);
   });
 
   it('every single-bit flip of the body or signature is caught', () => {
