@@ -10,8 +10,23 @@ import type { FromWorker, ToWorker } from '../protocol/messages.js';
 // Generous: the container enforces each node's own message cap on what it forwards.
 const MAX_FRAME = 256 * 1024 * 1024;
 
-export function send(msg: FromWorker): void {
-  process.stdout.write(encodeFrame(encode(msg)));
+/** A message as the bytes of its frame. */
+export function frame(msg: FromWorker): Buffer {
+  return encodeFrame(encode(msg));
+}
+
+/**
+ * Where messages go: the container. The boot rehearsal (main.ts) points it elsewhere for a moment, so every
+ * path of a real wake has run once before the worker says it is ready.
+ */
+export let send = (msg: FromWorker): void => {
+  process.stdout.write(frame(msg));
+};
+
+export function redirect(to: (msg: FromWorker) => void): (msg: FromWorker) => void {
+  const before = send;
+  send = to;
+  return before;
 }
 
 export function listen(onMessage: (msg: ToWorker) => void): void {

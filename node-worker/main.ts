@@ -12,7 +12,7 @@ import { getHeapStatistics } from 'node:v8';
 import { makeCodec, NodeRef } from '../protocol/codec.js';
 import { KeynodeError, type RemoteError, type WireError } from '../protocol/errors.js';
 import type { ToWorker, WorkerNode, WorkerRequest } from '../protocol/messages.js';
-import { listen, send } from './channel.js';
+import { frame, listen, redirect, send } from './channel.js';
 import { hostCall, hostError, isGenuine } from './host-errors.js';
 import { makeContext, type EvalScope } from './context.js';
 import { nodeGlobals, Sandbox } from './sandbox.js';
@@ -223,15 +223,26 @@ function handle(msg: ToWorker): void {
 
 listen(handle);
 
-// Warm the paths every eval takes (compile in the compartment, ctx, the codec) before saying ready, so a
-// pooled worker's first real eval does not pay for their first use.
-{
-  const scope: EvalScope = { id: 0, ended: false, writes: new Map(), logLines: 0 };
-  const warmNode: WorkerNode = { id: 'a'.repeat(52), url: `http://localhost/${'a'.repeat(52)}`, parent: 'a'.repeat(52), refs: 'readwrite', log: false, capabilities: [], spawn: false, maxMessageBytes: 1024 };
-  const ctx = makeContext({ node: warmNode, here: null, codec, request: () => Promise.resolve(null), log: () => {} }, scope, warmNode.id);
-  const value = (new Sandbox(globals).compile('(ctx, a) => ({ a, t: typeof ctx })') as (...args: unknown[]) => unknown)(ctx, ...(codec.decode(codec.encode([1, 'x', [true]])) as unknown[]));
-  codec.decode(codec.encode(value));
+/**
+ * A rehearsal of one whole wake before saying ready: become, an eval that reads, writes and logs, its
+ * result, idle, release. V8 compiles each function the first time it runs; a pooled worker's first real wake
+ * should not pay for that. Frames are built but go nowhere; the rehearsal's one request is answered here.
+ */
+async function rehearse(): Promise<void> {
+  const id = 'a'.repeat(52);
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const restore = redirect((msg) => {
+    frame(msg);
+    if (msg.type === 'request') queueMicrotask(() => handle({ type: 'reply', id: msg.id, ok: true, value: null }));
+    if (msg.type === 'idle') handle({ type: 'release' });
+    if (msg.type === 'released') done();
+  });
+  handle({ type: 'become', node: { id, url: `http://localhost/${id}`, parent: id, refs: 'readwrite', log: true, capabilities: [], spawn: false, maxMessageBytes: 1024 } });
+  const fn = 'async (ctx, a) => { const before = await ctx.ref("x").get(); await ctx.ref("x").set({ a, before }); ctx.log("warm", a); return { a, t: typeof ctx }; }';
+  handle({ type: 'eval', id: 0, fn, args: codec.encode([1, 'x', [true]]), from: id });
+  await finished;
+  redirect(restore);
 }
-fresh = new Sandbox(globals);
 
-send({ type: 'ready', pid: process.pid });
+void rehearse().then(() => send({ type: 'ready', pid: process.pid }));

@@ -74,7 +74,9 @@ export class BlankPool {
   /** A wake found no reusable worker of this size. */
   miss(): void {
     this.#misses.hit();
-    this.fill();
+    // Not now: starting a process blocks this event loop for the fork (5-20 ms here), and the wake that
+    // missed is still on its way.
+    this.#schedule(RETRY_MS);
   }
 
   target(): number {

@@ -47,6 +47,8 @@ export class AwakeNode {
   wokenAt = 0;
   /** Evals this node has run since it woke: a node woken for one eval is the first to give up its worker. */
   evals = 0;
+  /** Woken shortly after its worker was taken for another node: it is in use, so it counts as hot. */
+  returned = false;
   /** Where this wake's worker came from. */
   source: WorkerSource | undefined;
   /** When its worker's resident memory is next read (idle workers less often than busy ones). */

@@ -46,11 +46,17 @@ export interface SupervisorOptions {
 
 const MAX_REQUESTS_IN_FLIGHT = 64;
 /**
- * A node that ran more than one eval in this wake is hot: its worker is taken for another node only after
- * it has been idle this long. A node woken for one eval (a scan of distinct nodes) gives way at once, so a
- * burst of cold wakes recycles among themselves and never thrashes the tenant's hot nodes.
+ * A node is hot when it ran more than one eval in this wake, or when it was put to sleep early (its worker
+ * taken) less than GHOST_MS before this wake: it came back, so it is in use. A hot node's worker is taken for
+ * another node only after it has been idle HOT_IDLE_MS. A node woken for one eval (a scan of distinct
+ * nodes) gives way at once, so a burst of cold wakes recycles among itself, and a working set of hot nodes
+ * larger than the processes holding it makes the container start processes until it fits (within the
+ * budgets) instead of passing workers around.
  */
 const HOT_IDLE_MS = 1000;
+const GHOST_MS = 10_000;
+/** Nodes remembered as put to sleep early (the "ghost" list of 2Q caching): a bounded, oldest-first map. */
+const MAX_GHOSTS = 10_000;
 
 const EXIT_MESSAGES: Partial<Record<ErrorCode, string>> = {
   ERR_EVAL_TIMEOUT: 'the eval ran past its time limit (sandbox.timeoutMs); its worker was killed and the node is asleep',
@@ -68,6 +74,7 @@ export class Supervisor {
   readonly #sweepTimer: NodeJS.Timeout;
   readonly #memoryTimer: NodeJS.Timeout;
   #closing = false;
+  readonly #ghosts = new Map<NodeId, number>();
   wakes = 0;
 
   constructor(options: SupervisorOptions, fleet: Fleet, hooks: SupervisorHooks) {
@@ -223,6 +230,9 @@ export class Supervisor {
     worker.send({ type: 'become', node: workerNodeOf(node.rec, this.#hooks.publicUrl(node.id)) });
     node.wokenAt = Date.now();
     node.evals = 0;
+    const ghost = this.#ghosts.get(node.id);
+    node.returned = ghost !== undefined && node.wokenAt - ghost < GHOST_MS;
+    if (ghost !== undefined) this.#ghosts.delete(node.id);
     node.status = 'idle';
     node.signal();
     this.#hooks.afterWake?.(node);
@@ -232,8 +242,8 @@ export class Supervisor {
   /**
    * A worker for the node, cheapest first: a spare of its tenant (a frame), a cold idle neighbour's (it
    * sleeps early: a frame each way), a ready blank (a frame, and a refill later), a blank still starting or a
-   * new process (~100 ms of CPU) while fewer than `maxStarts` start, a hot neighbour's. Only when none of
-   * these exists does the wake wait, for the next worker to come free or start.
+   * new process (~100 ms of CPU) while fewer than `maxStarts` start. Only when none of these exists does the
+   * wake wait, for the next worker to come free or start.
    */
   async #acquire(node: AwakeNode): Promise<WorkerProcess> {
     const scope = this.#scopeOf(node);
@@ -246,7 +256,7 @@ export class Supervisor {
       }
       // Before a blank: taking a blank costs a refill (a process start) soon after; a cold node's worker costs
       // a frame each way, and that node was likely done (it was woken for one eval, or idle for a while).
-      const cold = scope === undefined ? undefined : this.#steal(node, scope, mb, false);
+      const cold = scope === undefined ? undefined : this.#steal(node, scope, mb);
       if (cold) return cold;
       const blank = this.#fleet.takeBlank(mb);
       if (blank) {
@@ -258,9 +268,6 @@ export class Supervisor {
         node.source = fresh.source;
         return fresh.worker;
       }
-      // Every start slot is taken: a hot node's worker now beats a process that cannot start yet.
-      const hot = scope === undefined ? undefined : this.#steal(node, scope, mb, true);
-      if (hot) return hot;
       await this.#fleet.available();
       if (this.#closing || node.destroyed) {
         throw new KeynodeError(node.destroyed ? 'ERR_NODE_DESTROYED' : 'ERR_UNAVAILABLE', `node ${node.id} was not woken: ${node.destroyed ? 'it was destroyed' : 'the container is shutting down'}`);
@@ -268,24 +275,26 @@ export class Supervisor {
     }
   }
 
-  #steal(node: AwakeNode, scope: string, mb: number, hot: boolean): WorkerProcess | undefined {
-    const victim = this.#victim(node, scope, mb, hot);
+  #steal(node: AwakeNode, scope: string, mb: number): WorkerProcess | undefined {
+    const victim = this.#victim(node, scope, mb);
     if (!victim) return undefined;
     this.#fleet.counts.steal++;
     node.source = 'steal';
+    if (this.#ghosts.size >= MAX_GHOSTS) this.#ghosts.delete(this.#ghosts.keys().next().value!);
+    this.#ghosts.set(victim.id, Date.now());
     return this.#takeFrom(victim);
   }
 
   /**
-   * The tenant's least recently used idle node whose worker could serve `node` (same heap size, reusable):
-   * among cold ones (woken for one eval, or idle for HOT_IDLE_MS), or with `hot`, among all.
+   * The tenant's least recently used idle node whose worker could serve `node` (same heap size, reusable),
+   * among cold ones: not hot (see HOT_IDLE_MS), or idle for HOT_IDLE_MS.
    */
-  #victim(node: AwakeNode, scope: string, mb: number, hot: boolean): AwakeNode | undefined {
+  #victim(node: AwakeNode, scope: string, mb: number): AwakeNode | undefined {
     const now = Date.now();
     let best: AwakeNode | undefined;
     for (const n of this.#awake.values()) {
       if (n === node || !n.quiet || n.worker!.memoryMB !== mb || this.#scopeOf(n) !== scope) continue;
-      if (!hot && n.evals > 1 && now - n.lastActivity < HOT_IDLE_MS) continue;
+      if ((n.evals > 1 || n.returned) && now - n.lastActivity < HOT_IDLE_MS) continue;
       if (!this.#fleet.mayServeAgain(n.worker!)) continue;
       if (!best || n.lastActivity < best.lastActivity) best = n;
     }
