@@ -120,6 +120,7 @@ export class NodeRequests {
     }
     if (total > 4 * sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `one eval wrote ${total} bytes; the limit is 4 × sandbox.maxMessageBytes`);
     const txn = this.#rt.store.txn().writes(node.id, writes);
+    await this.#lifetimes.held.index(node.id, writes, txn);
     this.#lifetimes.onEval(node, txn);
     await txn.commit();
   }

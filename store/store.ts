@@ -2,7 +2,7 @@
  * @module store/store
  * The container's one LevelDB. Sublevels: `n` node directory, `t` tombstones, `r` refs, `i` indexes,
  * `c` parent→child edges, `e` parent→ephemeral child edges, `x` lifetime state, `l` logs, `d` deadlines,
- * `b` budget holders, `g` pending cleanups.
+ * `b` budget holders, `g` pending cleanups, `h` which Ephemeral children a node's state holds.
  * Everything one operation changes goes into one batch, so a crash leaves either all of it or none.
  */
 import { Level } from 'level';
@@ -17,7 +17,7 @@ type Op = { type: 'put'; sublevel: Sub; key: string; value: Uint8Array } | { typ
 const EMPTY = new Uint8Array(0);
 /** Operations added to a native batch between turns of the event loop. */
 const YIELD_EVERY = 4096;
-const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g'] as const;
+const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'h'] as const;
 type SubName = (typeof SUBLEVELS)[number];
 
 export interface StoreOptions {
@@ -166,7 +166,7 @@ export class Store {
 
   async #clearNodeData(id: NodeId): Promise<void> {
     const range = nodeRange(id);
-    await Promise.all([this.sub('r').clear(range), this.sub('i').clear(range), this.sub('l').clear(range)]);
+    await Promise.all([this.sub('r').clear(range), this.sub('i').clear(range), this.sub('l').clear(range), this.sub('h').clear(range)]);
     await this.sub('g').del(id);
   }
 
@@ -197,15 +197,20 @@ export class Store {
     return out;
   }
 
-  /** Every persistent value of a node (refs and index values), for finding IDs it keeps. */
-  async *stateValues(id: NodeId): AsyncGenerator<Uint8Array> {
-    for await (const v of this.sub('r').values(nodeRange(id))) yield v;
-    for await (const v of this.sub('i').values(nodeRange(id))) yield v;
+  /** Empties a node's refs and indexes (Resetting lifetime), and with them the children they held. */
+  async resetState(id: NodeId): Promise<void> {
+    await Promise.all([this.sub('r').clear(nodeRange(id)), this.sub('i').clear(nodeRange(id)), this.sub('h').clear(nodeRange(id))]);
   }
 
-  /** Empties a node's refs and indexes (Resetting lifetime). */
-  async resetState(id: NodeId): Promise<void> {
-    await Promise.all([this.sub('r').clear(nodeRange(id)), this.sub('i').clear(nodeRange(id))]);
+  /** True if some state key of `parent` holds `kid` (the `h` index: parent + kid + state key). */
+  async holds(parent: NodeId, kid: NodeId): Promise<boolean> {
+    for await (const _ of this.sub('h').keys({ ...nodeRange(`${parent}${kid}`), limit: 1 })) return true;
+    return false;
+  }
+
+  /** Forgets every `h` entry under `prefix` (a parent and a child that ended). */
+  clearHolds(prefix: string): Promise<void> {
+    return this.sub('h').clear(nodeRange(prefix));
   }
 
   // --- logs ------------------------------------------------------------------------------------

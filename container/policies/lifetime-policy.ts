@@ -9,10 +9,11 @@
  *   retry with backoff and destroy after `leaseFailures` in a row.
  */
 import { decode, encode, KeynodeError, LEASE_GRANT, type NodeId } from '../../protocol/index.js';
-import { nodeRange, type NodeRecord, type Txn } from '../../store/index.js';
+import { type NodeRecord, type Txn } from '../../store/index.js';
 import { DeadlineSchedule, type Deadline } from '../../lifetimes/index.js';
 import type { AwakeNode } from '../supervisor/awake-node.js';
 import type { Runtime } from '../runtime.js';
+import { HeldChildren } from './held-children.js';
 
 /** Per-node lifetime state in the `x` sublevel: last activity (Resetting), consecutive failures (Leased). */
 interface LifeState {
@@ -34,11 +35,8 @@ export class LifetimePolicy {
   readonly schedule: DeadlineSchedule;
   /** Client-held Ephemeral nodes: when their hold lapses. Node-held ones are checked when the parent sleeps. */
   readonly #holds = new Map<NodeId, { parent: NodeId; until: number }>();
-  /**
-   * Node-held Ephemeral children per parent, counted in memory: they all belong to this boot (their keys
-   * live only in memory), so a parent missing here has none, and its sleep needs no look at its state.
-   */
-  readonly #ephemeralKids = new Map<NodeId, number>();
+  /** Node-held Ephemeral children, and which of them each parent's state holds. */
+  readonly held: HeldChildren;
   readonly #holdTimer: NodeJS.Timeout;
   readonly #onError: (e: unknown, what: string) => void;
   readonly #events: LifetimeEvents;
@@ -47,6 +45,7 @@ export class LifetimePolicy {
     this.#rt = runtime;
     this.#onError = onError;
     this.#events = events;
+    this.held = new HeldChildren(runtime.store);
     this.schedule = new DeadlineSchedule(runtime.store, (d) => this.#due(d), (e, d) => onError(e, `deadline ${d.kind} of ${d.id}`));
     const every = Math.max(10, Math.floor(runtime.options.holdGraceMs / 4));
     this.#holdTimer = setInterval(() => this.#sweepHolds(), every).unref();
@@ -81,7 +80,7 @@ export class LifetimePolicy {
     const lt = rec.lifetime;
     if (lt.kind === 'resetting' || lt.kind === 'leased') this.schedule.notify(now + lt.seconds * 1000);
     if (lt.kind === 'ephemeral' && !byNode) this.#holds.set(rec.id, { parent: rec.parent, until: now + this.#rt.options.holdGraceMs });
-    if (lt.kind === 'ephemeral' && byNode) this.#ephemeralKids.set(rec.parent, (this.#ephemeralKids.get(rec.parent) ?? 0) + 1);
+    if (lt.kind === 'ephemeral' && byNode) this.held.add(rec.parent, rec.id);
   }
 
   /** A node went to sleep: a Resetting node's last activity, perhaps not written yet, is. */
@@ -124,18 +123,8 @@ export class LifetimePolicy {
   }
 
   /** After a node sleeps or crashes: its Ephemeral children whose IDs are not in its state are destroyed. */
-  async collectChildren(parent: NodeId): Promise<void> {
-    if (!this.#ephemeralKids.has(parent)) return;
-    const kids: NodeId[] = [];
-    for await (const key of this.#rt.store.sub('e').keys(nodeRange(parent))) kids.push(key.slice(parent.length));
-    if (!kids.length) return;
-    const kept = new Set<NodeId>();
-    for await (const value of this.#rt.store.stateValues(parent)) {
-      const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1');
-      for (const kid of kids) if (!kept.has(kid) && text.includes(kid)) kept.add(kid);
-      if (kept.size === kids.length) return;
-    }
-    for (const kid of kids) if (!kept.has(kid)) await this.destroy(kid, 'ephemeral: its parent no longer holds it').catch((e) => this.#ignoreGone(e, kid));
+  collectChildren(parent: NodeId): Promise<void> {
+    return this.held.collect(parent, (kid) => this.destroy(kid, 'ephemeral: its parent no longer holds it').catch((e) => this.#ignoreGone(e, kid)));
   }
 
   /** Ephemeral nodes of an earlier boot lost their keys with it. */
@@ -184,12 +173,8 @@ export class LifetimePolicy {
       await (holder === undefined ? commit() : rt.budgets.locked(holder, commit));
       rt.ephemeralKeys.delete(rec.id);
       this.#holds.delete(rec.id);
-      this.#ephemeralKids.delete(rec.id);
-      const siblings = this.#ephemeralKids.get(rec.parent);
-      if (rec.lifetime.kind === 'ephemeral' && siblings !== undefined) {
-        if (siblings <= 1) this.#ephemeralKids.delete(rec.parent);
-        else this.#ephemeralKids.set(rec.parent, siblings - 1);
-      }
+      this.held.forget(rec.id);
+      if (rec.lifetime.kind === 'ephemeral') await this.held.remove(rec.parent, rec.id);
       this.#events.destroyed(rec.id, reason);
     } finally {
       rt.destroying.delete(rec.id);
