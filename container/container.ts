@@ -14,6 +14,7 @@ import { KeynodeError, type Identity, type NodeId } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
+import { claimPrivate } from './data-dir.js';
 import { LogBook } from './logbook.js';
 import { Metrics } from './edge/metrics.js';
 import { Operations } from './edge/operations.js';
@@ -123,6 +124,8 @@ export class Container extends EventEmitter<ContainerEvents> {
 
   async #open(): Promise<void> {
     const o = this.options;
+    const opened = await claimPrivate([o.data, join(o.data, 'db')]);
+    for (const { path, was } of opened) this.logger.warn({ path, was }, 'others could read the data directory: its mode is now 700');
     this.#keyring = await Keyring.open(o.data);
     this.#store = await Store.open(join(o.data, 'db'), { sync: o.fsync });
     const killed = await killOrphans(o.data);

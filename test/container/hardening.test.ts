@@ -1,10 +1,12 @@
 /**
  * Regressions for holes a review found: each test fails on the code before its fix.
  */
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type KeynodeError } from 'keynode';
-import { startContainer } from '../helpers/containers.js';
+import { startContainer, tempDir } from '../helpers/containers.js';
 
 const codeOf = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: unknown) => e)) as KeynodeError | undefined)?.code;
 
@@ -152,5 +154,19 @@ describe('hardening', () => {
     } finally {
       for (const s of sockets) s.destroy();
     }
+  });
+});
+
+describe('data directory', () => {
+  it('is made private on start: a directory others could read gets mode 700, and so does the store inside it', async () => {
+    const data = await tempDir();
+    await chmod(data, 0o755);
+    await mkdir(join(data, 'db'), { mode: 0o755 });
+    await chmod(join(data, 'db'), 0o755);
+    const { client } = await startContainer({ data });
+    await client.spawn({ lifetime: Lifetime.root() });
+    expect((await stat(data)).mode & 0o777).toBe(0o700);
+    expect((await stat(join(data, 'db'))).mode & 0o777).toBe(0o700);
+    for (const key of ['operator.key', 'master.key']) expect((await stat(join(data, key))).mode & 0o077).toBe(0);
   });
 });
