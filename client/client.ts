@@ -77,6 +77,8 @@ export class Client {
   readonly containerId: NodeId;
   readonly #pools = new Map<string, Pool>();
   readonly #clockOffset = new Map<string, number>();
+  /** Other containers' IDs by origin (bounded: a program may call nodes on many). */
+  readonly #containers = new Map<string, NodeId>();
   readonly #options: ConnectOptions;
   readonly #holdGraceMs: number;
   /** Ephemeral nodes this client holds: renewed while their handles live, destroyed when collected. */
@@ -233,10 +235,16 @@ export class Client {
     return url === this.url || url.startsWith(`${this.url}/`) ? this.url : parseNodeUrl(url).origin;
   }
 
+  /** The ID of the container at `url`'s origin, asked once per origin: envelopes are signed for it. */
   async #containerOf(url: string): Promise<NodeId> {
     const origin = this.#origin(url);
     if (origin === this.url) return this.containerId;
-    return (await fetchInfo(origin, this.#options.signal)).containerId;
+    const known = this.#containers.get(origin);
+    if (known) return known;
+    const id = (await fetchInfo(origin, this.#options.signal)).containerId;
+    if (this.#containers.size >= MAX_KNOWN_CONTAINERS) this.#containers.delete(this.#containers.keys().next().value!);
+    this.#containers.set(origin, id);
+    return id;
   }
 
   #pool(origin: string): Pool {
@@ -251,11 +259,13 @@ export class Client {
 
   async #send<T extends MessageType>(url: string, type: T, to: NodeId, body: Bodies[T], signer: Signer, options?: CallOptions): Promise<unknown> {
     const origin = this.#origin(url);
-    const path = type === 'eval' || type === 'destroy' ? `/${to}` : '/';
+    const toNode = type === 'eval' || type === 'destroy';
+    const path = toNode ? `/${to}` : '/';
+    const at = toNode ? await this.#containerOf(url) : to;
     for (let attempt = 0; ; attempt++) {
       const ts = Date.now() + (this.#clockOffset.get(origin) ?? 0);
       try {
-        return await this.#post(origin, path, sealEnvelope(signer, type, to, body, ts), options?.signal);
+        return await this.#post(origin, path, sealEnvelope(signer, type, to, body, ts, at), options?.signal);
       } catch (e) {
         // A clock that drifted: learn the container's time and sign again, once. Nothing ran, so this is safe.
         if (attempt === 0 && isKeynodeError(e) && e.code === 'ERR_CLOCK_SKEW' && (e as KeynodeError & { serverTime?: number }).serverTime) {
@@ -319,6 +329,8 @@ function rootMessage(e: unknown): string {
   while (m?.cause && typeof m.cause === 'object') m = m.cause as typeof m;
   return m?.message ?? String(e);
 }
+
+const MAX_KNOWN_CONTAINERS = 1024;
 
 async function fetchInfo(origin: string, signal?: AbortSignal): Promise<ContainerInfo> {
   let info: ContainerInfo | undefined;

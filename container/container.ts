@@ -225,6 +225,7 @@ export class Container extends EventEmitter<ContainerEvents> {
         maxBodyBytes: o.maxBodyBytes,
         maxInflightBytes: o.maxInflightBytes,
         info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs }),
+        containerId: this.id,
         ready: () => this.#status === 'open',
         overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
       }),

@@ -16,6 +16,7 @@ import type { ContainerOptions } from './config.js';
 import type { Keyring } from './keyring.js';
 import type { LogBook } from './logbook.js';
 import type { RemotePeers } from './edge/remote.js';
+import { PeerIds } from './edge/peer-ids.js';
 import type { Supervisor } from './supervisor/supervisor.js';
 
 export interface EvalOptions {
@@ -56,6 +57,8 @@ export class Runtime {
   readonly destroying = new Set<NodeId>();
   /** Seeds of Ephemeral nodes: their keys are never written to disk. */
   readonly ephemeralKeys = new Map<NodeId, Uint8Array>();
+  /** Peer containers' IDs, which a node's call to a node there is signed for. */
+  readonly peerIds = new PeerIds();
 
   constructor(o: ContainerOptions, store: Store, keyring: Keyring, logs: LogBook, remote: RemotePeers, origin: string) {
     this.options = o;
@@ -162,7 +165,8 @@ export class Runtime {
     if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));
     const body = call.grant ? { fn: call.fn, args: call.args, cap: call.grant } : { fn: call.fn, args: call.args };
-    const envelope = sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body);
+    const at = await this.peerIds.of(url, Math.max(1, call.deadline - Date.now()));
+    const envelope = sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body, Date.now(), at);
     const value = await this.#remote.post(url, envelope, Math.max(1, call.deadline - Date.now()));
     if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_MESSAGE', `${url} returned a malformed eval result`);
     return value;

@@ -8,7 +8,7 @@ import type { WireError } from './errors.js';
 import type { NodeId } from './ids.js';
 import type { BudgetSpec, LifetimeKind, RefsMode, SandboxSpec } from './policy.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Bodies of signed messages from principals, keyed by envelope `type`. */
 export interface Bodies {
@@ -53,6 +53,8 @@ export interface Envelope<T extends MessageType = MessageType> {
   from: NodeId;
   /** The node for node messages, the container's ID for container messages. */
   to: NodeId;
+  /** The container the message is for (its ID); any other container refuses it. */
+  at: NodeId;
   ts: number;
   nonce: Uint8Array;
   body: Bodies[T];

@@ -23,6 +23,8 @@ export interface ServerDeps {
   logger: Logger;
   maxBodyBytes: number;
   info(): Record<string, unknown>;
+  /** This container's ID: an envelope signed for another container is refused before its signature is checked. */
+  containerId: NodeId;
   ready(): boolean;
   /** True when the node's queue is full: such a message is refused before any decoding or crypto. */
   overloaded(id: NodeId): boolean;
@@ -157,6 +159,7 @@ export function requestHandler(deps: ServerDeps): (req: IncomingMessage, res: Se
       // Copy into a plain Uint8Array: decoded byte strings must not be views on a pooled Buffer.
       const raw = parseEnvelope(new Uint8Array(bytes));
       type = raw.type;
+      if (raw.at !== deps.containerId) throw new KeynodeError('ERR_ACCESS_DENIED', `this message was signed for container ${raw.at}, not for this one (${deps.containerId})`);
       replay.checkTime(raw.ts);
       // A request alone is verified inline (lowest latency); with others in hand, on the threadpool, so
       // both cores verify and the loop keeps routing and replying (~20 µs of it per verify, not ~90).

@@ -19,9 +19,9 @@ describe('signatures checked off the event loop', () => {
       const res = await request(`${url}/${node.id}`, { method: 'POST', body, headers: { 'content-type': 'application/msgpack' } });
       return (msgpackDecode(new Uint8Array(await res.body.arrayBuffer())) as { ok: boolean; error?: { code: string } });
     };
-    const good = () => sealEnvelope(operator, 'eval', node.id, { fn: INCREMENT, args: encode([]) });
+    const good = () => sealEnvelope(operator, 'eval', node.id, { fn: INCREMENT, args: encode([]) }, Date.now(), client.containerId);
     const forged = () => {
-      const map = msgpackDecode(sealEnvelope(Identity.generate(), 'eval', node.id, { fn: INCREMENT, args: encode([]) })) as Record<string, unknown>;
+      const map = msgpackDecode(sealEnvelope(Identity.generate(), 'eval', node.id, { fn: INCREMENT, args: encode([]) }, Date.now(), client.containerId)) as Record<string, unknown>;
       map.from = operator.id;
       return msgpackEncode(map);
     };

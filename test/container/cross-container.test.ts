@@ -1,5 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { connect, Lifetime, type KeynodeError } from 'keynode';
+import { connect, Identity, Lifetime, type KeynodeError } from 'keynode';
+import { decode, sealEnvelope } from '../../dist/protocol/index.js';
 import { startContainer } from '../helpers/containers.js';
 
 describe('ctx.at across nodes and containers', () => {
@@ -69,5 +72,30 @@ describe('destroy', () => {
       const err = (await attempt().catch((e: unknown) => e)) as KeynodeError;
       expect(['ERR_NODE_DESTROYED', 'ERR_NODE_NOT_FOUND']).toContain(err.code);
     }
+  });
+});
+
+describe('envelopes name the container they are for', () => {
+  it('a destroy accepted by container A is refused by container B, where a node has the same key', async () => {
+    const a = await startContainer();
+    const b = await startContainer();
+    const seed = new Uint8Array(randomBytes(32));
+    const key = Identity.fromSecretKey(seed);
+    for (const c of [a, b]) await c.client.request('spawn', { lifetime: { kind: 'root' }, count: 1, keys: [{ seed }] } as never);
+    const post = async (url: string, body: Uint8Array) => {
+      const res = await request(`${url}/${key.id}`, { method: 'POST', body, headers: { 'content-type': 'application/msgpack' } });
+      return decode(new Uint8Array(await res.body.arrayBuffer())) as { ok: boolean; error?: { code: string } };
+    };
+    const destroyAtA = sealEnvelope(key, 'destroy', key.id, {}, Date.now(), a.client.containerId);
+    expect(await post(a.url, destroyAtA)).toMatchObject({ ok: true });
+    const replayed = await post(b.url, destroyAtA);
+    expect(replayed).toMatchObject({ ok: false, error: { code: 'ERR_ACCESS_DENIED' } });
+    expect((await b.client.describe(key.id)).status).toBe('asleep');
+    expect((await a.client.describe(key.id).catch((e: KeynodeError) => e)) as KeynodeError).toMatchObject({ code: 'ERR_NODE_DESTROYED' });
+    // A client's own destroy of the node on B is signed for B, and works.
+    await connect(b.url, { identity: key }).then(async (owner) => {
+      await owner.destroy(`${b.url}/${key.id}`);
+      await owner.close();
+    });
   });
 });

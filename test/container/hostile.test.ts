@@ -37,8 +37,8 @@ function expectRefused(answer: Answer, status: number, code: string): void {
 }
 
 /** A validly signed eval of INCREMENT (or `fn`) for `to`. */
-function evalEnvelope(signer: Identity, to: string, options: { ts?: number; fn?: string; args?: unknown[] } = {}): Uint8Array {
-  return sealEnvelope(signer, 'eval', to, { fn: options.fn ?? INCREMENT, args: encode(options.args ?? []) }, options.ts);
+function evalEnvelope(signer: Identity, to: string, options: { ts?: number; fn?: string; args?: unknown[]; at?: string } = {}): Uint8Array {
+  return sealEnvelope(signer, 'eval', to, { fn: options.fn ?? INCREMENT, args: encode(options.args ?? []) }, options.ts, options.at ?? c.client.containerId);
 }
 
 /** The envelope's wire map with `patch` applied, re-encoded (the signature is left as it was). */
@@ -176,7 +176,7 @@ describe('hostile requests are refused and change nothing', () => {
       ['body an array', [INCREMENT, encode([])]],
     ];
     for (const [what, body] of bodies) {
-      const answer = await send(`/${node.id}`, sealEnvelope(c.operator, 'eval', node.id, body as never));
+      const answer = await send(`/${node.id}`, sealEnvelope(c.operator, 'eval', node.id, body as never, Date.now(), c.client.containerId));
       expect({ what, status: answer.status, code: answer.reply.error?.code }).toEqual({ what, status: 400, code: 'ERR_BAD_MESSAGE' });
     }
     await expectUnchanged();

@@ -54,6 +54,8 @@ function flip(bytes: Uint8Array, at = 0): Uint8Array {
 
 const alice = Identity.generate();
 const bob = Identity.generate();
+/** The container an eval envelope is for. */
+const carrier = Identity.generate();
 const evalBody = () => ({ fn: '(ctx, a) => a + 1', args: encode([41]) });
 
 describe('envelopes: seal, parse, verify', () => {
@@ -118,8 +120,8 @@ describe('Ed25519 agrees with @noble/ed25519', () => {
   });
 
   it('an envelope signature made by node:crypto verifies with noble over the documented signing input', () => {
-    const env = parseEnvelope(sealEnvelope(alice, 'eval', bob.id, evalBody()));
-    const fields = msgpackEncode([env.v, env.type, env.from, env.to, env.ts, env.nonce, env.bodyBytes]);
+    const env = parseEnvelope(sealEnvelope(alice, 'eval', bob.id, evalBody(), Date.now(), carrier.id));
+    const fields = msgpackEncode([env.v, env.type, env.from, env.to, env.at, env.ts, env.nonce, env.bodyBytes]);
     const input = new Uint8Array([...DOMAIN, ...fields]);
     expect(ed.verify(env.sig, input, alice.publicKey)).toBe(true);
   });
@@ -134,8 +136,8 @@ describe('Ed25519 agrees with @noble/ed25519', () => {
     const ts = Date.now();
     const nonce = new Uint8Array(randomBytes(16));
     const body = msgpackEncode({ fn: '() => 1', args: msgpackEncode([]) });
-    const sig = ed.sign(new Uint8Array([...DOMAIN, ...msgpackEncode([1, 'eval', me.id, bob.id, ts, nonce, body])]), seed);
-    const byHand = parseEnvelope(msgpackEncode({ v: 1, type: 'eval', from: me.id, to: bob.id, ts, nonce, body, sig }));
+    const sig = ed.sign(new Uint8Array([...DOMAIN, ...msgpackEncode([PROTOCOL_VERSION, 'eval', me.id, bob.id, carrier.id, ts, nonce, body])]), seed);
+    const byHand = parseEnvelope(msgpackEncode({ v: PROTOCOL_VERSION, type: 'eval', from: me.id, to: bob.id, at: carrier.id, ts, nonce, body, sig }));
     expect(verifyEnvelope(byHand)).toBe(true);
   });
 });
@@ -218,7 +220,7 @@ describe('parseEnvelope rejects malformed envelopes', () => {
     expect(codeOf(() => parseEnvelope(rewrite(wire, patch)))).toBe('ERR_BAD_MESSAGE');
   });
 
-  it.each([0, 2, 99, -1])('v: %s → ERR_BAD_VERSION', (v) => {
+  it.each([0, 1, 3, 99, -1])('v: %s → ERR_BAD_VERSION', (v) => {
     expect(codeOf(() => parseEnvelope(rewrite(wire, (m) => (m.v = v))))).toBe('ERR_BAD_VERSION');
   });
 

@@ -534,6 +534,7 @@ interface Fields {
   type?: unknown;
   from?: unknown;
   to?: unknown;
+  at?: unknown;
   ts?: unknown;
   nonce?: unknown;
   body?: unknown;
@@ -544,7 +545,7 @@ interface Fields {
 function signFields(signer: Identity, f: Fields): Uint8Array {
   let fields: Uint8Array;
   try {
-    fields = plain.encode([f.v, f.type, f.from, f.to, f.ts, f.nonce, f.body]);
+    fields = plain.encode([f.v, f.type, f.from, f.to, f.at, f.ts, f.nonce, f.body]);
   } catch {
     return new Uint8Array(64);
   }
@@ -556,11 +557,11 @@ function signFields(signer: Identity, f: Fields): Uint8Array {
 
 /** A full, valid envelope's fields (signed unless `sign` is false), with `patch` applied before signing. */
 function envelopeFields(rng: Rng, ctx: FuzzContext, type: string, to: string, body: Uint8Array, patch: Partial<Fields> = {}, signer = ctx.operator): Fields {
-  const f: Fields = { v: PROTOCOL_VERSION, type, from: signer.id, to, ts: Date.now(), nonce: rng.bytes(16), body, ...patch };
+  const f: Fields = { v: PROTOCOL_VERSION, type, from: signer.id, to, at: ctx.containerId, ts: Date.now(), nonce: rng.bytes(16), body, ...patch };
   if (!('sig' in patch)) {
     // Sign what the container would re-encode: the decoded values (a wrapper value is signed as decoded).
     const decoded: Fields = {};
-    for (const k of ['v', 'type', 'from', 'to', 'ts', 'nonce', 'body'] as const) {
+    for (const k of ['v', 'type', 'from', 'to', 'at', 'ts', 'nonce', 'body'] as const) {
       const d = f[k] === undefined ? { ok: true as const, value: undefined } : tryDecode(pack(f[k]));
       decoded[k] = d.ok ? d.value : f[k];
     }
@@ -569,7 +570,7 @@ function envelopeFields(rng: Rng, ctx: FuzzContext, type: string, to: string, bo
   return f;
 }
 
-const ORDER = ['v', 'type', 'from', 'to', 'ts', 'nonce', 'body', 'sig'] as const;
+const ORDER = ['v', 'type', 'from', 'to', 'at', 'ts', 'nonce', 'body', 'sig'] as const;
 
 function packEnvelope(f: Fields, order: readonly string[] = ORDER): Uint8Array {
   const entries: [unknown, unknown][] = [];
@@ -861,11 +862,11 @@ const families: Record<string, Builder> = {
     return { what: `${type}.${field}=${JSON.stringify(bad)}`, steps: [{ method: 'POST', path: '/', body: signed(rng, ctx, type, 'container', pack(base)), codes: ['ERR_BAD_MESSAGE', 'ERR_BAD_NODE_ID'] }] };
   },
 
-  /** Versions other than 1 and types this container does not know, correctly signed. */
+  /** Versions other than PROTOCOL_VERSION and types this container does not know, correctly signed. */
   versionType(rng, ctx) {
     const body = pack({ fn: ctx.increment, args: encode([]) });
     if (rng.chance(0.5)) {
-      const v = rng.pick<unknown>([0, 2, 99, -1, 255, 65536, 2 ** 32, 2 ** 53, 1.5, new F64(NaN), Infinity, new U64(2n ** 64n - 1n)]);
+      const v = rng.pick<unknown>([0, 1, 3, 99, -1, 255, 65536, 2 ** 32, 2 ** 53, 1.5, new F64(NaN), Infinity, new U64(2n ** 64n - 1n)]);
       return { what: `v=${describeValue(v)}`, steps: [{ method: 'POST', path: nodePath(ctx), body: packEnvelope(envelopeFields(rng, ctx, 'eval', ctx.nodeId, body, { v })), codes: ['ERR_BAD_VERSION'] }] };
     }
     if (rng.chance(0.2)) {
@@ -1046,7 +1047,7 @@ export function wouldRun(bytes: Uint8Array, ctx: FuzzContext): boolean {
     return false;
   }
   if (e.ts <= ctx.beforeBoot || Math.abs(Date.now() - e.ts) > ctx.skewMs + 60_000) return false;
-  return e.type === 'eval' && e.to === ctx.nodeId && e.from === ctx.operator.id && verifyEnvelope(e);
+  return e.type === 'eval' && e.to === ctx.nodeId && e.at === ctx.containerId && e.from === ctx.operator.id && verifyEnvelope(e);
 }
 
 function pathEscape(s: string): string {
@@ -1062,6 +1063,7 @@ function wrongForEnvelope(key: (typeof ORDER)[number], value: unknown, ctx: Fuzz
     case 'type': return v !== 'eval';
     case 'from': return v !== ctx.operator.id; // any other ID: the signature (or the ACL) refuses it
     case 'to': return v !== ctx.nodeId;
+    case 'at': return v !== ctx.containerId;
     case 'ts': return !(typeof v === 'number' && Math.abs(v - Date.now()) < ctx.skewMs + 60_000);
     case 'nonce': return !(v instanceof Uint8Array && v.length >= 8 && v.length <= 32);
     case 'body': return true; // the signature covers it: any other value fails

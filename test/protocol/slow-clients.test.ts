@@ -54,7 +54,7 @@ async function open(): Promise<Socket> {
 }
 
 function evalWire(): Uint8Array {
-  return sealEnvelope(c.operator, 'eval', node.id, { fn: INCREMENT, args: encode([]) });
+  return sealEnvelope(c.operator, 'eval', node.id, { fn: INCREMENT, args: encode([]) }, Date.now(), c.client.containerId);
 }
 
 /** A valid signed eval from a normal client: succeeds, counts once, and answers within the bound. */

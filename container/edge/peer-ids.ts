@@ -1,0 +1,58 @@
+/**
+ * @module container/peer-ids
+ * Other containers' IDs by origin, for signing a node's call to a node there: an envelope names the
+ * container it is for, so a copy replayed at another container holding the same node key is refused.
+ * Asked once per origin from its /.well-known/keynode, bounded in number and in reply size.
+ */
+import { request, type Dispatcher } from 'undici';
+import { isNodeId, KeynodeError, type NodeId } from '../../protocol/index.js';
+
+const MAX_PEERS = 4096;
+const MAX_INFO_BYTES = 4096;
+
+export class PeerIds {
+  readonly #ids = new Map<string, NodeId>();
+  readonly #asking = new Map<string, Promise<NodeId>>();
+  readonly #dispatcher: Dispatcher | undefined;
+
+  constructor(dispatcher?: Dispatcher) {
+    this.#dispatcher = dispatcher;
+  }
+
+  /** The ID of the container serving `url` (a node URL or an origin). */
+  of(url: string, timeoutMs: number): Promise<NodeId> {
+    const origin = new URL(url).origin;
+    const known = this.#ids.get(origin);
+    if (known) return Promise.resolve(known);
+    let asking = this.#asking.get(origin);
+    if (!asking) {
+      asking = this.#ask(origin, timeoutMs).finally(() => this.#asking.delete(origin));
+      this.#asking.set(origin, asking);
+    }
+    return asking;
+  }
+
+  async #ask(origin: string, timeoutMs: number): Promise<NodeId> {
+    let id: unknown;
+    try {
+      const res = await request(`${origin}/.well-known/keynode`, { dispatcher: this.#dispatcher, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += chunk.length;
+        if (size > MAX_INFO_BYTES) {
+          res.body.destroy();
+          break;
+        }
+        chunks.push(chunk);
+      }
+      if (res.statusCode === 200 && size <= MAX_INFO_BYTES) id = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { containerId?: unknown }).containerId;
+    } catch (cause) {
+      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach a keynode container at ${origin}: ${(cause as Error).message}`, { cause });
+    }
+    if (!isNodeId(id)) throw new KeynodeError('ERR_UNAVAILABLE', `${origin} is not a keynode container (no ID at /.well-known/keynode)`);
+    if (this.#ids.size >= MAX_PEERS) this.#ids.delete(this.#ids.keys().next().value!);
+    this.#ids.set(origin, id);
+    return id;
+  }
+}
