@@ -77,6 +77,19 @@ export interface ContainerOptions {
   workerGid?: number;
   /** A command prefix workers run under, e.g. "unshare --net --" (no network) or "prlimit --nofile=64 --". */
   workerWrapper?: string;
+  /** PEM files: serve HTTPS with this certificate chain and private key (node URLs are then https://). */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** PEM file of certificates to trust for peer containers served over TLS (besides the system's). */
+  tlsCa?: string;
+  /** A session ends this long after it was opened (its client opens another first). */
+  sessionTtlMs: number;
+  /** Sessions held at once, and per principal; past either, the oldest ends. */
+  maxSessions: number;
+  maxSessionsPerPrincipal: number;
+  /** Signed work a source address may cause (session handshakes, signed clocks, "no such session"): per second, and in a burst. */
+  handshakeRate: number;
+  handshakeBurst: number;
 }
 
 export const DEFAULTS: ContainerOptions = {
@@ -114,11 +127,17 @@ export const DEFAULTS: ContainerOptions = {
   requestTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
   logLevel: 'info',
+  sessionTtlMs: 3_600_000,
+  maxSessions: 100_000,
+  maxSessionsPerPrincipal: 64,
+  handshakeRate: 100,
+  handshakeBurst: 1000,
 };
 
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
   'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
+  'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst',
 ];
 
 function envName(key: string): string {
@@ -141,6 +160,9 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Co
   if (env.KEYNODE_WORKER_GID) out.workerGid = Number(env.KEYNODE_WORKER_GID);
   if (env.KEYNODE_WORKER_WRAPPER) out.workerWrapper = env.KEYNODE_WORKER_WRAPPER;
   if (env.KEYNODE_PUBLIC_URL) out.publicUrl = env.KEYNODE_PUBLIC_URL;
+  if (env.KEYNODE_TLS_CERT) out.tlsCert = env.KEYNODE_TLS_CERT;
+  if (env.KEYNODE_TLS_KEY) out.tlsKey = env.KEYNODE_TLS_KEY;
+  if (env.KEYNODE_TLS_CA) out.tlsCa = env.KEYNODE_TLS_CA;
   const cap: Record<string, number> = {};
   for (const [k, name] of [['maxNodes', 'KEYNODE_CAPACITY_NODES'], ['maxAwake', 'KEYNODE_CAPACITY_AWAKE'], ['memoryMB', 'KEYNODE_CAPACITY_MEMORY_MB']] as const) {
     if (env[name]) cap[k] = Number(env[name]);
@@ -155,7 +177,7 @@ function bad(message: string): never {
 
 export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
   const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
-  const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper']);
+  const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper', 'tlsCert', 'tlsKey', 'tlsCa']);
   const renamed: Record<string, string> = { poolSize: 'poolMin' };
   for (const key of Object.keys(input)) {
     if (key in renamed) bad(`The container option \`${key}\` is now \`${renamed[key]}\``);
@@ -178,6 +200,7 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   if (o.workerReuse !== 'off' && o.workerReuse !== 'tenant') bad(`Expected the \`workerReuse\` option to be 'off' or 'tenant', got \`${String(o.workerReuse)}\``);
   if (input.poolMax === undefined) o.poolMax = Math.max(o.poolMax, o.poolMin);
   if (o.poolMin > o.poolMax) bad('`poolMin` must not exceed `poolMax`');
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) bad('`tlsCert` and `tlsKey` go together: give both (PEM files) to serve HTTPS, or neither');
   o.data = resolve(o.data);
   return o;
 }

@@ -21,6 +21,9 @@ import { Operations } from './edge/operations.js';
 import { Fleet } from './fleet/fleet.js';
 import { RemotePeers } from './edge/remote.js';
 import { ReplayGuard } from './edge/replay.js';
+import { CodeCache } from './edge/code-cache.js';
+import { AddressLimiter } from './edge/rate-limit.js';
+import { SessionEdge, SessionTable } from './edge/sessions.js';
 import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './edge/server.js';
 import { Supervisor } from './supervisor/supervisor.js';
@@ -62,6 +65,8 @@ export class Container extends EventEmitter<ContainerEvents> {
   #logbook!: LogBook;
   #remote!: RemotePeers;
   #lifetimes!: LifetimePolicy;
+  #sessions!: SessionEdge;
+  readonly #bootedAt = Date.now();
 
   private constructor(options: ContainerOptions, logger?: Logger) {
     super();
@@ -112,6 +117,11 @@ export class Container extends EventEmitter<ContainerEvents> {
     return this.#supervisor;
   }
 
+  /** Open sessions: how many, opened and evicted so far, and each principal's (tests, metrics). */
+  get sessions(): SessionTable {
+    return this.#sessions.table;
+  }
+
   /** Resolves when the pool of blank workers holds its floor (benchmarks measure wakes from a warm pool). */
   warm(): Promise<void> {
     return this.#fleet.warm();
@@ -132,7 +142,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     if (killed) this.logger.warn({ killed }, 'killed workers left by a previous run of this container');
 
     this.#logbook = new LogBook(this.#store, o.logLines);
-    this.#remote = new RemotePeers(o.maxBodyBytes);
+    this.#remote = new RemotePeers(o.maxBodyBytes, o.tlsCa ? await readFile(o.tlsCa) : undefined);
     if (o.workerUid !== undefined) {
       const problem = workerReadableBy(o.workerUid, o.workerGid ?? o.workerUid);
       if (problem) throw new KeynodeError('ERR_UNAVAILABLE', `workers cannot run as uid ${o.workerUid}: ${problem} (install keynode where that user can read it)`);
@@ -145,14 +155,15 @@ export class Container extends EventEmitter<ContainerEvents> {
       ...(o.workerWrapper ? { wrapper: o.workerWrapper.split(' ').filter(Boolean) } : {}),
     };
 
-    this.#server = createHttpServer(o, o.maxBodyBytes);
+    const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
+    this.#server = createHttpServer(o, o.maxBodyBytes, tls);
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(o.port, o.host, () => resolve());
     });
     const { port } = this.#server.address() as AddressInfo;
     const host = o.host.includes(':') ? `[${o.host}]` : o.host;
-    this.#url = (o.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, '');
+    this.#url = (o.publicUrl ?? `${tls ? 'https' : 'http'}://${host}:${port}`).replace(/\/+$/, '');
 
     const runtime = new Runtime(o, this.#store, this.#keyring, this.#logbook, this.#remote, this.#url);
     this.#runtime = runtime;
@@ -214,20 +225,34 @@ export class Container extends EventEmitter<ContainerEvents> {
     );
     runtime.supervisor = this.#supervisor;
     runtime.fleet = () => this.#fleet.stats();
-    const operations = new Operations(runtime, spawner, lifetimes, this.id);
+    const operations = new Operations(runtime, spawner, lifetimes, this.id, new CodeCache());
+    const operator = this.#keyring.operator;
+    this.#sessions = new SessionEdge({
+      containerId: this.id,
+      sign: (m) => operator.sign(m),
+      boxKey: this.#keyring.box.publicKey,
+      maxBodyBytes: o.maxBodyBytes,
+      limiter: new AddressLimiter(o.handshakeRate, o.handshakeBurst),
+      table: new SessionTable({ ttlMs: o.sessionTtlMs, maxSessions: o.maxSessions, maxPerPrincipal: o.maxSessionsPerPrincipal }),
+      ttlMs: o.sessionTtlMs,
+    });
     this.#server.on(
       'request',
       requestHandler({
         operations,
-        replay: new ReplayGuard(o.skewMs),
+        replay: new ReplayGuard(o.skewMs, this.#bootedAt),
         metrics,
         logger: this.logger,
         maxBodyBytes: o.maxBodyBytes,
         maxInflightBytes: o.maxInflightBytes,
-        info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs }),
+        info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs, boxKey: Buffer.from(this.#keyring.box.publicKey).toString('base64url') }),
         containerId: this.id,
         ready: () => this.#status === 'open',
         overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
+        sessions: this.#sessions,
+        sign: (m) => operator.sign(m),
+        bootedAt: this.#bootedAt,
+        skewMs: o.skewMs,
       }),
     );
     await lifetimes.start();
@@ -258,6 +283,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#server?.closeAllConnections();
     await serverClosed;
     await this.#remote?.close();
+    this.#sessions?.table.close();
     await this.#keyring?.close();
     await this.#store?.close();
   }

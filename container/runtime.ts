@@ -5,7 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import {
-  concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, resolveNode, sealEnvelope, signBytes, verifyGrant,
+  codeHash, concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, resolveNode, signBytes, verifyGrant,
   type NodeId, type NodeInfo, type PolicyLimits,
 } from '../protocol/index.js';
 import type { NodeRecord, Store } from '../store/index.js';
@@ -16,7 +16,7 @@ import type { ContainerOptions } from './config.js';
 import type { Keyring } from './keyring.js';
 import type { LogBook } from './logbook.js';
 import type { RemotePeers } from './edge/remote.js';
-import { PeerIds } from './edge/peer-ids.js';
+import { PeerSessions } from './edge/peer-sessions.js';
 import type { Supervisor } from './supervisor/supervisor.js';
 
 export interface EvalOptions {
@@ -24,6 +24,8 @@ export interface EvalOptions {
   chain?: NodeId[];
   /** The sender presented a valid grant for exactly this function: the target's ACL does not apply. */
   granted?: boolean;
+  /** SHA-256 of `fn` (hex), when the caller has it already. */
+  hash?: string;
 }
 
 /** A call made on a node's behalf (ctx.at, a capability, a lease check). */
@@ -45,7 +47,6 @@ export class Runtime {
   readonly store: Store;
   readonly keyring: Keyring;
   readonly logs: LogBook;
-  readonly #remote: RemotePeers;
   readonly origin: string;
   supervisor!: Supervisor;
   budgets!: Budgets;
@@ -57,15 +58,15 @@ export class Runtime {
   readonly destroying = new Set<NodeId>();
   /** Seeds of Ephemeral nodes: their keys are never written to disk. */
   readonly ephemeralKeys = new Map<NodeId, Uint8Array>();
-  /** Peer containers' IDs, which a node's call to a node there is signed for. */
-  readonly peerIds = new PeerIds();
+  /** Sessions with peer containers, for calls this container's nodes make to nodes there. */
+  readonly peers: PeerSessions;
 
   constructor(o: ContainerOptions, store: Store, keyring: Keyring, logs: LogBook, remote: RemotePeers, origin: string) {
     this.options = o;
     this.store = store;
     this.keyring = keyring;
     this.logs = logs;
-    this.#remote = remote;
+    this.peers = new PeerSessions(keyring.operator, remote);
     this.origin = origin;
     this.limits = {
       defaultMemoryMB: o.memoryMB,
@@ -129,47 +130,47 @@ export class Runtime {
   // --- eval ------------------------------------------------------------------------------------
 
   async evalOn(id: NodeId, from: NodeId, fn: string, args: Uint8Array, options: EvalOptions = {}): Promise<Uint8Array> {
+    // The chain may come from another container: a call back into a node waiting on it would deadlock.
+    if (options.chain?.includes(id)) throw cycleError(id);
     const rec = await this.lookup(id);
     if (!options.granted) checkEval(rec, from);
     const size = Buffer.byteLength(fn, 'utf8') + args.length;
     if (size > rec.sandbox.maxMessageBytes) {
       throw new KeynodeError('ERR_TOO_LARGE', `the eval is ${size} bytes; node ${id} accepts at most ${rec.sandbox.maxMessageBytes} (sandbox.maxMessageBytes)`);
     }
-    return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, args, from, deadline: options.deadline, chain: options.chain, resolve, reject }));
+    const h = options.hash ?? codeHash(fn);
+    return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, h, args, from, deadline: options.deadline, chain: options.chain, resolve, reject }));
   }
 
   /**
    * An eval that arrived with a grant (a capability or lease check): valid only for exactly that function and
    * its bound arguments, which go before the caller's own.
    */
-  evalGranted(id: NodeId, from: NodeId, fn: string, args: Uint8Array, cap: { name?: unknown; grant?: unknown; args?: unknown }): Promise<Uint8Array> {
+  evalGranted(id: NodeId, from: NodeId, fn: string, args: Uint8Array, cap: { name?: unknown; grant?: unknown; args?: unknown }, options: EvalOptions = {}): Promise<Uint8Array> {
     const bound = cap.args === undefined ? undefined : cap.args instanceof Uint8Array ? cap.args : null;
     if (typeof cap.name !== 'string' || !(cap.grant instanceof Uint8Array) || bound === null || !verifyGrant(id, from, cap.name, fn, cap.grant, bound)) {
       throw new KeynodeError('ERR_ACCESS_DENIED', `the grant presented by ${from} does not verify for this function on node ${id}`);
     }
-    return this.evalOn(id, from, fn, bound ? concatArrays(bound, args) : args, { granted: true });
+    return this.evalOn(id, from, fn, bound ? concatArrays(bound, args) : args, { ...options, granted: true });
   }
 
   /**
    * A call on a node's behalf: delivered in-process when the target lives here (this container already
-   * knows who the caller is), else signed with the caller's key and POSTed to the target's container.
+   * knows who the caller is), else sent in this container's session with the target's container, as the
+   * caller (proved once per session by the caller's key), with the chain of nodes waiting on it.
    */
   async callAs(call: CallAs): Promise<Uint8Array> {
     const { id, url } = resolveNode(call.target);
     const chain = call.chain ?? [];
-    if (chain.includes(id)) throw new KeynodeError('ERR_CYCLE', `node ${id} is waiting on this call chain already; a node runs one eval at a time, so calling back into it would deadlock`);
+    if (chain.includes(id)) throw cycleError(id);
     if (await this.isLocal(id, url)) {
       const args = call.grant?.args ? concatArrays(call.grant.args, call.args) : call.args;
       return this.evalOn(id, call.from.id, call.fn, args, { deadline: call.deadline, chain, granted: call.grant !== undefined });
     }
     if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));
-    const body = call.grant ? { fn: call.fn, args: call.args, cap: call.grant } : { fn: call.fn, args: call.args };
-    const at = await this.peerIds.of(url, Math.max(1, call.deadline - Date.now()));
-    const envelope = sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body, Date.now(), at);
-    const value = await this.#remote.post(url, envelope, Math.max(1, call.deadline - Date.now()));
-    if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_MESSAGE', `${url} returned a malformed eval result`);
-    return value;
+    const extra = { ...(call.grant ? { cap: call.grant } : {}), ...(chain.length ? { chain } : {}) };
+    return this.peers.eval(url, { id: call.from.id, sign: (m) => signBytes(key, m) }, id, call.fn, codeHash(call.fn), call.args, extra, Math.max(1, call.deadline - Date.now()));
   }
 
   /** True when the node lives (or lived) here, or its URL names this container. */
@@ -221,6 +222,10 @@ export class Runtime {
       wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
     };
   }
+}
+
+function cycleError(id: NodeId): KeynodeError {
+  return new KeynodeError('ERR_CYCLE', `node ${id} is waiting on this call chain already; a node runs one eval at a time, so calling back into it would deadlock`);
 }
 
 export function destroyedError(id: NodeId): KeynodeError {

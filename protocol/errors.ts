@@ -14,6 +14,9 @@ export const ERROR_STATUS = {
   ERR_BAD_POLICY: 400, // a spawn option of the wrong shape or out of range
   ERR_BAD_SIGNATURE: 401, // the signature does not verify against `from`
   ERR_CLOCK_SKEW: 401, // `ts` outside the skew window, or signed before this container started
+  ERR_NO_SESSION: 401, // the session named is unknown here (expired, evicted, or the container restarted)
+  ERR_BAD_REPLY: 502, // (client side) a reply that is not authenticated by the container it was sent to
+  ERR_UNKNOWN_CODE: 409, // an eval named its function by hash, and this container does not have that source
   ERR_ACCESS_DENIED: 403, // the sender is not allowed to do this
   ERR_SANDBOX: 403, // the node's own sandbox forbids what its code tried
   ERR_NODE_NOT_FOUND: 404,

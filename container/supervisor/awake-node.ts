@@ -19,6 +19,8 @@ export interface Task {
 export interface Job {
   task?: undefined;
   fn: string;
+  /** SHA-256 of `fn` (hex): the worker is sent the hash alone once it has compiled the function. */
+  h: string;
   args: Uint8Array;
   from: NodeId;
   /** Set when the eval is part of a call chain, so a nested eval cannot outlive its caller. */
@@ -27,6 +29,8 @@ export interface Job {
   chain?: NodeId[];
   /** Requeued once already because its worker died before starting it. */
   retried?: boolean;
+  /** The worker said it does not have this function: send the source this time. */
+  withSource?: boolean;
   resolve(value: Uint8Array): void;
   reject(error: KeynodeError): void;
 }
@@ -72,6 +76,11 @@ export class AwakeNode {
   selfDestruct: number | undefined;
   /** ctx requests of the running eval not answered yet. */
   requests = 0;
+  /**
+   * Hashes of functions sent to this wake's worker with their source, oldest first: a guess of what its
+   * Compartment has compiled, kept smaller than the worker's own cache. A wrong guess costs a resend.
+   */
+  readonly code = new Set<string>();
   /** Bytes of the evals in `queue`. */
   queuedBytes = 0;
   /** Called when the eval in flight has its outcome (graceful shutdown waits on this). */

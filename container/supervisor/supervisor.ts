@@ -8,7 +8,7 @@
  * takes, in this order: a spare of its tenant, the worker of the tenant's least recently used idle node
  * that is not hot (see #victim), a blank from the pool, a new process.
  */
-import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../../protocol/index.js';
+import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type ToWorker, type WireError, type WorkerRequest, type Write } from '../../protocol/index.js';
 import { AwakeNode, type Job, type Task } from './awake-node.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { WorkerExit, WorkerProcess } from '../fleet/worker-process.js';
@@ -65,6 +65,17 @@ const EXIT_MESSAGES: Partial<Record<ErrorCode, string>> = {
   ERR_NODE_DESTROYED: 'the node was destroyed',
   ERR_UNAVAILABLE: 'the container is shutting down',
 };
+
+/** Worker functions kept in the container's guess of each worker's cache (the worker keeps more). */
+const CODE_GUESS = 128;
+
+/** The eval frame: the function by hash when this wake's worker has compiled it, else with its source. */
+function evalFrame(node: AwakeNode, job: Job, id: number): ToWorker {
+  if (!job.withSource && node.code.has(job.h)) return { type: 'eval', id, h: job.h, args: job.args, from: job.from };
+  if (node.code.size >= CODE_GUESS) node.code.delete(node.code.values().next().value!);
+  node.code.add(job.h);
+  return { type: 'eval', id, h: job.h, fn: job.fn, args: job.args, from: job.from };
+}
 
 export class Supervisor {
   readonly #awake = new Map<NodeId, AwakeNode>();
@@ -198,7 +209,7 @@ export class Supervisor {
     node.evals++;
     node.status = 'active';
     node.lastActivity = Date.now();
-    worker.send({ type: 'eval', id: evalId, fn: job.fn, args: job.args, from: job.from });
+    worker.send(evalFrame(node, job, evalId));
   }
 
   async #wake(node: AwakeNode): Promise<void> {
@@ -227,6 +238,7 @@ export class Supervisor {
     }
     if (node.destroyed || !worker.alive || node.worker !== worker) return;
     this.wakes++;
+    node.code.clear(); // a new Compartment: nothing compiled yet
     worker.send({ type: 'become', node: workerNodeOf(node.rec, this.#hooks.publicUrl(node.id)) });
     node.wokenAt = Date.now();
     node.evals = 0;
@@ -385,6 +397,15 @@ export class Supervisor {
     node.settling = running.timer;
     node.running = undefined;
     node.lastActivity = Date.now();
+    if (!msg.ok && msg.error.code === 'ERR_UNKNOWN_CODE' && !running.started && !running.job.withSource) {
+      // The worker no longer has the function it was named by hash, and ran nothing: again, with the source.
+      node.code.delete(running.job.h);
+      running.job.withSource = true;
+      node.queue.unshift(running.job);
+      node.queuedBytes += running.job.fn.length + running.job.args.length;
+      node.status = 'idle';
+      return this.#pump(node);
+    }
     if (!msg.ok) {
       node.selfDestruct = undefined; // a failed eval's destroySelf is thrown away with its writes
       node.status = 'idle';

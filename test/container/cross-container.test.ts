@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type KeynodeError } from 'keynode';
-import { decode, sealEnvelope } from '../../dist/protocol/index.js';
+import { decode, newBoxPair, sealEnvelope, sealKeys } from '../../dist/protocol/index.js';
 import { startContainer } from '../helpers/containers.js';
 
 describe('ctx.at across nodes and containers', () => {
@@ -81,7 +81,11 @@ describe('envelopes name the container they are for', () => {
     const b = await startContainer();
     const seed = new Uint8Array(randomBytes(32));
     const key = Identity.fromSecretKey(seed);
-    for (const c of [a, b]) await c.client.request('spawn', { lifetime: { kind: 'root' }, count: 1, keys: [{ seed }] } as never);
+    // The chosen seed travels sealed to each container's box key, never in clear.
+    for (const c of [a, b]) {
+      const seeds = sealKeys([seed], await (await c.client.channel()).boxKey(), newBoxPair());
+      await c.client.request('spawn', { lifetime: { kind: 'root' }, count: 1, keys: [{}], seeds } as never);
+    }
     const post = async (url: string, body: Uint8Array) => {
       const res = await request(`${url}/${key.id}`, { method: 'POST', body, headers: { 'content-type': 'application/msgpack' } });
       return decode(new Uint8Array(await res.body.arrayBuffer())) as { ok: boolean; error?: { code: string } };
