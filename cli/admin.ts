@@ -3,24 +3,27 @@
  * Admin commands against a running container, signed with the operator identity (or any identity: the
  * container decides what each may do).
  */
+import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { connect, Identity, isKeynodeError, type Client, type NodeInfo } from '../index.js';
 
 interface ConnFlags {
   url: string;
   identity: string;
+  ca?: string;
 }
 
 function connection(cmd: Command): Command {
   return cmd
     .addOption(new Option('--url <url>', 'container URL').env('KEYNODE_URL').default('http://127.0.0.1:7070'))
-    .addOption(new Option('--identity <file>', 'identity key file').env('KEYNODE_IDENTITY').default('./.keynode/operator.key'));
+    .addOption(new Option('--identity <file>', 'identity key file').env('KEYNODE_IDENTITY').default('./.keynode/operator.key'))
+    .addOption(new Option('--ca <file>', 'certificates (PEM) to trust for an HTTPS container').env('KEYNODE_TLS_CA'));
 }
 
 async function withClient<T>(flags: ConnFlags, f: (client: Client) => Promise<T>): Promise<void> {
   let client: Client | undefined;
   try {
-    client = await connect(flags.url, { identity: await Identity.load(flags.identity) });
+    client = await connect(flags.url, { identity: await Identity.load(flags.identity), ...(flags.ca ? { ca: await readFile(flags.ca) } : {}) });
     await f(client);
   } catch (e) {
     process.stderr.write(`keynode: ${isKeynodeError(e) ? `${e.code}: ${e.message}` : (e as Error).message}\n`);

@@ -41,6 +41,9 @@ program
   .addOption(new Option('--capacity-awake <n>', 'root budget: awake nodes').argParser(int('capacity-awake')))
   .addOption(new Option('--capacity-memory-mb <n>', 'root budget: memory of awake nodes').argParser(int('capacity-memory-mb')))
   .addOption(new Option('--fsync', 'fsync every commit (survive power loss, not only process kill)').env('KEYNODE_FSYNC'))
+  .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); node URLs become https://').env('KEYNODE_TLS_CERT'))
+  .addOption(new Option('--tls-key <file>', 'private key (PEM) of --tls-cert').env('KEYNODE_TLS_KEY'))
+  .addOption(new Option('--tls-ca <file>', 'certificates (PEM) to trust for peer containers over HTTPS').env('KEYNODE_TLS_CA'))
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('KEYNODE_LOG_LEVEL'))
   .action(async (flags: Record<string, unknown>) => {
     // Loaded here so admin commands start fast: they never need the container's own dependencies.
@@ -52,7 +55,7 @@ program
       process.stderr.write(`keynode: ${(e as Error).message}\n`);
       process.exit(2);
     }
-    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel'] as const;
+    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel', 'tlsCert', 'tlsKey', 'tlsCa'] as const;
     for (const key of keys) {
       const flag = key === 'memoryMB' ? flags.memoryMb : flags[key];
       if (flag !== undefined) (options as Record<string, unknown>)[key] = typeof DEFAULTS[key as keyof ContainerOptions] === 'number' ? Number(flag) : flag;
