@@ -37,6 +37,24 @@ describe('ctx.at across nodes and containers', () => {
     expect(cycle.code).toBe('ERR_CYCLE');
   });
 
+  it('a call chain that comes back to a waiting node through another container ends with ERR_CYCLE, not a timeout', async () => {
+    const a = await startContainer();
+    const b = await startContainer();
+    const x = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any', timeoutMs: 20_000 } });
+    const y = await b.client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any', timeoutMs: 20_000 }, acl: [x.url] });
+    await a.client.update(x, { acl: [y.url] });
+    const t0 = performance.now();
+    const err = (await a.client
+      .at(x, (ctx, yUrl: string, xUrl: string) => ctx.at(yUrl, (inner, back: string) => inner.at(back, () => 'deadlock?'), xUrl), y.url, x.url)
+      .catch((e: unknown) => e)) as KeynodeError;
+    expect(err.code).toBe('ERR_CYCLE');
+    // Refused as soon as the call arrives back at A, far inside the 20 s it would otherwise wait.
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    // The chain is in the authenticated request: both nodes are free again and answer at once.
+    expect(await a.client.at(x, () => 'x free')).toBe('x free');
+    expect(await b.client.at(y, () => 'y free')).toBe('y free');
+  });
+
   it('sandbox.contacts bounds ctx.at before any message leaves the node', async () => {
     const { client } = await startContainer();
     const target = await client.spawn({ lifetime: Lifetime.root(), acl: ['public'] });
