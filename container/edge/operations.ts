@@ -84,10 +84,16 @@ export class Operations {
         const { count, keys: sealedKeys, seeds, sealTo, ...spec } = env.body as Bodies['spawn'];
         const n = optionalInt(count, 'count', 1, 10_000) ?? (Array.isArray(sealedKeys) ? sealedKeys.length : 1);
         const box = this.#rt.keyring.box;
-        const keys = openChosenKeys(sealedKeys, seeds, box);
         // Signed by a node here (a client holds its spawned nodes' keys): the node spawns, with every rule
         // ctx.spawn obeys (its sandbox, its budget, narrowing) — never as a free-standing principal.
         const asNode = await this.#rt.find(env.from);
+        if (seeds !== undefined) {
+          // Opening the box of chosen seeds is real work: a spawner whose budget cannot hold this many nodes
+          // is refused first (the spawn checks again, exactly, under its budget lock).
+          const budgets = this.#rt.budgets;
+          budgets.carve(env.from, asNode ? asNode.budget : await budgets.limitsOf(env.from), n, {}, { ...(await budgets.holderRecord(env.from)) });
+        }
+        const keys = openChosenKeys(sealedKeys, seeds, box);
         return spawnReply(await this.#spawner.spawn(env.from, asNode, spec, n, keys), sealTo, box);
       }
       case 'update': {

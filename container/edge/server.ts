@@ -188,7 +188,10 @@ export function requestHandler(deps: ServerDeps): (req: IncomingMessage, res: Se
         type = raw.type;
         if (raw.at !== deps.containerId) throw new KeynodeError('ERR_ACCESS_DENIED', `this message was signed for container ${raw.at}, not for this one (${deps.containerId})`);
         replay.checkTime(raw.ts);
-        if (raw.type === 'hello') deps.sessions.admitHello(req.socket.remoteAddress);
+        if (raw.type === 'hello') {
+          if (pathId !== undefined) throw new KeynodeError('ERR_BAD_MESSAGE', 'a hello goes to the container (POST /), not to a node');
+          deps.sessions.admitHello(req.socket.remoteAddress);
+        }
         // A request alone is verified inline (lowest latency); with others in hand, on the threadpool, so
         // both cores verify and the loop keeps routing and replying (~20 µs of it per verify, not ~90).
         if (!(inFlight > 1 ? await verifyEnvelopeAsync(raw) : verifyEnvelope(raw))) throw new KeynodeError('ERR_BAD_SIGNATURE', `the signature does not verify against the sender ${raw.from}`);
