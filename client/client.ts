@@ -43,14 +43,6 @@ type Fn<A extends unknown[], R> = (ctx: Ctx, ...args: A) => R;
 
 const codec = makeCodec((url) => new NodeHandle(url));
 const sources = new WeakMap<Function, string>();
-const hashes = new WeakMap<Function, string>();
-
-/** SHA-256 of the function's source: what it travels as once a container has it. */
-function hashOf(fn: Function, source: string): string {
-  let h = hashes.get(fn);
-  if (h === undefined) hashes.set(fn, (h = codeHash(source)));
-  return h;
-}
 
 /** The function's source, checked here so a method shorthand or bound function fails before it travels. */
 function sourceOf(fn: Function): string {
@@ -216,7 +208,7 @@ export class Client {
     const encoded = codec.encode(args);
     if (options?.signal?.aborted) throw abortError(options.signal);
     const channel = await this.channel(url);
-    const value = await channel.eval(id, source, hashOf(fn, source), encoded, {}, options ?? {});
+    const value = await channel.eval(id, source, codeHash(source), encoded, {}, options ?? {});
     if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_REPLY', 'the container returned a malformed eval result');
     return codec.decode(value) as Awaited<R>;
   }

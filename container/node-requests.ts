@@ -111,7 +111,14 @@ export class NodeRequests {
       return;
     }
     const { sandbox } = node.rec;
-    if (writes.length && sandbox.refs !== 'readwrite') throw sandboxError('write');
+    if (!writes.length) {
+      // Nothing written: no held-children bookkeeping and no store batch, only a Resetting node's activity.
+      const txn = this.#rt.store.txn();
+      this.#lifetimes.onEval(node, txn);
+      if (txn.ops.length) await txn.commit();
+      return;
+    }
+    if (sandbox.refs !== 'readwrite') throw sandboxError('write');
     let total = 0;
     for (const w of writes) {
       if (w.op === 'del') continue;

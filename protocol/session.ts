@@ -56,9 +56,21 @@ function b64url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 }
 
+// The same few functions are sent again and again (as new function objects): their hashes are remembered.
+const hashes = new Map<string, string>();
+const MAX_HASHED = 1024;
+const MAX_HASHED_SOURCE = 4096;
+
 /** SHA-256 of a function's source, as lowercase hex: the name code travels under after the first time. */
 export function codeHash(source: string): string {
-  return createHash('sha256').update(source, 'utf8').digest('hex');
+  let h = hashes.get(source);
+  if (h !== undefined) return h;
+  h = createHash('sha256').update(source, 'utf8').digest('hex');
+  if (source.length <= MAX_HASHED_SOURCE) {
+    if (hashes.size >= MAX_HASHED) hashes.delete(hashes.keys().next().value!);
+    hashes.set(source, h);
+  }
+  return h;
 }
 
 // --- key agreement ----------------------------------------------------------------------------------

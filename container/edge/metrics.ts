@@ -31,9 +31,19 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'keynode_process_' });
   }
 
+  /** Labelled children by type and code: finding one from a label object costs more than the count itself. */
+  readonly #children = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+
   request(type: string, code: string, ms: number): void {
-    this.#requests.inc({ type, code });
-    this.#latency.observe({ type }, ms / 1000);
+    const key = `${type}\u0000${code}`;
+    let c = this.#children.get(key);
+    if (!c) {
+      // Types and codes are closed sets (unknown types are counted as 'unknown'), so this stays small.
+      c = { count: this.#requests.labels(type, code), time: this.#latency.labels(type) };
+      this.#children.set(key, c);
+    }
+    c.count.inc();
+    c.time.observe(ms / 1000);
   }
 
   get contentType(): string {
