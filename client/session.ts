@@ -355,7 +355,8 @@ export class SessionChannel {
         this.learnedCode(h);
         return value;
       } catch (e) {
-        if (!byHash || (e as KeynodeError).code !== 'ERR_UNKNOWN_CODE') throw e;
+        if ((e as KeynodeError).code !== 'ERR_UNKNOWN_CODE') throw e;
+        if (!byHash) throw new KeynodeError('ERR_BAD_REPLY', `${this.origin} says it does not have a function it was just sent`);
         this.forgetCode(h);
         byHash = false;
       }

@@ -393,11 +393,14 @@ export class Supervisor {
   async #onResult(node: AwakeNode, worker: WorkerProcess, msg: Extract<FromWorker, { type: 'result' }>): Promise<void> {
     const running = node.running;
     if (!running || running.evalId !== msg.id) return worker.kill('ERR_WORKER_CRASHED'); // a result nobody asked for
+    const unknownCode = !msg.ok && msg.error.code === 'ERR_UNKNOWN_CODE';
+    // Clients read ERR_UNKNOWN_CODE as "nothing ran, send the source": a worker that had the source lies.
+    if (unknownCode && !running.started && running.job.withSource) return worker.kill('ERR_WORKER_CRASHED');
     // The kill timer keeps running until the worker says idle (see node-worker/main.ts).
     node.settling = running.timer;
     node.running = undefined;
     node.lastActivity = Date.now();
-    if (!msg.ok && msg.error.code === 'ERR_UNKNOWN_CODE' && !running.started && !running.job.withSource) {
+    if (unknownCode && !running.started) {
       // The worker no longer has the function it was named by hash, and ran nothing: again, with the source.
       node.code.delete(running.job.h);
       running.job.withSource = true;
@@ -406,6 +409,8 @@ export class Supervisor {
       node.status = 'idle';
       return this.#pump(node);
     }
+    // Of an eval that started, the code is never passed on as such (a nested call's refusal, say).
+    if (unknownCode && !msg.ok) msg.error = { code: 'ERR_UNAVAILABLE', message: `a call this eval made was refused: ${msg.error.message}` };
     if (!msg.ok) {
       node.selfDestruct = undefined; // a failed eval's destroySelf is thrown away with its writes
       node.status = 'idle';

@@ -3,6 +3,7 @@
  * worker) that does not have the function says so and gets the source once, without the caller noticing,
  * and the function runs exactly once. The container's cache of sources is bounded in entries and bytes.
  */
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { connect, Lifetime } from 'keynode';
 import { codeHash, encode, decode } from '../../dist/protocol/index.js';
@@ -11,6 +12,7 @@ import { defer, startContainer } from '../helpers/containers.js';
 import { handshake, kindOf, post, rewritingProxy } from '../helpers/wire.js';
 
 const PADDING = 'x'.repeat(20_000);
+const TURNCOAT = fileURLToPath(new URL('../fixtures/turncoat-wrapper.sh', import.meta.url));
 
 describe('code by hash', () => {
   it('a function travels once; later evals carry only its hash, and a forgotten hash is resent with the source, transparently', async () => {
@@ -81,6 +83,25 @@ describe('code by hash', () => {
     expect(await c.client.at(node, inc)).toBe(1);
     expect(await c.client.at(node, inc)).toBe(2);
     expect(await c.client.at(node, (ctx) => ctx.ref('k').get())).toBe(2);
+  });
+
+  it('an eval that started never answers ERR_UNKNOWN_CODE (which would make the client send it again)', async () => {
+    const c = await startContainer({ poolMin: 0, workerWrapper: TURNCOAT });
+    const proxy = await rewritingProxy(c.url, (reply) => reply);
+    const client = await connect(proxy.url, { identity: c.operator });
+    defer(() => client.close());
+    const node = await client.spawn({ lifetime: Lifetime.root() });
+    // It waits on the container once (a ref read), so the turncoat's answer goes out while it runs.
+    const fn = async (ctx: { ref(n: string): { get(): Promise<unknown> } }, tag: string) => {
+      await ctx.ref('x').get();
+      return `ran with ${tag}`;
+    };
+    expect(await client.at(node.id, fn, 'warm')).toBe('ran with warm'); // the source travels; then the hash
+    const mark = proxy.requests.length;
+    // The worker (a turncoat) starts the eval by hash, then claims it never had the function.
+    const err = (await client.at(node.id, fn, 'TURNCOAT:unknown-code').catch((e: unknown) => e)) as { code?: string };
+    expect(err.code).toBe('ERR_UNAVAILABLE');
+    expect(proxy.requests.slice(mark).map(kindOf)).toEqual(['session']); // not sent again
   });
 
   it('the cache of sources is bounded in entries and bytes, least recently used out first', () => {
