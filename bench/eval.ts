@@ -16,27 +16,33 @@ const SIZE = {
 };
 
 /**
- * What a `ctx.at` adds to its caller's eval: the p50 of an eval that makes one `ctx.at` (on this container,
- * then on another container in this process), minus the p50 of a plain eval measured just before.
+ * What a `ctx.at` adds to its caller's eval: in each run, evals that make one `ctx.at` (on this container, or on
+ * another container in this process) alternate with plain evals on the same caller, and the difference of their
+ * p50s is what the call added (alternating keeps a noisy machine's drift out of the difference).
  */
-async function benchCtxAt(client: Client, plainP50: number[]): Promise<void> {
+async function benchCtxAt(client: Client): Promise<void> {
   const { client: peer } = await start('eval-peer', { poolMin: 1 });
   const lifetime = Lifetime.root();
   const caller = await client.spawn({ lifetime, sandbox: { contacts: 'any' } });
   const local = await client.spawn({ lifetime, acl: [caller.url] });
   const remote = await peer.spawn({ lifetime, acl: [caller.url] });
   const nested = (target: string) => client.at(caller, (ctx, t: string) => ctx.at(t, () => 1), target);
+  const plain = () => client.at(caller, () => 1);
   for (const [label, target] of [['on the same container', local.url], ['on another container', remote.url]] as const) {
     for (let i = 0; i < SIZE.evalWarmup; i++) await nested(target);
     const added: number[] = [];
     for (let r = 0; r < RUNS; r++) {
-      const samples: number[] = [];
+      const withAt: number[] = [];
+      const without: number[] = [];
       for (let i = 0; i < SIZE.evalSequential / 2; i++) {
-        const t0 = performance.now();
+        let t0 = performance.now();
         await nested(target);
-        samples.push(performance.now() - t0);
+        withAt.push(performance.now() - t0);
+        t0 = performance.now();
+        await plain();
+        without.push(performance.now() - t0);
       }
-      added.push(percentile(samples, 50) - plainP50[Math.min(r, plainP50.length - 1)]!);
+      added.push(percentile(withAt, 50) - percentile(without, 50));
     }
     row(`ctx.at added to the caller's eval, p50, ${label}`, 'ms', added, { kind: 'max', value: label.includes('same') ? 0.3 : 1 });
   }
@@ -64,7 +70,7 @@ export async function benchEval(): Promise<void> {
     }
     row('warm eval latency p50 (sequential, 1 node)', 'ms', p50, { kind: 'max', value: 0.5 });
     row('warm eval latency p99 (sequential, 1 node)', 'ms', p99);
-    await benchCtxAt(client, p50);
+    await benchCtxAt(client);
 
     const nodes = await client.spawnMany(SIZE.throughputNodes, { lifetime });
     const tw = performance.now();

@@ -124,9 +124,9 @@ export interface ForwardedReply {
 
 /**
  * An HTTP proxy to `target` whose `rewrite` may change each reply to a POST (and see its request) before it
- * goes back; GETs pass untouched. `requests` keeps every POST body that came through.
+ * goes back; GETs pass untouched unless `rewriteGet` is given. `requests` keeps every POST body that came through.
  */
-export async function rewritingProxy(target: string, rewrite: (reply: ForwardedReply, request: Uint8Array, path: string) => ForwardedReply | Promise<ForwardedReply>): Promise<{ url: string; requests: Uint8Array[] }> {
+export async function rewritingProxy(target: string, rewrite: (reply: ForwardedReply, request: Uint8Array, path: string) => ForwardedReply | Promise<ForwardedReply>, rewriteGet?: (reply: ForwardedReply, path: string) => ForwardedReply): Promise<{ url: string; requests: Uint8Array[] }> {
   const requests: Uint8Array[] = [];
   const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
@@ -139,6 +139,7 @@ export async function rewritingProxy(target: string, rewrite: (reply: ForwardedR
       for (const [k, v] of Object.entries(up.headers)) if (typeof v === 'string' && k !== 'content-length' && k !== 'connection' && k !== 'keep-alive' && k !== 'transfer-encoding') headers[k] = v;
       let reply: ForwardedReply = { status: up.statusCode, headers, body: new Uint8Array(await up.body.arrayBuffer()) };
       if (req.method === 'POST') reply = await rewrite(reply, body, req.url ?? '/');
+      else if (rewriteGet) reply = rewriteGet(reply, req.url ?? '/');
       res.writeHead(reply.status, { ...reply.headers, 'content-length': reply.body.length });
       res.end(reply.body);
     })().catch((e: unknown) => {

@@ -155,6 +155,20 @@ describe('handshakes', () => {
     expect(a.container.sessions.opened).toBe(opened);
   });
 
+  it('a client learns the container\'s clock only as the container signed it', async () => {
+    const shift = (reply: { status: number; headers: Record<string, string>; body: Uint8Array }) => {
+      const info = JSON.parse(Buffer.from(reply.body).toString('utf8')) as { time: number };
+      info.time += 3_600_000; // an hour ahead: a client believing it would sign messages that expire late
+      return { ...reply, body: new Uint8Array(Buffer.from(JSON.stringify(info))) };
+    };
+    const proxy = await rewritingProxy(a.url, (reply) => reply, shift);
+    expect((await caught(connect(proxy.url, { identity: a.operator }))).code).toBe('ERR_BAD_REPLY');
+    // Through an honest path the offset it learned is the container's (this machine's: near zero).
+    const client = await connect(a.url, { identity: a.operator });
+    defer(() => client.close());
+    expect((await client.channel()).offset).toBe(0);
+  });
+
   it('a client refuses a container that is not the one it pinned, and a hello answer signed by another key or with a swapped key', async () => {
     const pinned = await caught(connect(a.url, { containerId: Identity.generate().id }));
     expect(pinned.code).toBe('ERR_BAD_REPLY');
@@ -253,6 +267,27 @@ describe('replies', () => {
     const refused = await caught(fresh.at(nodeId, () => 1));
     expect(refused.message).toMatch(/did not authenticate/);
     expect(middlebox.requests.map(kindOf)).toEqual(['one-off hello']);
+  });
+});
+
+describe('one-off messages', () => {
+  it('still work beside a session, for rare calls, and their replies are signed by the container over the request', async () => {
+    const client = await connect(a.url, { identity: a.operator });
+    defer(() => client.close());
+    const described = (await client.requestOneOff('describe', { node: nodeId as never })) as { id: string };
+    expect(described.id).toBe(nodeId);
+    // The same through a proxy that swaps the signature for one over another request: refused.
+    let last: string | undefined;
+    const proxy = await rewritingProxy(a.url, (reply) => {
+      const auth = reply.headers[AUTH_HEADER]!;
+      const swapped = last === undefined ? reply : { ...reply, headers: { ...reply.headers, [AUTH_HEADER]: last } };
+      last = auth;
+      return swapped;
+    });
+    const viaProxy = await connect(proxy.url, { identity: a.operator });
+    defer(() => viaProxy.close());
+    await viaProxy.requestOneOff('describe', { node: nodeId as never });
+    expect((await caught(viaProxy.requestOneOff('describe', { node: nodeId as never }))).code).toBe('ERR_BAD_REPLY');
   });
 });
 
