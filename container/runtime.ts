@@ -162,8 +162,10 @@ export class Runtime {
     if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));
     const body = call.grant ? { fn: call.fn, args: call.args, cap: call.grant } : { fn: call.fn, args: call.args };
-    const envelope = sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body);
-    const value = await this.#remote.post(url, envelope, Math.max(1, call.deadline - Date.now()));
+    // Sockets to a peer are shared per tenant: the signer is the node the call is for or an ancestor that
+    // passed it a capability, so its top-level principal is that node's tenant (as for worker reuse).
+    const tenant = call.from.ancestors[0] ?? call.from.id;
+    const value = await this.#remote.post(url, () => sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body), call.deadline, tenant);
     if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_MESSAGE', `${url} returned a malformed eval result`);
     return value;
   }
