@@ -213,8 +213,10 @@ export class Runtime {
     }
     const fleet = this.fleet();
     const { spare = 0, steal = 0, blank = 0, new: fresh = 0, retired = 0 } = fleet.counts;
+    const peers = this.#remote.counts();
     return {
       awake: this.supervisor.size, active, queued, wakes: this.supervisor.wakes, uptimeMs: Date.now() - this.bootId,
+      peerCallsInFlight: peers.active, peerCallsWaiting: peers.waiting,
       spareWorkers: fleet.spares, blankWorkers: fleet.blanks,
       wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
     };

@@ -77,6 +77,17 @@ export class PeerGate {
     });
   }
 
+  /** Requests in flight to peers and waiting for a share, across peers and tenants. */
+  counts(): { active: number; waiting: number } {
+    let active = 0;
+    let waiting = 0;
+    for (const peer of this.#peers.values()) {
+      active += peer.active;
+      for (const s of peer.shares.values()) waiting += s.waiting.length;
+    }
+    return { active, waiting };
+  }
+
   #take(origin: string, peer: Peer, tenant: string, share: Share): Release {
     peer.active++;
     share.active++;

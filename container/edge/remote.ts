@@ -19,6 +19,11 @@ export class RemotePeers {
     this.#agent = new Agent({ connections: limits.total, keepAliveTimeout: 10_000 });
   }
 
+  /** Calls to peer containers in flight, and waiting for their tenant's share. */
+  counts(): { active: number; waiting: number } {
+    return this.#gate.counts();
+  }
+
   /**
    * POSTs an envelope to a node URL for `tenant` and returns the reply's value, or throws its error. The
    * envelope is sealed once a connection is this tenant's to use, so time spent waiting never ages its

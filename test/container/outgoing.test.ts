@@ -11,7 +11,7 @@ import type { ContainerOptions } from 'keynode/container';
 import { defer, startContainer, until, type TestContainer } from '../helpers/containers.js';
 
 /** A server that holds every request unanswered until `release()`, then answers everything at once. */
-async function hangServer(): Promise<{ origin: string; received: () => number; release: () => void }> {
+async function hangServer(): Promise<{ origin: string; received: () => number; release: () => void; releaseOne: () => void }> {
   const held: ServerResponse[] = [];
   let received = 0;
   let released = false;
@@ -35,7 +35,11 @@ async function hangServer(): Promise<{ origin: string; received: () => number; r
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   });
-  return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received: () => received, release };
+  const releaseOne = () => {
+    const res = held.shift();
+    if (res) answer(res);
+  };
+  return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received: () => received, release, releaseOne };
 }
 
 /** A tenant: a principal with its own budget on the container, and a client signed by it. */
@@ -142,5 +146,31 @@ describe('outgoing calls to a peer container are shared fairly between tenants',
     // The refusal is the abuser's alone, and short-lived: with its calls done it can call again.
     const again = await bad.at(abuser, (ctx, t: string) => ctx.at(t, (c) => c.here.id), slow.url);
     expect(again).toBe(slow.id);
+  });
+
+  it('when every socket to a peer is busy, the next one freed goes to the tenant with the fewest calls there', async () => {
+    const hang = await hangServer();
+    const { b, healthy, slow, slowCall } = await peer(hang.origin);
+    const a = await startContainer({ peerConnections: 2, peerTenantRequests: 2, peerTenantQueue: 8 } as Partial<ContainerOptions>);
+    const bad = await tenant(a);
+    const good = await tenant(a);
+    const abuser = await bad.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: [slow.url], timeoutMs: 60_000 } });
+    const victim = await good.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: [healthy.url], timeoutMs: 20_000 } });
+    await good.at(victim, () => 'awake');
+
+    const abuse = flood(bad, abuser, slow.url, slowCall, 6);
+    try {
+      // Both sockets are the abuser's (one call hangs on B, one waits there behind it), four more wait here.
+      await until(() => hang.received() >= 1 && b.container.runtime.stats().queued >= 1 && a.container.runtime.stats().peerCallsWaiting === 4, 20_000, 'the abuser to hold every socket');
+      const call = good.at(victim, (ctx, t: string) => ctx.at(t, (c) => c.here.id), healthy.url);
+      await until(() => a.container.runtime.stats().peerCallsWaiting === 5, 20_000, "the victim's call to wait for a socket");
+      // One abuser call ends: its socket goes to the victim, not to the abuser's next call (which would hang).
+      hang.releaseOne();
+      expect(await call).toBe(healthy.id);
+    } finally {
+      hang.release();
+    }
+    expect(tally(await abuse)).toEqual({ released: 6 });
+    expect(a.container.runtime.stats()).toMatchObject({ peerCallsInFlight: 0, peerCallsWaiting: 0 });
   });
 });
