@@ -193,14 +193,14 @@ export class Client {
   /** Status and policies of a node (for its ancestors and the operator). */
   async describe(node: NodeLike, options?: CallOptions): Promise<NodeInfo> {
     const { id, url } = this.#target(node);
-    return (await this.#send(this.#origin(url), 'describe', await this.#containerOf(url), { node: id }, this.here, options)) as NodeInfo;
+    return (await this.#send(url, 'describe', await this.#containerOf(url), { node: id }, this.here, options)) as NodeInfo;
   }
 
   /** Log lines of a node after sequence number `after`; `wait` ms long-polls for new ones. */
   async logs(node: NodeLike, options: { after?: number; limit?: number; wait?: number } & CallOptions = {}): Promise<{ seq: number; ts: number; line: string }[]> {
     const { id, url } = this.#target(node);
     const { signal, ...rest } = options;
-    const value = (await this.#send(this.#origin(url), 'logs', await this.#containerOf(url), { node: id, ...rest }, this.here, { signal })) as { lines: { seq: number; ts: number; line: string }[] };
+    const value = (await this.#send(url, 'logs', await this.#containerOf(url), { node: id, ...rest }, this.here, { signal })) as { lines: { seq: number; ts: number; line: string }[] };
     return value.lines;
   }
 

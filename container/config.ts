@@ -39,6 +39,12 @@ export interface ContainerOptions {
   maxInflightBytes: number;
   /** Open connections at most. */
   maxConnections: number;
+  /** Sockets (requests in flight) to one peer container, shared by all tenants. */
+  peerConnections: number;
+  /** Requests one tenant may have in flight to one peer container; more wait. */
+  peerTenantRequests: number;
+  /** Requests one tenant may have waiting for one peer container before more are refused with ERR_OVERLOADED. */
+  peerTenantQueue: number;
   /** Pre-started blank workers (default heap size) always kept ready: the floor of the adaptive pool. */
   poolMin: number;
   /** The most blank workers the pool grows to under bursts of wakes that find no reusable worker. */
@@ -104,6 +110,9 @@ export const DEFAULTS: ContainerOptions = {
   maxQueueBytes: 64 * 1024 * 1024,
   maxInflightBytes: 256 * 1024 * 1024,
   maxConnections: 10_000,
+  peerConnections: 256,
+  peerTenantRequests: 16,
+  peerTenantQueue: 256,
   logLines: 1000,
   fsync: false,
   holdGraceMs: 30_000,
@@ -118,7 +127,7 @@ export const DEFAULTS: ContainerOptions = {
 
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
-  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
+  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'peerConnections', 'peerTenantRequests', 'peerTenantQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
 ];
 
 function envName(key: string): string {
@@ -167,7 +176,7 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   }
   for (const key of NUMERIC) {
     const v = o[key] as number;
-    const min = ['port', 'poolMin', 'poolMax', 'maxSpareWorkers'].includes(key) ? 0 : 1;
+    const min = ['port', 'poolMin', 'poolMax', 'maxSpareWorkers', 'peerTenantQueue'].includes(key) ? 0 : 1;
     if (!Number.isSafeInteger(v) || v < min) bad(`Expected the \`${key}\` option to be an integer of at least ${min}, got \`${String(v)}\` (${typeof v})`);
   }
   if (o.port > 65535) bad(`Expected the \`port\` option to be at most 65535, got \`${o.port}\``);
@@ -175,6 +184,7 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   if (o.evalTimeoutMs > o.maxEvalTimeoutMs) bad('`evalTimeoutMs` must not exceed `maxEvalTimeoutMs`');
   if (o.memoryMB > o.maxMemoryMB || o.memoryMB < 16) bad('`memoryMB` must be at least 16 and not exceed `maxMemoryMB`');
   if (o.maxMessageBytes > o.maxBodyBytes) bad('`maxMessageBytes` must not exceed `maxBodyBytes`');
+  if (o.peerTenantRequests > o.peerConnections) bad('`peerTenantRequests` must not exceed `peerConnections`');
   if (o.workerReuse !== 'off' && o.workerReuse !== 'tenant') bad(`Expected the \`workerReuse\` option to be 'off' or 'tenant', got \`${String(o.workerReuse)}\``);
   if (input.poolMax === undefined) o.poolMax = Math.max(o.poolMax, o.poolMin);
   if (o.poolMin > o.poolMax) bad('`poolMin` must not exceed `poolMax`');

@@ -132,7 +132,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     if (killed) this.logger.warn({ killed }, 'killed workers left by a previous run of this container');
 
     this.#logbook = new LogBook(this.#store, o.logLines);
-    this.#remote = new RemotePeers(o.maxBodyBytes);
+    this.#remote = new RemotePeers(o.maxBodyBytes, { total: o.peerConnections, perTenant: o.peerTenantRequests, queue: o.peerTenantQueue });
     if (o.workerUid !== undefined) {
       const problem = workerReadableBy(o.workerUid, o.workerGid ?? o.workerUid);
       if (problem) throw new KeynodeError('ERR_UNAVAILABLE', `workers cannot run as uid ${o.workerUid}: ${problem} (install keynode where that user can read it)`);

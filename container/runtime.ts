@@ -165,9 +165,11 @@ export class Runtime {
     if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));
     const body = call.grant ? { fn: call.fn, args: call.args, cap: call.grant } : { fn: call.fn, args: call.args };
+    // Sockets to a peer are shared per tenant: the signer is the node the call is for or an ancestor that
+    // passed it a capability, so its top-level principal is that node's tenant (as for worker reuse).
+    const tenant = call.from.ancestors[0] ?? call.from.id;
     const at = await this.peerIds.of(url, Math.max(1, call.deadline - Date.now()));
-    const envelope = sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body, Date.now(), at);
-    const value = await this.#remote.post(url, envelope, Math.max(1, call.deadline - Date.now()));
+    const value = await this.#remote.post(url, () => sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body, Date.now(), at), call.deadline, tenant);
     if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_MESSAGE', `${url} returned a malformed eval result`);
     return value;
   }
@@ -215,8 +217,10 @@ export class Runtime {
     }
     const fleet = this.fleet();
     const { spare = 0, steal = 0, blank = 0, new: fresh = 0, retired = 0 } = fleet.counts;
+    const peers = this.#remote.counts();
     return {
       awake: this.supervisor.size, active, queued, wakes: this.supervisor.wakes, uptimeMs: Date.now() - this.bootId,
+      peerCallsInFlight: peers.active, peerCallsWaiting: peers.waiting,
       spareWorkers: fleet.spares, blankWorkers: fleet.blanks,
       wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
     };

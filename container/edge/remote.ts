@@ -1,21 +1,44 @@
 /**
  * @module container/remote
  * Messages from this container's nodes to nodes on other containers: a signed envelope POSTed to the
- * node's URL, exactly as a client would send it.
+ * node's URL, exactly as a client would send it. The sockets to each peer are shared between tenants
+ * through a PeerGate, so one tenant's slow calls cannot take another's place.
  */
 import { Agent, request } from 'undici';
-import { decode, KeynodeError, type Reply } from '../../protocol/index.js';
+import { decode, KeynodeError, parseNodeUrl, type Reply } from '../../protocol/index.js';
+import { PeerGate, type PeerLimits } from './peer-gate.js';
 
 export class RemotePeers {
-  readonly #agent = new Agent({ connections: 64, keepAliveTimeout: 10_000 });
+  readonly #agent: Agent;
+  readonly #gate: PeerGate;
   readonly #maxResponseBytes: number;
 
-  constructor(maxResponseBytes: number) {
+  constructor(maxResponseBytes: number, limits: PeerLimits) {
     this.#maxResponseBytes = maxResponseBytes;
+    this.#gate = new PeerGate(limits);
+    this.#agent = new Agent({ connections: limits.total, keepAliveTimeout: 10_000 });
   }
 
-  /** POSTs envelope bytes to a node URL and returns the reply's value, or throws its error. */
-  async post(url: string, envelope: Uint8Array, timeoutMs: number): Promise<unknown> {
+  /** Calls to peer containers in flight, and waiting for their tenant's share. */
+  counts(): { active: number; waiting: number } {
+    return this.#gate.counts();
+  }
+
+  /**
+   * POSTs an envelope to a node URL for `tenant` and returns the reply's value, or throws its error. The
+   * envelope is sealed once a connection is this tenant's to use, so time spent waiting never ages its
+   * timestamp.
+   */
+  async post(url: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<unknown> {
+    const release = await this.#gate.acquire(parseNodeUrl(url).origin, tenant, deadline);
+    try {
+      return await this.#send(url, seal(), Math.max(1, deadline - Date.now()));
+    } finally {
+      release();
+    }
+  }
+
+  async #send(url: string, envelope: Uint8Array, timeoutMs: number): Promise<unknown> {
     let res;
     try {
       res = await request(url, {
