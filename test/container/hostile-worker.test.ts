@@ -120,6 +120,16 @@ describe('a worker whose sandbox is broken', () => {
     expect(await client.at(small, (ctx) => ctx.index('hoard').entries())).toEqual([]);
   });
 
+  it('is killed for a frame the protocol does not expect (idle with no eval in flight); its node answers on a new worker', async () => {
+    const { container, client } = await startContainer({ workerWrapper: HOSTILE, idleTimeoutMs: 120_000 });
+    const node = await client.spawn({ lifetime: Lifetime.root() });
+    const slept = nextSleep(container, node.id);
+    const pid = (await client.at(node, hostile({ attack: 'unsolicited' }))) as number;
+    expect(await slept).toBe('crash');
+    await until(() => !running(pid), 5000, 'the worker to be killed');
+    expect(await client.at(node, () => 'back')).toBe('back');
+  });
+
   it('is killed when it computes after saying idle, well before it has used 5 CPU-seconds; its node answers on a new worker', async () => {
     const { container, client } = await startContainer({ workerWrapper: HOSTILE, idleTimeoutMs: 120_000 });
     const node = await client.spawn({ lifetime: Lifetime.root() });
