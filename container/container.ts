@@ -4,7 +4,6 @@
  * no node: sleeping nodes cost nothing until a message names them.
  */
 import { EventEmitter } from 'node:events';
-import { readdir, readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +24,7 @@ import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './edge/server.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { workerReadableBy, type WorkerLaunch } from './fleet/worker-process.js';
+import { WorkerRegistry } from './fleet/worker-registry.js';
 import { admit } from './policies/admission.js';
 import { Budgets } from './policies/budgets.js';
 import { LifetimePolicy } from './policies/lifetime-policy.js';
@@ -128,7 +128,8 @@ export class Container extends EventEmitter<ContainerEvents> {
     for (const { path, was } of opened) this.logger.warn({ path, was }, 'others could read the data directory: its mode is now 700');
     this.#keyring = await Keyring.open(o.data);
     this.#store = await Store.open(join(o.data, 'db'), { sync: o.fsync });
-    const killed = await killOrphans(o.data);
+    // Holding the store's lock, this is the only container on this data directory: workers recorded there are orphans.
+    const { registry, killed } = WorkerRegistry.open(join(o.data, 'workers'));
     if (killed) this.logger.warn({ killed }, 'killed workers left by a previous run of this container');
 
     this.#logbook = new LogBook(this.#store, o.logLines);
@@ -143,6 +144,7 @@ export class Container extends EventEmitter<ContainerEvents> {
       ...(o.workerUid !== undefined ? { uid: o.workerUid } : {}),
       ...(o.workerGid !== undefined ? { gid: o.workerGid } : {}),
       ...(o.workerWrapper ? { wrapper: o.workerWrapper.split(' ').filter(Boolean) } : {}),
+      ...(registry ? { registry } : {}),
     };
 
     this.#server = createHttpServer(o, o.maxBodyBytes);
@@ -265,29 +267,4 @@ export class Container extends EventEmitter<ContainerEvents> {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/** Workers of a previous run of this container (killed with -9, say) that still run: found by their marker. */
-async function killOrphans(data: string): Promise<number> {
-  const marker = `--keynode-data=${data}`;
-  let killed = 0;
-  let entries: string[];
-  try {
-    entries = await readdir('/proc');
-  } catch {
-    return 0; // not Linux: orphans exit on their own when they next read their closed stdin
-  }
-  for (const pid of entries) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(marker)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-        killed++;
-      } catch {
-        // already gone
-      }
-    }
-  }
-  return killed;
 }

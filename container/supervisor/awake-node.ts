@@ -5,7 +5,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { KeynodeError, NodeId, NodeStatus } from '../../protocol/index.js';
 import type { NodeRecord } from '../../store/index.js';
-import type { WorkerProcess } from '../fleet/worker-process.js';
+import type { EvalTicket, WorkerProcess } from '../fleet/worker-process.js';
 import type { WorkerSource } from '../fleet/fleet.js';
 
 /** Work the container does on a node's state between evals (a Resetting node's reset). */
@@ -25,7 +25,7 @@ export interface Job {
   deadline?: number;
   /** Nodes of this container whose evals are waiting on this one (to refuse calls back into them). */
   chain?: NodeId[];
-  /** Requeued once already because its worker died before starting it. */
+  /** Requeued once already because its worker died before it could have started it. */
   retried?: boolean;
   resolve(value: Uint8Array): void;
   reject(error: KeynodeError): void;
@@ -40,7 +40,8 @@ export class AwakeNode {
   status: AwakeStatus = 'asleep';
   worker: WorkerProcess | undefined;
   readonly queue: (Job | Task)[] = [];
-  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number; started?: boolean } | undefined;
+  /** `ticket`: whether its worker may have run it (see WorkerProcess.mayHaveRun). */
+  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number; ticket?: EvalTicket } | undefined;
   lastActivity = Date.now();
   /** After a result, the worker has not said idle yet: the eval's kill timer still runs, no new eval starts. */
   settling: NodeJS.Timeout | undefined;

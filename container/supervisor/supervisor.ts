@@ -14,6 +14,7 @@ import type { Fleet } from '../fleet/fleet.js';
 import type { WorkerExit, WorkerProcess } from '../fleet/worker-process.js';
 import type { NodeRecord } from '../../store/index.js';
 import { workerNodeOf } from '../fleet/worker-node.js';
+import { fitError, requestTooLarge, resultTooLarge } from '../fleet/frame-bounds.js';
 import { watchMemory } from './memory-watch.js';
 
 export interface SupervisorHooks {
@@ -194,11 +195,12 @@ export class Supervisor {
     const limit = Math.min(node.rec.sandbox.timeoutMs, remaining);
     const worker = node.worker;
     const timer = setTimeout(() => worker.kill('ERR_EVAL_TIMEOUT'), limit);
-    node.running = { job, evalId, timer, deadline: Date.now() + limit };
+    const running: NonNullable<AwakeNode['running']> = { job, evalId, timer, deadline: Date.now() + limit };
+    node.running = running;
     node.evals++;
     node.status = 'active';
     node.lastActivity = Date.now();
-    worker.send({ type: 'eval', id: evalId, fn: job.fn, args: job.args, from: job.from });
+    running.ticket = worker.sendEval({ type: 'eval', id: evalId, fn: job.fn, args: job.args, from: job.from });
   }
 
   async #wake(node: AwakeNode): Promise<void> {
@@ -343,8 +345,7 @@ export class Supervisor {
       case 'ready':
         return;
       case 'started':
-        if (node.running?.evalId === msg.id) node.running.started = true;
-        return;
+        return; // the worker's word only: whether an eval may have run is the container's to know (see #onExit)
       case 'idle':
         if (node.running) return; // idle is only meaningful between evals
         clearTimeout(node.settling);
@@ -356,12 +357,20 @@ export class Supervisor {
         this.#pump(node);
         if (node.quiet) this.#fleet.notify(); // a wake waiting for a worker may take this one
         return;
-      case 'log':
-        if (node.running?.evalId === msg.eval) this.#hooks.onLog(node, msg.line);
+      case 'log': {
+        // The node's policy and the bounds on lines are the container's to apply: the worker may not have.
+        if (node.running?.evalId !== msg.eval || !node.rec.sandbox.log) return;
+        const line = worker.logs.admit(msg.line);
+        if (line !== undefined) this.#hooks.onLog(node, line);
         return;
+      }
       case 'request': {
-        const reply = (r: { ok: true; value: unknown } | { ok: false; error: WireError }) => worker.send({ type: 'reply', id: msg.id, ...r });
+        const reply = (r: { ok: true; value: unknown } | { ok: false; error: WireError }): void => {
+          worker.send({ type: 'reply', id: msg.id, ...r });
+        };
         if (node.running?.evalId !== msg.eval) return reply({ ok: false, error: { code: 'ERR_EVAL_ENDED', message: 'this eval has already returned' } });
+        const tooLarge = requestTooLarge(msg.req, node.rec.sandbox.maxMessageBytes);
+        if (tooLarge) return reply({ ok: false, error: tooLarge.toWire() });
         // Each request's reply is held in memory until the worker reads it: a bounded number at a time.
         if (node.requests >= MAX_REQUESTS_IN_FLIGHT) {
           return reply({ ok: false, error: { code: 'ERR_OVERLOADED', message: `more than ${MAX_REQUESTS_IN_FLIGHT} ctx requests in flight in one eval; await some first` } });
@@ -381,6 +390,18 @@ export class Supervisor {
   async #onResult(node: AwakeNode, worker: WorkerProcess, msg: Extract<FromWorker, { type: 'result' }>): Promise<void> {
     const running = node.running;
     if (!running || running.evalId !== msg.id) return worker.kill('ERR_WORKER_CRASHED'); // a result nobody asked for
+    const note = worker.logs.endEval();
+    if (note !== undefined && node.rec.sandbox.log) this.#hooks.onLog(node, note);
+    const tooLarge = msg.ok ? resultTooLarge(msg.value, node.rec.sandbox.maxMessageBytes) : undefined;
+    if (tooLarge) {
+      // An honest worker refuses such a result itself: this one is not honest, and serves nothing more.
+      clearTimeout(running.timer);
+      node.running = undefined;
+      node.selfDestruct = undefined;
+      running.job.reject(tooLarge);
+      for (const settled of node.settled.splice(0)) settled();
+      return worker.kill('ERR_WORKER_CRASHED');
+    }
     // The kill timer keeps running until the worker says idle (see node-worker/main.ts).
     node.settling = running.timer;
     node.running = undefined;
@@ -388,7 +409,7 @@ export class Supervisor {
     if (!msg.ok) {
       node.selfDestruct = undefined; // a failed eval's destroySelf is thrown away with its writes
       node.status = 'idle';
-      running.job.reject(KeynodeError.fromWire(msg.error));
+      running.job.reject(KeynodeError.fromWire(fitError(msg.error, node.rec.sandbox.maxMessageBytes)));
       for (const settled of node.settled.splice(0)) settled();
       return this.#pump(node);
     }
@@ -424,10 +445,11 @@ export class Supervisor {
     if (running) {
       clearTimeout(running.timer);
       node.running = undefined;
-      if (!running.started && !running.job.retried) {
-        // The worker died before it began this eval (it was already dying when we sent it, or it never got
-        // past the release of the node before): nothing of it ran, so the eval goes back to the head of the
-        // queue for the next process instead of failing.
+      if (!(running.ticket && worker.mayHaveRun(running.ticket)) && !running.job.retried) {
+        // The eval never reached a worker that could act on it (not written: the worker was dead or condemned
+        // already; or behind a release it never answered): nothing of it ran, so it goes back to the head of
+        // the queue for the next process instead of failing. One that may have run is never run again, whatever
+        // the worker said (`started` or not): what its code did through ctx (a call, a spawn) happened.
         running.job.retried = true;
         node.queue.unshift(running.job);
         node.queuedBytes += running.job.fn.length + running.job.args.length;
