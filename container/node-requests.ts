@@ -40,7 +40,9 @@ export class NodeRequests {
         return (await rt.store.getIndex(node.id, req.name, req.key)) ?? null;
       case 'index.entries':
         if (sandbox.refs === 'none') throw sandboxError('refs');
-        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000);
+        // One reply is bounded like anything else the node receives: a page of 20,000 values of a MiB each
+        // must not be read into the container's memory.
+        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000, 4 * sandbox.maxMessageBytes);
       case 'at': {
         const { id, url } = resolveNode(req.node);
         const target = await rt.find(id);

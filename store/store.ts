@@ -190,10 +190,16 @@ export class Store {
     return this.#get('i', indexKey(id, name, key));
   }
 
-  async indexEntries(id: NodeId, name: string, prefix: string, limit: number): Promise<[string, Uint8Array][]> {
+  /** Up to `limit` entries in key order; refused past `maxBytes` of keys and values, read no further. */
+  async indexEntries(id: NodeId, name: string, prefix: string, limit: number, maxBytes = Infinity): Promise<[string, Uint8Array][]> {
     const out: [string, Uint8Array][] = [];
     const skip = id.length + name.length + 1;
-    for await (const [k, v] of this.sub('i').iterator({ ...indexRange(id, name, prefix), limit })) out.push([k.slice(skip), v]);
+    let bytes = 0;
+    for await (const [k, v] of this.sub('i').iterator({ ...indexRange(id, name, prefix), limit })) {
+      bytes += k.length - skip + v.length;
+      if (bytes > maxBytes) throw new KeynodeError('ERR_TOO_LARGE', `index ${name}: these entries come to more than ${maxBytes} bytes; ask for fewer (entries({ limit }))`);
+      out.push([k.slice(skip), v]);
+    }
     return out;
   }
 
