@@ -16,7 +16,6 @@ export const CLI_CODES = {
   ERR_NO_IDENTITY: EXIT.usage,
   ERR_EXISTS: EXIT.failure,
   ERR_BAD_BACKUP: EXIT.failure, // store/backup.ts throws it
-  ERR_USAGE: EXIT.usage,
 } as const;
 
 /** A failure the CLI itself detected, with its code and exit status. */
