@@ -146,4 +146,36 @@ describe('dashboard', () => {
     expect(logged).not.toContain(token);
     expect(logged).not.toContain(token.split('.')[1]!);
   });
+
+  it('expired links and links for another container open nothing; --dashboard off removes the routes', async () => {
+    const data = await tempDir();
+    const container = await Container.start({ port: 0, data, logLevel: 'silent', poolMin: 0 });
+    defer(() => container.close());
+    const { makeLinkToken } = (await import(fileURLToPath(new URL('../../dist/container/edge/dashboard/sessions.js', import.meta.url)))) as typeof import('../../container/edge/dashboard/sessions.js');
+    const open = (token: string) =>
+      fetch(`${container.url}/dashboard/session`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-keynode-dashboard': '1' }, body: JSON.stringify({ token }) });
+    const sign = (m: Uint8Array) => container.operator.sign(m);
+    const expired = await open(makeLinkToken({ v: 1, c: container.id, exp: Date.now() - 1000, n: 'a'.repeat(32) }, sign));
+    expect(expired.status).toBe(401);
+    expect(((await expired.json()) as { error: { message: string } }).error.message).toContain('expired');
+    const elsewhere = await open(makeLinkToken({ v: 1, c: Identity.generate().id, exp: Date.now() + 60_000, n: 'b'.repeat(32) }, sign));
+    expect(elsewhere.status).toBe(401);
+    const forever = await open(makeLinkToken({ v: 1, c: container.id, exp: Date.now() + 86_400_000, n: 'c'.repeat(32) }, sign));
+    expect(forever.status).toBe(401);
+    const good = await open(makeLinkToken({ v: 1, c: container.id, exp: Date.now() + 60_000, n: 'd'.repeat(32) }, sign));
+    expect(good.status).toBe(204);
+    const cookie = good.headers.get('set-cookie')!;
+    expect(cookie).toMatch(/^keynode_session=[A-Za-z0-9_-]{43}; Path=\/dashboard; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
+    const withCookie = await fetch(`${container.url}/dashboard/api/nodes`, { headers: { cookie: cookie.split(';')[0]! } });
+    expect(withCookie.status).toBe(200);
+    // Without the page's header, even the right link is refused (another site's form cannot post one).
+    const bare = await fetch(`${container.url}/dashboard/session`, { method: 'POST', body: JSON.stringify({ token: 'x.y' }) });
+    expect(bare.status).toBe(403);
+    const ttl = await execa(process.execPath, [CLI, 'dashboard', '--url', container.url, '--identity', join(data, 'operator.key'), '--ttl', '0'], { reject: false });
+    expect(ttl.exitCode).toBe(2);
+
+    const off = await Container.start({ port: 0, data: await tempDir(), logLevel: 'silent', poolMin: 0, dashboard: 'off' });
+    defer(() => off.close());
+    for (const path of ['/dashboard/', '/dashboard/api/nodes']) expect((await fetch(`${off.url}${path}`)).status, path).toBe(404);
+  });
 });
