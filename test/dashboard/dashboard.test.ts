@@ -178,4 +178,12 @@ describe('dashboard', () => {
     defer(() => off.close());
     for (const path of ['/dashboard/', '/dashboard/api/nodes']) expect((await fetch(`${off.url}${path}`)).status, path).toBe(404);
   });
+
+  it('estimates the node count of a big directory from how far the first keys reach', async () => {
+    const { estimateFromPosition } = (await import(fileURLToPath(new URL('../../dist/container/edge/dashboard/live.js', import.meta.url)))) as typeof import('../../container/edge/dashboard/live.js');
+    // In byte order '2'..'7' come before 'a'..'z': 'c' starts the ninth of 32 slices, a quarter of the way.
+    expect(estimateFromPosition(50_000, `c${'2'.repeat(51)}`)).toBe(200_000);
+    expect(estimateFromPosition(50_000, `a${'2'.repeat(51)}`)).toBe(Math.round(50_000 / (6 / 32)));
+    expect(estimateFromPosition(10, '2'.repeat(52))).toBe(10);
+  });
 });

@@ -12,7 +12,6 @@ import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { decode, isNodeId, KeynodeError, toKeynodeError, type NodeId, type NodeInfo } from '../../../protocol/index.js';
 import { successor, type NodeRecord } from '../../../store/index.js';
-import type { Runtime } from '../../runtime.js';
 import { Live, type LiveDeps } from './live.js';
 import { PAGE_CSS, PAGE_HTML } from './page-shell.js';
 import { Sessions } from './sessions.js';
