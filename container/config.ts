@@ -78,6 +78,8 @@ export interface ContainerOptions {
   headersTimeoutMs: number;
   /** pino level. */
   logLevel: string;
+  /** The operator's live dashboard under /dashboard/ (every data route needs a session opened with an operator-signed link). */
+  dashboard: 'on' | 'off';
   /** Run workers as this uid/gid (a wall beyond the language sandbox; needs a container that may switch users). */
   workerUid?: number;
   workerGid?: number;
@@ -123,6 +125,7 @@ export const DEFAULTS: ContainerOptions = {
   requestTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
   logLevel: 'info',
+  dashboard: 'on',
 };
 
 const NUMERIC: (keyof ContainerOptions)[] = [
@@ -185,6 +188,7 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   if (o.memoryMB > o.maxMemoryMB || o.memoryMB < 16) bad('`memoryMB` must be at least 16 and not exceed `maxMemoryMB`');
   if (o.maxMessageBytes > o.maxBodyBytes) bad('`maxMessageBytes` must not exceed `maxBodyBytes`');
   if (o.peerTenantRequests > o.peerConnections) bad('`peerTenantRequests` must not exceed `peerConnections`');
+  if (o.dashboard !== 'on' && o.dashboard !== 'off') bad(`Expected the \`dashboard\` option to be 'on' or 'off', got \`${String(o.dashboard)}\``);
   if (o.workerReuse !== 'off' && o.workerReuse !== 'tenant') bad(`Expected the \`workerReuse\` option to be 'off' or 'tenant', got \`${String(o.workerReuse)}\``);
   if (input.poolMax === undefined) o.poolMax = Math.max(o.poolMax, o.poolMin);
   if (o.poolMin > o.poolMax) bad('`poolMin` must not exceed `poolMax`');

@@ -7,9 +7,9 @@ import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { KeynodeError, type Identity, type NodeId } from '../protocol/index.js';
+import { encode, KeynodeError, type Identity, type NodeId, type Reply } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -22,6 +22,7 @@ import { RemotePeers } from './edge/remote.js';
 import { ReplayGuard } from './edge/replay.js';
 import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './edge/server.js';
+import { Dashboard } from './edge/dashboard/dashboard.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { workerReadableBy, type WorkerLaunch } from './fleet/worker-process.js';
 import { WorkerRegistry } from './fleet/worker-registry.js';
@@ -62,6 +63,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   #logbook!: LogBook;
   #remote!: RemotePeers;
   #lifetimes!: LifetimePolicy;
+  #dashboard: Dashboard | undefined;
 
   private constructor(options: ContainerOptions, logger?: Logger) {
     super();
@@ -124,6 +126,11 @@ export class Container extends EventEmitter<ContainerEvents> {
 
   async #open(): Promise<void> {
     const o = this.options;
+    // The port first: a container that cannot listen (another one holds the port) must fail before it
+    // creates or changes anything in its data directory. Until the handler is attached it answers 503.
+    this.#server = createHttpServer(o, o.maxBodyBytes);
+    this.#server.on('request', starting);
+    await listen(this.#server, o.port, o.host);
     const opened = await claimPrivate([o.data, join(o.data, 'db')]);
     for (const { path, was } of opened) this.logger.warn({ path, was }, 'others could read the data directory: its mode is now 700');
     this.#keyring = await Keyring.open(o.data);
@@ -147,11 +154,6 @@ export class Container extends EventEmitter<ContainerEvents> {
       ...(registry ? { registry } : {}),
     };
 
-    this.#server = createHttpServer(o, o.maxBodyBytes);
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(o.port, o.host, () => resolve());
-    });
     const { port } = this.#server.address() as AddressInfo;
     const host = o.host.includes(':') ? `[${o.host}]` : o.host;
     this.#url = (o.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, '');
@@ -217,6 +219,13 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.supervisor = this.#supervisor;
     runtime.fleet = () => this.#fleet.stats();
     const operations = new Operations(runtime, spawner, lifetimes, this.id);
+    if (o.dashboard === 'on') {
+      const dashboard = new Dashboard({ runtime, operator: this.id, containerId: this.id, url: this.#url, logger: this.logger, capacityMB: o.capacity.memoryMB, fleet: () => this.#fleet.stats() });
+      metrics.observer = (type, code, ms) => dashboard.live.observe(type, code, ms);
+      this.on('destroy', () => dashboard.live.recount());
+      this.#dashboard = dashboard;
+    }
+    this.#server.off('request', starting);
     this.#server.on(
       'request',
       requestHandler({
@@ -230,6 +239,7 @@ export class Container extends EventEmitter<ContainerEvents> {
         containerId: this.id,
         ready: () => this.#status === 'open',
         overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
+        ...(this.#dashboard ? { dashboard: this.#dashboard.handle.bind(this.#dashboard) } : {}),
       }),
     );
     await lifetimes.start();
@@ -253,6 +263,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   async #teardown(): Promise<void> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
+    this.#dashboard?.close();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
     await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
     await this.#fleet?.close();
@@ -267,4 +278,21 @@ export class Container extends EventEmitter<ContainerEvents> {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EADDRINUSE') return reject(e);
+      reject(new KeynodeError('ERR_PORT_IN_USE', `port ${port} on ${host} is in use (another keynode container?); nothing was written to the data directory. Start this one on another port: --port <n> (or KEYNODE_PORT), or --port 0 for any free one`, { cause: e }));
+    });
+    server.listen(port, host, () => resolve());
+  });
+}
+
+/** Requests that arrive while the store opens: refused as the container would refuse them while stopping. */
+function starting(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  const body = encode({ ok: false, error: { code: 'ERR_UNAVAILABLE', message: 'the container is starting; retry shortly' } } satisfies Reply);
+  res.writeHead(503, { 'content-type': 'application/msgpack', 'content-length': body.length }).end(body);
 }

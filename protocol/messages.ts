@@ -39,11 +39,13 @@ export interface Bodies {
   renew: { nodes: NodeId[] };
   /** To the container: a parent narrows or widens its child's ACL and sandbox. */
   update: { node: NodeId; acl?: unknown; sandbox?: unknown };
+  /** To the container (operator): the next page of backup `session`, or the first of a new snapshot. */
+  backup: { session?: string };
 }
 
 export type MessageType = keyof Bodies;
 export const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
-  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update',
+  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup',
 ]);
 
 /** A verified envelope: who sent what to whom. */

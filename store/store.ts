@@ -20,6 +20,12 @@ const YIELD_EVERY = 4096;
 const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'h'] as const;
 type SubName = (typeof SUBLEVELS)[number];
 
+/** An iterator over raw entries (store/backup.ts). */
+export interface RawIterator {
+  nextv(size: number): Promise<[Uint8Array, Uint8Array][]>;
+  close(): Promise<void>;
+}
+
 export interface StoreOptions {
   /** fsync every commit: survives power loss, not only `kill -9`. */
   sync?: boolean;
@@ -116,6 +122,14 @@ export class Store {
 
   async close(): Promise<void> {
     await this.#db.close();
+  }
+
+  /**
+   * Every key and value of every sublevel, as raw bytes, read from one LevelDB snapshot taken by this call:
+   * commits are single batches, so a copy from it holds each commit whole or not at all (store/backup.ts).
+   */
+  snapshotIterator(highWaterMarkBytes: number): RawIterator {
+    return this.#db.iterator({ keyEncoding: 'view', valueEncoding: 'view', highWaterMarkBytes } as never) as unknown as RawIterator;
   }
 
   async #get(sub: SubName, key: string): Promise<Uint8Array | undefined> {

@@ -8,6 +8,7 @@ import { checkAdminister, checkDestroy } from '../policies/access.js';
 import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import type { Runtime } from '../runtime.js';
 import type { Spawner } from '../policies/spawner.js';
+import { BackupReader } from '../../store/index.js';
 
 function bad(what: string): never {
   throw new KeynodeError('ERR_BAD_MESSAGE', `malformed body: ${what}`);
@@ -34,9 +35,11 @@ export class Operations {
   readonly #spawner: Spawner;
   readonly #lifetimes: LifetimePolicy;
   readonly #containerId: NodeId;
+  readonly #backups: BackupReader;
 
   constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId) {
     this.#rt = runtime;
+    this.#backups = new BackupReader(runtime.store);
     this.#spawner = spawner;
     this.#lifetimes = lifetimes;
     this.#containerId = containerId;
@@ -124,6 +127,12 @@ export class Operations {
       case 'stats':
         this.#operatorOnly(env.from);
         return this.#rt.stats();
+      case 'backup': {
+        this.#operatorOnly(env.from);
+        const { session } = env.body as Bodies['backup'];
+        if (session !== undefined && (typeof session !== 'string' || !/^[0-9a-f]{32}$/.test(session))) bad('`session` must be the session a previous backup page named');
+        return this.#backups.page(session);
+      }
       case 'forceDestroy': {
         this.#operatorOnly(env.from);
         const id = nodeField((env.body as Bodies['forceDestroy']).node, 'node');

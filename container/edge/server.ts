@@ -28,6 +28,8 @@ export interface ServerDeps {
   ready(): boolean;
   /** True when the node's queue is full: such a message is refused before any decoding or crypto. */
   overloaded(id: NodeId): boolean;
+  /** The operator's dashboard (edge/dashboard/), which owns every path under /dashboard; absent when turned off. */
+  dashboard?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 const MSGPACK = 'application/msgpack';
@@ -181,6 +183,7 @@ export function requestHandler(deps: ServerDeps): (req: IncomingMessage, res: Se
 
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
+    if (deps.dashboard && (path === '/dashboard' || path.startsWith('/dashboard/'))) return deps.dashboard(req, res);
     if (req.method === 'GET' || req.method === 'HEAD') {
       if (path === '/livez') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       if (path === '/readyz') return void res.writeHead(deps.ready() ? 200 : 503, { 'content-type': 'text/plain' }).end(deps.ready() ? 'ready\n' : 'not ready\n');
