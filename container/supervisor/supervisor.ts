@@ -185,6 +185,12 @@ export class Supervisor {
     const job = node.queue.shift() as Job | undefined;
     if (!job) return;
     node.queuedBytes -= job.fn.length + job.args.length;
+    try {
+      job.admit?.(node.rec); // against the node's policies now: access revoked while the eval waited applies to it
+    } catch (e) {
+      job.reject(e instanceof KeynodeError ? e : new KeynodeError('ERR_ACCESS_DENIED', String(e)));
+      return this.#pump(node);
+    }
     const remaining = job.deadline === undefined ? Infinity : job.deadline - Date.now();
     if (remaining <= 0) {
       job.reject(new KeynodeError('ERR_EVAL_TIMEOUT', 'the calling eval ran out of time before this one could start'));
