@@ -9,6 +9,8 @@ import { isNodeId, KeynodeError, type NodeId } from '../../protocol/index.js';
 
 const MAX_PEERS = 4096;
 const MAX_INFO_BYTES = 4096;
+/** The one request for an origin's ID outlives no caller by much: a host that hangs is asked again later. */
+const ASK_TIMEOUT_MS = 10_000;
 
 export class PeerIds {
   readonly #ids = new Map<string, NodeId>();
@@ -19,17 +21,28 @@ export class PeerIds {
     this.#dispatcher = dispatcher;
   }
 
-  /** The ID of the container serving `url` (a node URL or an origin). */
-  of(url: string, timeoutMs: number): Promise<NodeId> {
+  /**
+   * The ID of the container serving `url` (a node URL or an origin). Callers asking for one origin at once
+   * share one request, and each waits no longer than its own `timeoutMs`.
+   */
+  async of(url: string, timeoutMs: number): Promise<NodeId> {
     const origin = new URL(url).origin;
     const known = this.#ids.get(origin);
-    if (known) return Promise.resolve(known);
+    if (known) return known;
     let asking = this.#asking.get(origin);
     if (!asking) {
-      asking = this.#ask(origin, timeoutMs).finally(() => this.#asking.delete(origin));
+      asking = this.#ask(origin, ASK_TIMEOUT_MS).finally(() => this.#asking.delete(origin));
       this.#asking.set(origin, asking);
     }
-    return asking;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new KeynodeError('ERR_UNAVAILABLE', `${origin} did not say its container ID within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([asking, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #ask(origin: string, timeoutMs: number): Promise<NodeId> {

@@ -310,7 +310,7 @@ export class Spawner {
     // Written only if the node still exists: an update must never bring back a node destroyed meanwhile.
     if (this.#rt.destroying.has(id) || !(await this.#rt.store.getNode(id))) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
     await this.#rt.store.txn().put('n', id, encode(next)).commit();
-    this.#rt.supervisor.refresh(next);
+    this.#rt.recordChanged(next);
     return next;
   }
 }

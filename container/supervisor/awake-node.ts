@@ -25,6 +25,12 @@ export interface Job {
   deadline?: number;
   /** Nodes of this container whose evals are waiting on this one (to refuse calls back into them). */
   chain?: NodeId[];
+  /**
+   * Decides again, as the eval leaves the queue, whether its sender may still run it on the node's current
+   * record (throws the refusal). Access can be revoked while an eval waits; a check made only on arrival
+   * would let a queue of them run for as long as the queue lasts.
+   */
+  admit?: (rec: NodeRecord) => void;
   /** Requeued once already because its worker died before it could have started it. */
   retried?: boolean;
   resolve(value: Uint8Array): void;

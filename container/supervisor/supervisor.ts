@@ -144,7 +144,11 @@ export class Supervisor {
     return n;
   }
 
-  /** Runs `task` on the node's state when no eval is running on it, without waking it. */
+  /**
+   * Runs `task` on the node's state when no eval is running on it, without waking it: at the next point
+   * between evals, ahead of the evals queued (a task must not wait behind a queue of 1,024 evals; it sees
+   * them waiting and decides). Tasks keep their order among themselves.
+   */
   runTask(rec: NodeRecord, task: () => Promise<void>): Promise<void> {
     return new Promise((resolve, reject) => {
       let node = this.#awake.get(rec.id);
@@ -152,7 +156,8 @@ export class Supervisor {
         node = new AwakeNode(rec);
         this.#awake.set(rec.id, node);
       }
-      node.queue.push({ task, resolve, reject });
+      const firstEval = node.queue.findIndex((j) => !j.task);
+      node.queue.splice(firstEval < 0 ? node.queue.length : firstEval, 0, { task, resolve, reject });
       this.#pump(node);
     });
   }
@@ -167,6 +172,8 @@ export class Supervisor {
       t.reject(e);
     }
     if (node.status === 'committing') node.status = before === 'asleep' ? 'asleep' : 'idle';
+    // A graceful shutdown that found the node 'committing' waits for this as for an eval's outcome.
+    for (const settled of node.settled.splice(0)) settled();
     if (!node.worker && !node.queue.length) return this.#forget(node, 'idle');
     this.#pump(node);
   }
@@ -186,6 +193,12 @@ export class Supervisor {
     const job = node.queue.shift() as Job | undefined;
     if (!job) return;
     node.queuedBytes -= job.fn.length + job.args.length;
+    try {
+      job.admit?.(node.rec); // against the node's policies now: access revoked while the eval waited applies to it
+    } catch (e) {
+      job.reject(e instanceof KeynodeError ? e : new KeynodeError('ERR_ACCESS_DENIED', String(e)));
+      return this.#pump(node);
+    }
     const remaining = job.deadline === undefined ? Infinity : job.deadline - Date.now();
     if (remaining <= 0) {
       job.reject(new KeynodeError('ERR_EVAL_TIMEOUT', 'the calling eval ran out of time before this one could start'));
