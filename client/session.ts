@@ -24,6 +24,8 @@ export interface Exchange {
 export interface SendOptions {
   signal?: AbortSignal | undefined;
   timeoutMs?: number | undefined;
+  /** Whom the request is for, for a transport that shares its sockets fairly (a container calling its peers). */
+  tenant?: string | undefined;
 }
 
 export interface Transport {

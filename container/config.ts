@@ -39,6 +39,12 @@ export interface ContainerOptions {
   maxInflightBytes: number;
   /** Open connections at most. */
   maxConnections: number;
+  /** Sockets (requests in flight) to one peer container, shared by all tenants. */
+  peerConnections: number;
+  /** Requests one tenant may have in flight to one peer container; more wait. */
+  peerTenantRequests: number;
+  /** Requests one tenant may have waiting for one peer container before more are refused with ERR_OVERLOADED. */
+  peerTenantQueue: number;
   /** Pre-started blank workers (default heap size) always kept ready: the floor of the adaptive pool. */
   poolMin: number;
   /** The most blank workers the pool grows to under bursts of wakes that find no reusable worker. */
@@ -72,6 +78,8 @@ export interface ContainerOptions {
   headersTimeoutMs: number;
   /** pino level. */
   logLevel: string;
+  /** The operator's live dashboard under /dashboard/ (every data route needs a session opened with an operator-signed link). */
+  dashboard: 'on' | 'off';
   /** Run workers as this uid/gid (a wall beyond the language sandbox; needs a container that may switch users). */
   workerUid?: number;
   workerGid?: number;
@@ -117,6 +125,9 @@ export const DEFAULTS: ContainerOptions = {
   maxQueueBytes: 64 * 1024 * 1024,
   maxInflightBytes: 256 * 1024 * 1024,
   maxConnections: 10_000,
+  peerConnections: 256,
+  peerTenantRequests: 16,
+  peerTenantQueue: 256,
   logLines: 1000,
   fsync: false,
   holdGraceMs: 30_000,
@@ -127,6 +138,7 @@ export const DEFAULTS: ContainerOptions = {
   requestTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
   logLevel: 'info',
+  dashboard: 'on',
   sessionTtlMs: 3_600_000,
   maxSessions: 100_000,
   maxSessionsPerPrincipal: 64,
@@ -136,7 +148,7 @@ export const DEFAULTS: ContainerOptions = {
 
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
-  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
+  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'peerConnections', 'peerTenantRequests', 'peerTenantQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
   'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst',
 ];
 
@@ -189,7 +201,7 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   }
   for (const key of NUMERIC) {
     const v = o[key] as number;
-    const min = ['port', 'poolMin', 'poolMax', 'maxSpareWorkers'].includes(key) ? 0 : 1;
+    const min = ['port', 'poolMin', 'poolMax', 'maxSpareWorkers', 'peerTenantQueue'].includes(key) ? 0 : 1;
     if (!Number.isSafeInteger(v) || v < min) bad(`Expected the \`${key}\` option to be an integer of at least ${min}, got \`${String(v)}\` (${typeof v})`);
   }
   if (o.port > 65535) bad(`Expected the \`port\` option to be at most 65535, got \`${o.port}\``);
@@ -197,6 +209,8 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   if (o.evalTimeoutMs > o.maxEvalTimeoutMs) bad('`evalTimeoutMs` must not exceed `maxEvalTimeoutMs`');
   if (o.memoryMB > o.maxMemoryMB || o.memoryMB < 16) bad('`memoryMB` must be at least 16 and not exceed `maxMemoryMB`');
   if (o.maxMessageBytes > o.maxBodyBytes) bad('`maxMessageBytes` must not exceed `maxBodyBytes`');
+  if (o.peerTenantRequests > o.peerConnections) bad('`peerTenantRequests` must not exceed `peerConnections`');
+  if (o.dashboard !== 'on' && o.dashboard !== 'off') bad(`Expected the \`dashboard\` option to be 'on' or 'off', got \`${String(o.dashboard)}\``);
   if (o.workerReuse !== 'off' && o.workerReuse !== 'tenant') bad(`Expected the \`workerReuse\` option to be 'off' or 'tenant', got \`${String(o.workerReuse)}\``);
   if (input.poolMax === undefined) o.poolMax = Math.max(o.poolMax, o.poolMin);
   if (o.poolMin > o.poolMax) bad('`poolMin` must not exceed `poolMax`');

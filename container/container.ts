@@ -4,13 +4,13 @@
  * no node: sleeping nodes cost nothing until a message names them.
  */
 import { EventEmitter } from 'node:events';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { KeynodeError, type Identity, type NodeId } from '../protocol/index.js';
+import { encode, KeynodeError, type Identity, type NodeId, type Reply } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -26,8 +26,10 @@ import { AddressLimiter } from './edge/rate-limit.js';
 import { SessionEdge, SessionTable } from './edge/sessions.js';
 import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './edge/server.js';
+import { Dashboard } from './edge/dashboard/dashboard.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { workerReadableBy, type WorkerLaunch } from './fleet/worker-process.js';
+import { WorkerRegistry } from './fleet/worker-registry.js';
 import { admit } from './policies/admission.js';
 import { Budgets } from './policies/budgets.js';
 import { LifetimePolicy } from './policies/lifetime-policy.js';
@@ -65,6 +67,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   #logbook!: LogBook;
   #remote!: RemotePeers;
   #lifetimes!: LifetimePolicy;
+  #dashboard: Dashboard | undefined;
   #sessions!: SessionEdge;
   readonly #bootedAt = Date.now();
 
@@ -134,15 +137,22 @@ export class Container extends EventEmitter<ContainerEvents> {
 
   async #open(): Promise<void> {
     const o = this.options;
+    // The port first: a container that cannot listen (another one holds the port) must fail before it
+    // creates or changes anything in its data directory. Until the handler is attached it answers 503.
+    const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
+    this.#server = createHttpServer(o, o.maxBodyBytes, tls);
+    this.#server.on('request', starting);
+    await listen(this.#server, o.port, o.host);
     const opened = await claimPrivate([o.data, join(o.data, 'db')]);
     for (const { path, was } of opened) this.logger.warn({ path, was }, 'others could read the data directory: its mode is now 700');
     this.#keyring = await Keyring.open(o.data);
     this.#store = await Store.open(join(o.data, 'db'), { sync: o.fsync });
-    const killed = await killOrphans(o.data);
+    // Holding the store's lock, this is the only container on this data directory: workers recorded there are orphans.
+    const { registry, killed } = WorkerRegistry.open(join(o.data, 'workers'));
     if (killed) this.logger.warn({ killed }, 'killed workers left by a previous run of this container');
 
     this.#logbook = new LogBook(this.#store, o.logLines);
-    this.#remote = new RemotePeers(o.maxBodyBytes, o.tlsCa ? await readFile(o.tlsCa) : undefined);
+    this.#remote = new RemotePeers(o.maxBodyBytes, { total: o.peerConnections, perTenant: o.peerTenantRequests, queue: o.peerTenantQueue }, o.tlsCa ? await readFile(o.tlsCa) : undefined);
     if (o.workerUid !== undefined) {
       const problem = workerReadableBy(o.workerUid, o.workerGid ?? o.workerUid);
       if (problem) throw new KeynodeError('ERR_UNAVAILABLE', `workers cannot run as uid ${o.workerUid}: ${problem} (install keynode where that user can read it)`);
@@ -153,14 +163,9 @@ export class Container extends EventEmitter<ContainerEvents> {
       ...(o.workerUid !== undefined ? { uid: o.workerUid } : {}),
       ...(o.workerGid !== undefined ? { gid: o.workerGid } : {}),
       ...(o.workerWrapper ? { wrapper: o.workerWrapper.split(' ').filter(Boolean) } : {}),
+      ...(registry ? { registry } : {}),
     };
 
-    const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
-    this.#server = createHttpServer(o, o.maxBodyBytes, tls);
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(o.port, o.host, () => resolve());
-    });
     const { port } = this.#server.address() as AddressInfo;
     const host = o.host.includes(':') ? `[${o.host}]` : o.host;
     this.#url = (o.publicUrl ?? `${tls ? 'https' : 'http'}://${host}:${port}`).replace(/\/+$/, '');
@@ -236,6 +241,13 @@ export class Container extends EventEmitter<ContainerEvents> {
       table: new SessionTable({ ttlMs: o.sessionTtlMs, maxSessions: o.maxSessions, maxPerPrincipal: o.maxSessionsPerPrincipal }),
       ttlMs: o.sessionTtlMs,
     });
+    if (o.dashboard === 'on') {
+      const dashboard = new Dashboard({ runtime, operator: this.id, containerId: this.id, url: this.#url, logger: this.logger, capacityMB: o.capacity.memoryMB, fleet: () => this.#fleet.stats() });
+      metrics.observer = (type, code, ms) => dashboard.live.observe(type, code, ms);
+      this.on('destroy', () => dashboard.live.recount());
+      this.#dashboard = dashboard;
+    }
+    this.#server.off('request', starting);
     this.#server.on(
       'request',
       requestHandler({
@@ -253,6 +265,7 @@ export class Container extends EventEmitter<ContainerEvents> {
         sign: (m) => operator.sign(m),
         bootedAt: this.#bootedAt,
         skewMs: o.skewMs,
+        ...(this.#dashboard ? { dashboard: this.#dashboard.handle.bind(this.#dashboard) } : {}),
       }),
     );
     await lifetimes.start();
@@ -276,6 +289,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   async #teardown(): Promise<void> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
+    this.#dashboard?.close();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
     await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
     await this.#fleet?.close();
@@ -293,27 +307,19 @@ export class Container extends EventEmitter<ContainerEvents> {
   }
 }
 
-/** Workers of a previous run of this container (killed with -9, say) that still run: found by their marker. */
-async function killOrphans(data: string): Promise<number> {
-  const marker = `--keynode-data=${data}`;
-  let killed = 0;
-  let entries: string[];
-  try {
-    entries = await readdir('/proc');
-  } catch {
-    return 0; // not Linux: orphans exit on their own when they next read their closed stdin
-  }
-  for (const pid of entries) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(marker)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-        killed++;
-      } catch {
-        // already gone
-      }
-    }
-  }
-  return killed;
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EADDRINUSE') return reject(e);
+      reject(new KeynodeError('ERR_PORT_IN_USE', `port ${port} on ${host} is in use (another keynode container?); nothing was written to the data directory. Start this one on another port: --port <n> (or KEYNODE_PORT), or --port 0 for any free one`, { cause: e }));
+    });
+    server.listen(port, host, () => resolve());
+  });
+}
+
+/** Requests that arrive while the store opens: refused as the container would refuse them while stopping. */
+function starting(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  const body = encode({ ok: false, error: { code: 'ERR_UNAVAILABLE', message: 'the container is starting; retry shortly' } } satisfies Reply);
+  res.writeHead(503, { 'content-type': 'application/msgpack', 'content-length': body.length }).end(body);
 }

@@ -3,7 +3,8 @@
  * What a node's code asks of the container through ctx, and the commit of its writes. The worker is
  * untrusted, so every sandbox rule is enforced here again, whatever the worker already checked.
  */
-import { encode, isNodeId, KeynodeError, NodeRef, parseNodeUrl, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
+import { encode, KeynodeError, NodeRef, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
+import { contactAdmits } from './policies/contacts.js';
 import type { AwakeNode } from './supervisor/awake-node.js';
 import type { LifetimePolicy } from './policies/lifetime-policy.js';
 import type { Runtime } from './runtime.js';
@@ -39,7 +40,9 @@ export class NodeRequests {
         return (await rt.store.getIndex(node.id, req.name, req.key)) ?? null;
       case 'index.entries':
         if (sandbox.refs === 'none') throw sandboxError('refs');
-        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000);
+        // One reply is bounded like anything else the node receives: a page of 20,000 values of a MiB each
+        // must not be read into the container's memory.
+        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000, 4 * sandbox.maxMessageBytes);
       case 'at': {
         const { id, url } = resolveNode(req.node);
         const target = await rt.find(id);
@@ -89,16 +92,7 @@ export class NodeRequests {
   async #checkContact(node: AwakeNode, id: string, url: string | undefined): Promise<void> {
     const contacts = node.rec.sandbox.contacts;
     if (contacts === 'any') return;
-    const local = await this.#rt.isLocal(id, url);
-    const target = url === undefined ? undefined : parseNodeUrl(url).url;
-    for (const c of contacts) {
-      if (isNodeId(c)) {
-        if (local && c === id) return; // an ID alone names a node on this container
-        continue;
-      }
-      const listed = parseNodeUrl(c);
-      if (listed.id === id && (local || listed.url === target)) return;
-    }
+    if (contactAdmits(contacts, id, url, await this.#rt.isLocal(id, url))) return;
     throw new KeynodeError('ERR_SANDBOX', `node ${node.id} may not contact ${url ?? id}: it is not in sandbox.contacts`);
   }
 

@@ -9,7 +9,7 @@ import {
   type NodeId, type NodeInfo, type PolicyLimits,
 } from '../protocol/index.js';
 import type { NodeRecord, Store } from '../store/index.js';
-import { checkEval } from './policies/access.js';
+import { checkEval, mayEval } from './policies/access.js';
 import type { AwakeNode } from './supervisor/awake-node.js';
 import type { Budgets } from './policies/budgets.js';
 import type { ContainerOptions } from './config.js';
@@ -47,6 +47,7 @@ export class Runtime {
   readonly store: Store;
   readonly keyring: Keyring;
   readonly logs: LogBook;
+  readonly #remote: RemotePeers;
   readonly origin: string;
   supervisor!: Supervisor;
   budgets!: Budgets;
@@ -55,6 +56,8 @@ export class Runtime {
   /** Ends a node (cascades, budget, store); set by the container to the lifetime policy's destroy. */
   destroy!: (id: NodeId, reason: string) => Promise<void>;
   readonly #loading = new Map<NodeId, Promise<NodeRecord>>();
+  /** Loads in flight whose record changed meanwhile: they may have read the old one, so they read again. */
+  readonly #reread = new Set<NodeId>();
   readonly destroying = new Set<NodeId>();
   /** Seeds of Ephemeral nodes: their keys are never written to disk. */
   readonly ephemeralKeys = new Map<NodeId, Uint8Array>();
@@ -66,6 +69,7 @@ export class Runtime {
     this.store = store;
     this.keyring = keyring;
     this.logs = logs;
+    this.#remote = remote;
     this.peers = new PeerSessions(keyring.operator, remote);
     this.origin = origin;
     this.limits = {
@@ -110,11 +114,25 @@ export class Runtime {
   }
 
   async #load(id: NodeId): Promise<NodeRecord> {
-    const rec = await this.store.getNode(id);
+    let rec: NodeRecord | undefined;
+    do {
+      this.#reread.delete(id);
+      rec = await this.store.getNode(id);
+    } while (this.#reread.has(id));
     // An Ephemeral node of an earlier boot lost its key with that boot: it is as good as destroyed.
     if (rec && !this.destroying.has(id) && (rec.lifetime.kind !== 'ephemeral' || rec.boot === this.bootId)) return rec;
     if (rec || (await this.store.getTombstone(id))) throw destroyedError(id);
     throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container`);
+  }
+
+  /**
+   * A node's record was rewritten (its ACL or sandbox changed) and committed. Everything that decides from
+   * it sees the new one: the awake entry, and a load that was reading the old one (an eval it serves would
+   * otherwise wake the node with the old ACL, and keep it for the whole wake).
+   */
+  recordChanged(rec: NodeRecord): void {
+    if (this.#loading.has(rec.id)) this.#reread.add(rec.id);
+    this.supervisor.refresh(rec);
   }
 
   /** The node's private key, for signing on its behalf. Held in memory only while needed. */
@@ -138,8 +156,13 @@ export class Runtime {
     if (size > rec.sandbox.maxMessageBytes) {
       throw new KeynodeError('ERR_TOO_LARGE', `the eval is ${size} bytes; node ${id} accepts at most ${rec.sandbox.maxMessageBytes} (sandbox.maxMessageBytes)`);
     }
+    // Checked again when the eval starts, against the ACL then. A grant is not: it is the target's signature
+    // and cannot be withdrawn (see README, security).
+    const admit = options.granted ? undefined : (now: NodeRecord) => {
+      if (!mayEval(now, from)) throw new KeynodeError('ERR_ACCESS_DENIED', `principal ${from} was removed from the access list of node ${id} while its eval waited; it did not run`);
+    };
     const h = options.hash ?? codeHash(fn);
-    return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, h, args, from, deadline: options.deadline, chain: options.chain, resolve, reject }));
+    return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, h, args, from, deadline: options.deadline, chain: options.chain, admit, resolve, reject }));
   }
 
   /**
@@ -170,7 +193,10 @@ export class Runtime {
     if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));
     const extra = { ...(call.grant ? { cap: call.grant } : {}), ...(chain.length ? { chain } : {}) };
-    return this.peers.eval(url, { id: call.from.id, sign: (m) => signBytes(key, m) }, id, call.fn, codeHash(call.fn), call.args, extra, Math.max(1, call.deadline - Date.now()));
+    // Sockets to a peer are shared per tenant: the signer is the node the call is for or an ancestor that
+    // passed it a capability, so its top-level principal is that node's tenant (as for worker reuse).
+    const tenant = call.from.ancestors[0] ?? call.from.id;
+    return this.peers.eval(url, { id: call.from.id, sign: (m) => signBytes(key, m) }, id, call.fn, codeHash(call.fn), call.args, extra, Math.max(1, call.deadline - Date.now()), tenant);
   }
 
   /** True when the node lives (or lived) here, or its URL names this container. */
@@ -216,8 +242,10 @@ export class Runtime {
     }
     const fleet = this.fleet();
     const { spare = 0, steal = 0, blank = 0, new: fresh = 0, retired = 0 } = fleet.counts;
+    const peers = this.#remote.counts();
     return {
       awake: this.supervisor.size, active, queued, wakes: this.supervisor.wakes, uptimeMs: Date.now() - this.bootId,
+      peerCallsInFlight: peers.active, peerCallsWaiting: peers.waiting,
       spareWorkers: fleet.spares, blankWorkers: fleet.blanks,
       wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
     };

@@ -139,7 +139,8 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
     setImmediate(() => send({ type: 'idle' }));
     return;
   }
-  send({ type: 'started', id: msg.id });
+  // No `started` frame: whether an eval may have run is the container's to know (it counts what it wrote and
+  // what the worker answered), not the worker's to say, so that frame would be one more per eval for nothing.
   try {
     if (!s) throw hostError('ERR_INTERNAL', 'eval before become');
     const { node, here, sandbox, pending } = s;

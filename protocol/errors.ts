@@ -34,6 +34,8 @@ export const ERROR_STATUS = {
   ERR_OUT_OF_MEMORY: 503, // the worker passed its memory grant and was killed
   ERR_WORKER_CRASHED: 503, // the worker died during the eval
   ERR_UNAVAILABLE: 503, // the container is shutting down or a peer container cannot be reached
+  ERR_PORT_IN_USE: 503, // the container's port is taken (by another container?): nothing was written
+  ERR_UNAUTHENTICATED: 401, // a dashboard request without a valid session, or a dashboard link that is bad, used or expired
   ERR_EVAL_ENDED: 400, // a ctx method was called after its eval returned
   ERR_RESULT: 400, // a result or argument that MessagePack cannot carry
   ERR_USER: 200, // the user's function threw; `remote` holds its name, message and code

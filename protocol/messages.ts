@@ -51,6 +51,8 @@ export interface Bodies {
   renew: { nodes: NodeId[] };
   /** To the container: a parent narrows or widens its child's ACL and sandbox. */
   update: { node: NodeId; acl?: unknown; sandbox?: unknown };
+  /** To the container (operator): the next page of backup `session`, or the first of a new snapshot. */
+  backup: { session?: string };
   /** To the container, always a one-off signed envelope: open a session (protocol/session.ts). */
   hello: { epk: Uint8Array };
 }
@@ -64,7 +66,7 @@ export interface SealedBox {
 
 export type MessageType = keyof Bodies;
 export const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
-  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'hello',
+  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello',
 ]);
 
 /** A verified envelope: who sent what to whom. */

@@ -241,9 +241,18 @@ export function replyMac(key: KeyObject, requestMac: Uint8Array, body: Uint8Arra
   return createHmac('sha256', key).update(D_REPLY).update(requestMac).update(body).digest('base64url');
 }
 
+/**
+ * An authenticator's bytes, only from their one canonical base64url spelling: base64 leaves spare bits in its
+ * last character, and a header changed there must not pass for the original.
+ */
+function authBytes(auth: string, size: number): Buffer | undefined {
+  const bytes = Buffer.from(auth, 'base64url');
+  return bytes.length === size && bytes.toString('base64url') === auth ? bytes : undefined;
+}
+
 export function replyMacValid(key: KeyObject, requestMac: Uint8Array, body: Uint8Array, auth: string): boolean {
-  const got = Buffer.from(auth, 'base64url');
-  if (got.length !== MAC_BYTES) return false;
+  const got = authBytes(auth, MAC_BYTES);
+  if (!got) return false;
   return timingSafeEqual(createHmac('sha256', key).update(D_REPLY).update(requestMac).update(body).digest(), got);
 }
 
@@ -258,8 +267,8 @@ export function noSessionMessage(requestMac: Uint8Array, body: Uint8Array): Uint
 }
 
 export function signedBy(containerId: NodeId, message: Uint8Array, auth: string): boolean {
-  const sig = Buffer.from(auth, 'base64url');
-  return sig.length === 64 && verifyBytes(publicKeyFromId(containerId), containerId, message, new Uint8Array(sig));
+  const sig = authBytes(auth, 64);
+  return sig !== undefined && verifyBytes(publicKeyFromId(containerId), containerId, message, new Uint8Array(sig));
 }
 
 /**

@@ -20,6 +20,12 @@ const YIELD_EVERY = 4096;
 const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'h'] as const;
 type SubName = (typeof SUBLEVELS)[number];
 
+/** An iterator over raw entries (store/backup.ts). */
+export interface RawIterator {
+  nextv(size: number): Promise<[Uint8Array, Uint8Array][]>;
+  close(): Promise<void>;
+}
+
 export interface StoreOptions {
   /** fsync every commit: survives power loss, not only `kill -9`. */
   sync?: boolean;
@@ -118,6 +124,14 @@ export class Store {
     await this.#db.close();
   }
 
+  /**
+   * Every key and value of every sublevel, as raw bytes, read from one LevelDB snapshot taken by this call:
+   * commits are single batches, so a copy from it holds each commit whole or not at all (store/backup.ts).
+   */
+  snapshotIterator(highWaterMarkBytes: number): RawIterator {
+    return this.#db.iterator({ keyEncoding: 'view', valueEncoding: 'view', highWaterMarkBytes } as never) as unknown as RawIterator;
+  }
+
   async #get(sub: SubName, key: string): Promise<Uint8Array | undefined> {
     return (await this.sub(sub).get(key)) ?? undefined;
   }
@@ -190,10 +204,16 @@ export class Store {
     return this.#get('i', indexKey(id, name, key));
   }
 
-  async indexEntries(id: NodeId, name: string, prefix: string, limit: number): Promise<[string, Uint8Array][]> {
+  /** Up to `limit` entries in key order; refused past `maxBytes` of keys and values, read no further. */
+  async indexEntries(id: NodeId, name: string, prefix: string, limit: number, maxBytes = Infinity): Promise<[string, Uint8Array][]> {
     const out: [string, Uint8Array][] = [];
     const skip = id.length + name.length + 1;
-    for await (const [k, v] of this.sub('i').iterator({ ...indexRange(id, name, prefix), limit })) out.push([k.slice(skip), v]);
+    let bytes = 0;
+    for await (const [k, v] of this.sub('i').iterator({ ...indexRange(id, name, prefix), limit })) {
+      bytes += k.length - skip + v.length;
+      if (bytes > maxBytes) throw new KeynodeError('ERR_TOO_LARGE', `index ${name}: these entries come to more than ${maxBytes} bytes; ask for fewer (entries({ limit }))`);
+      out.push([k.slice(skip), v]);
+    }
     return out;
   }
 

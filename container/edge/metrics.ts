@@ -28,9 +28,13 @@ export class Metrics {
     new Gauge({ name: 'keynode_spare_workers', help: 'Scrubbed worker processes waiting for a node of their tenant', registers, collect() { this.set(fleet().spares); } });
     new Gauge({ name: 'keynode_blank_workers', help: 'Pre-started blank worker processes ready for any wake', registers, collect() { this.set(fleet().blanks); } });
     new Gauge({ name: 'keynode_pool_target', help: 'Blank workers the adaptive pool aims to keep, from the recent rate of wakes that found no reusable worker', registers, collect() { this.set(fleet().poolTarget); } });
-    collectDefaultMetrics({ register: this.registry, prefix: 'keynode_process_' });
+    // prom-client's default metrics already carry their own `process_` / `nodejs_` part: the prefix is only
+    // ours, or names come out as keynode_process_process_cpu_seconds_total.
+    collectDefaultMetrics({ register: this.registry, prefix: 'keynode_' });
   }
 
+  /** Called for every signed message handled (the dashboard's rates, latencies and errors come from here). */
+  observer: ((type: string, code: string, ms: number) => void) | undefined;
   /** Labelled children by type and code: finding one from a label object costs more than the count itself. */
   readonly #children = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
 
@@ -44,6 +48,7 @@ export class Metrics {
     }
     c.count.inc();
     c.time.observe(ms / 1000);
+    this.observer?.(type, code, ms);
   }
 
   get contentType(): string {

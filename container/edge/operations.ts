@@ -10,6 +10,7 @@ import type { Runtime } from '../runtime.js';
 import type { Spawner } from '../policies/spawner.js';
 import type { CodeCache } from './code-cache.js';
 import { openChosenKeys, spawnReply } from './sealed-keys.js';
+import { BackupReader } from '../../store/index.js';
 
 function bad(what: string): never {
   throw new KeynodeError('ERR_BAD_MESSAGE', `malformed body: ${what}`);
@@ -37,9 +38,11 @@ export class Operations {
   readonly #lifetimes: LifetimePolicy;
   readonly #containerId: NodeId;
   readonly #code: CodeCache;
+  readonly #backups: BackupReader;
 
   constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId, code: CodeCache) {
     this.#rt = runtime;
+    this.#backups = new BackupReader(runtime.store);
     this.#spawner = spawner;
     this.#lifetimes = lifetimes;
     this.#containerId = containerId;
@@ -147,6 +150,12 @@ export class Operations {
       case 'stats':
         this.#operatorOnly(env.from);
         return this.#rt.stats();
+      case 'backup': {
+        this.#operatorOnly(env.from);
+        const { session } = env.body as Bodies['backup'];
+        if (session !== undefined && (typeof session !== 'string' || !/^[0-9a-f]{32}$/.test(session))) bad('`session` must be the session a previous backup page named');
+        return this.#backups.page(session);
+      }
       case 'forceDestroy': {
         this.#operatorOnly(env.from);
         const id = nodeField((env.body as Bodies['forceDestroy']).node, 'node');

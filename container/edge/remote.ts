@@ -1,21 +1,25 @@
 /**
  * @module container/remote
  * Messages from this container's nodes to nodes on other containers: session requests (see
- * peer-sessions.ts) POSTed to the node's URL, exactly as a client would send them. Replies are bounded in
- * size and returned with their authenticator, which the session checks.
+ * peer-sessions.ts) POSTed to the node's URL, exactly as a client would send them. The sockets to each peer
+ * are shared between tenants through a PeerGate, so one tenant's slow calls cannot take another's place.
+ * Replies are bounded in size and returned with their authenticator, which the session checks.
  */
 import { Agent, request } from 'undici';
 import { AUTH_HEADER, KeynodeError } from '../../protocol/index.js';
 import type { Exchange } from '../../client/session.js';
+import { PeerGate, type PeerLimits } from './peer-gate.js';
 
 export class RemotePeers {
   readonly #agent: Agent;
+  readonly #gate: PeerGate;
   readonly #maxResponseBytes: number;
 
   /** `ca`: certificates to trust for peers served over TLS, besides the system's. */
-  constructor(maxResponseBytes: number, ca?: string | Buffer) {
+  constructor(maxResponseBytes: number, limits: PeerLimits, ca?: string | Buffer) {
     this.#maxResponseBytes = maxResponseBytes;
-    this.#agent = new Agent({ connections: 64, keepAliveTimeout: 10_000, ...(ca ? { connect: { ca } } : {}) });
+    this.#gate = new PeerGate(limits);
+    this.#agent = new Agent({ connections: limits.total, keepAliveTimeout: 10_000, ...(ca ? { connect: { ca } } : {}) });
   }
 
   /** GETs a small text (a peer's /.well-known/keynode). */
@@ -48,8 +52,26 @@ export class RemotePeers {
     return new Uint8Array(Buffer.concat(chunks));
   }
 
-  /** POSTs a message to a node URL; returns the reply's status, bytes and authenticator for its session to check. */
-  async post(url: string, envelope: Uint8Array, timeoutMs: number): Promise<Exchange> {
+  /** Calls to peer containers in flight, and waiting for their tenant's share. */
+  counts(): { active: number; waiting: number } {
+    return this.#gate.counts();
+  }
+
+  /**
+   * POSTs a message to a URL of a peer for `tenant`; returns the reply's status, bytes and authenticator for
+   * its session to check. The message is made once a connection is this tenant's to use, so time spent
+   * waiting never ages it.
+   */
+  async post(url: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<Exchange> {
+    const release = await this.#gate.acquire(new URL(url).origin, tenant, deadline);
+    try {
+      return await this.#send(url, seal(), Math.max(1, deadline - Date.now()));
+    } finally {
+      release();
+    }
+  }
+
+  async #send(url: string, envelope: Uint8Array, timeoutMs: number): Promise<Exchange> {
     let res;
     try {
       res = await request(url, {

@@ -37,6 +37,8 @@ export interface ServerDeps {
   /** When this container started, and the skew window of one-off messages (stated in the signed clock). */
   bootedAt: number;
   skewMs: number;
+  /** The operator's dashboard (edge/dashboard/), which owns every path under /dashboard; absent when turned off. */
+  dashboard?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 const MSGPACK = 'application/msgpack';
@@ -233,6 +235,7 @@ export function requestHandler(deps: ServerDeps): (req: IncomingMessage, res: Se
 
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
+    if (deps.dashboard && (path === '/dashboard' || path.startsWith('/dashboard/'))) return deps.dashboard(req, res);
     if (req.method === 'GET' || req.method === 'HEAD') {
       if (path === '/livez') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       if (path === '/readyz') return void res.writeHead(deps.ready() ? 200 : 503, { 'content-type': 'text/plain' }).end(deps.ready() ? 'ready\n' : 'not ready\n');

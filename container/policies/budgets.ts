@@ -143,8 +143,8 @@ export class Budgets {
   }
 
   async report(principal: NodeId): Promise<BudgetReport> {
-    const limits = await this.limitsOf(principal);
-    if (!limits) throw exhausted(`principal ${principal} has no budget on this container`);
+    // A principal without a grant has a budget of zero in every dimension: a fact to report, not a failure.
+    const limits = (await this.limitsOf(principal)) ?? (Object.fromEntries(Object.keys(this.#capacity).map((k) => [k, 0])) as unknown as BudgetSpec);
     const awake = this.#awake.get(principal) ?? { count: 0, mem: 0 };
     return { principal, limits, used: { nodes: (await this.#holder(principal)).usedNodes, awake: awake.count, memoryMB: awake.mem } };
   }

@@ -5,7 +5,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { KeynodeError, NodeId, NodeStatus } from '../../protocol/index.js';
 import type { NodeRecord } from '../../store/index.js';
-import type { WorkerProcess } from '../fleet/worker-process.js';
+import type { EvalTicket, WorkerProcess } from '../fleet/worker-process.js';
 import type { WorkerSource } from '../fleet/fleet.js';
 
 /** Work the container does on a node's state between evals (a Resetting node's reset). */
@@ -27,7 +27,13 @@ export interface Job {
   deadline?: number;
   /** Nodes of this container whose evals are waiting on this one (to refuse calls back into them). */
   chain?: NodeId[];
-  /** Requeued once already because its worker died before starting it. */
+  /**
+   * Decides again, as the eval leaves the queue, whether its sender may still run it on the node's current
+   * record (throws the refusal). Access can be revoked while an eval waits; a check made only on arrival
+   * would let a queue of them run for as long as the queue lasts.
+   */
+  admit?: (rec: NodeRecord) => void;
+  /** Requeued once already because its worker died before it could have started it. */
   retried?: boolean;
   /** The worker said it does not have this function: send the source this time. */
   withSource?: boolean;
@@ -44,7 +50,9 @@ export class AwakeNode {
   status: AwakeStatus = 'asleep';
   worker: WorkerProcess | undefined;
   readonly queue: (Job | Task)[] = [];
-  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number; started?: boolean } | undefined;
+  /** `ticket`: whether its worker may have run it (see WorkerProcess.mayHaveRun). */
+  /** `acted`: the eval made a ctx request or logged, so something of it was seen outside its worker. */
+  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number; ticket?: EvalTicket; acted?: boolean } | undefined;
   lastActivity = Date.now();
   /** After a result, the worker has not said idle yet: the eval's kill timer still runs, no new eval starts. */
   settling: NodeJS.Timeout | undefined;

@@ -41,4 +41,12 @@ describe('container options', () => {
     expect(normalizeOptions({ poolMin: 12 }).poolMax).toBe(12);
     expect(DEFAULTS.workerReuse).toBe('tenant');
   });
+
+  it('outgoing shares per peer: read from KEYNODE_*, and a tenant share larger than the peer total is refused', () => {
+    expect(optionsFromEnv({ KEYNODE_PEER_CONNECTIONS: '64', KEYNODE_PEER_TENANT_REQUESTS: '8', KEYNODE_PEER_TENANT_QUEUE: '32' })).toEqual({ peerConnections: 64, peerTenantRequests: 8, peerTenantQueue: 32 });
+    expect(() => normalizeOptions({ peerConnections: 8, peerTenantRequests: 16 })).toThrow(/peerTenantRequests/);
+    expect(normalizeOptions({ peerTenantQueue: 0 }).peerTenantQueue).toBe(0); // past its share a call is refused at once
+    expect(() => normalizeOptions({ peerTenantQueue: -1 })).toThrow(/peerTenantQueue/);
+    expect(DEFAULTS.peerTenantRequests).toBeLessThan(DEFAULTS.peerConnections);
+  });
 });

@@ -66,6 +66,35 @@ describe('ctx.at across nodes and containers', () => {
   });
 });
 
+describe('describe and logs across containers', () => {
+  it("a client connected to A describes and reads the logs of its node on B by the node's URL", async () => {
+    const a = await startContainer();
+    const b = await startContainer();
+    const me = Identity.generate();
+    await b.client.grant(me, { maxNodes: 1, maxAwake: 1, memoryMB: 256 });
+    const onB = await connect(b.url, { identity: me });
+    const onA = await connect(a.url, { identity: me });
+    try {
+      const node = await onB.spawn({ lifetime: Lifetime.root() });
+      await onB.at(node, (ctx) => ctx.log('hello from B'));
+      const info = await onA.describe(node.url);
+      expect({ id: info.id, url: info.url, parent: info.parent }).toEqual({ id: node.id, url: node.url, parent: me.id });
+      expect((await onA.logs(node.url, { wait: 10_000 })).map((l) => l.line)).toEqual(['hello from B']);
+      // Still checked by B: a stranger connected to A gets B's refusal, not a client-side error.
+      const stranger = await connect(a.url);
+      try {
+        const denied = (await stranger.describe(node.url).catch((e: unknown) => e)) as KeynodeError;
+        expect(denied.code).toBe('ERR_ACCESS_DENIED');
+      } finally {
+        await stranger.close();
+      }
+    } finally {
+      await onA.close();
+      await onB.close();
+    }
+  });
+});
+
 describe('destroy', () => {
   it('deletes state, ends the process and refuses later messages', async () => {
     const { container, client, url } = await startContainer();
