@@ -67,7 +67,9 @@ async function follow(client: Client, node: string, flags: ConnFlags & { follow?
     try {
       lines = await client.logs(node, { after, wait: flags.follow ? 25_000 : 0 });
     } catch (e) {
-      if (!flags.follow || !isKeynodeError(e) || !TRANSIENT.has(e.code)) throw e;
+      // A container starting up answers before it can authenticate anything: for a read, its word is enough to wait.
+      const code = isKeynodeError(e) ? (e.code === 'ERR_BAD_REPLY' ? (e as { claimed?: string }).claimed : e.code) : undefined;
+      if (!flags.follow || !isKeynodeError(e) || code === undefined || !TRANSIENT.has(code)) throw e;
       if (!lost) say(`keynode: lost the container at ${client.url} (${e.code}: ${e.message}); reconnecting with backoff`);
       lost = true;
       say(`keynode: retrying in ${(delay / 1000).toFixed(1)}s`);

@@ -26,6 +26,8 @@ export interface SendOptions {
   timeoutMs?: number | undefined;
   /** Whom the request is for, for a transport that shares its sockets fairly (a container calling its peers). */
   tenant?: string | undefined;
+  /** When the caller stops waiting (ms since the epoch): every request the call makes ends by then. */
+  deadline?: number | undefined;
 }
 
 export interface Transport {

@@ -28,7 +28,7 @@ export class PeerSessions {
   #transport(origin: string): Transport {
     const timeout = (o: { timeoutMs?: number | undefined }) => o.timeoutMs ?? DISCOVER_TIMEOUT_MS;
     return {
-      post: (path, bytes, o) => this.#remote.post(origin + path, () => bytes, Date.now() + timeout(o), o.tenant ?? ''),
+      post: (path, bytes, o) => this.#remote.post(origin + path, () => bytes, o.deadline ?? Date.now() + timeout(o), o.tenant ?? ''),
       get: (path, o) => this.#remote.getText(origin + path, timeout(o)),
     };
   }
@@ -62,8 +62,10 @@ export class PeerSessions {
    */
   async eval(url: string, as: Signer, to: NodeId, fn: string, h: string, args: Uint8Array, extra: { cap?: Bodies['eval']['cap']; chain?: NodeId[] }, timeoutMs: number, tenant: string): Promise<Uint8Array> {
     const origin = new URL(url).origin;
+    // The call's deadline bounds each of its requests (a hello, the eval, a resend with the source), not each anew.
+    const deadline = Date.now() + timeoutMs;
     const channel = await this.#channel(origin, timeoutMs);
-    const value = await channel.eval(to, fn, h, args, extra, { as, timeoutMs, tenant });
+    const value = await channel.eval(to, fn, h, args, extra, { as, timeoutMs, tenant, deadline });
     if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_REPLY', `${url} returned a malformed eval result`);
     return value;
   }
