@@ -159,9 +159,9 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.budgets = budgets;
     const storage = new StorageQuota(this.#store, budgets);
     runtime.storage = storage;
-    this.#logbook.charges = async (id) => {
+    this.#logbook.account = async (id) => {
       const rec = await runtime.find(id);
-      return rec && budgets.storageCharges(rec);
+      return rec && budgets.storageAccount(rec);
     };
     const cores = availableParallelism();
     this.#fleet = new Fleet({

@@ -7,7 +7,7 @@
  * budget like its state: lines that do not fit are dropped.
  */
 import type { KeynodeError, NodeId } from '../protocol/index.js';
-import type { Charge, LogLine, Store } from '../store/index.js';
+import type { LogLine, StorageAccount, Store } from '../store/index.js';
 
 const FLUSH_MS = 20;
 
@@ -21,8 +21,8 @@ export class LogBook {
   readonly #sinceTrim = new Map<NodeId, number>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
-  /** The storage counters a node's lines count against; undefined once the node is gone (set by the container). */
-  charges: (id: NodeId) => Promise<Charge[] | undefined> = async () => [];
+  /** The storage account a node's lines count against; undefined once the node is gone (set by the container). */
+  account: (id: NodeId) => Promise<StorageAccount | undefined> = async () => undefined;
   /** Lines were dropped for want of storage. */
   onRefused: () => void = () => {};
 
@@ -51,10 +51,10 @@ export class LogBook {
     this.#flushing = this.#flushing.then(async () => {
       await Promise.all(
         batch.map(async ([id, lines]) => {
-          const counters = await this.charges(id);
-          if (!counters) return;
+          const account = await this.account(id);
+          if (!account) return;
           try {
-            await this.#store.appendLogs(id, lines, this.#keep, counters);
+            await this.#store.appendLogs(lines, this.#keep, account);
           } catch (e) {
             const code = (e as KeynodeError).code;
             if (code === 'ERR_BUDGET_EXHAUSTED') return this.onRefused();
@@ -65,7 +65,7 @@ export class LogBook {
           if (written <= this.#keep) return void this.#sinceTrim.set(id, written);
           // Now exactly `keep` are stored, so the next line written triggers the next trim.
           this.#sinceTrim.set(id, this.#keep);
-          await this.#trim(id, counters);
+          await this.#trim(account);
         }),
       );
       for (const [id] of batch) for (const wake of this.#followers.get(id) ?? []) wake();
@@ -101,13 +101,13 @@ export class LogBook {
     await this.flush();
     this.#lastSeq.delete(id);
     this.#sinceTrim.delete(id);
-    const counters = await this.charges(id);
-    if (counters) await this.#trim(id, counters);
+    const account = await this.account(id);
+    if (account) await this.#trim(account);
   }
 
-  async #trim(id: NodeId, counters: Charge[]): Promise<void> {
+  async #trim(account: StorageAccount): Promise<void> {
     try {
-      await this.#store.trimLogs(id, this.#keep, counters);
+      await this.#store.trimLogs(this.#keep, account);
     } catch (e) {
       // Destroyed meanwhile: its destroy took back every byte it held, lines included.
       if ((e as KeynodeError).code !== 'ERR_NODE_DESTROYED') throw e;

@@ -17,6 +17,13 @@ export interface Charge {
   max: number;
 }
 
+/** The counters one node's bytes count against, and the node (its writes apply only while it exists). */
+export interface StorageAccount {
+  id: string;
+  parent: string;
+  counters: Charge[];
+}
+
 export type Metering =
   /**
    * Adds to every counter `delta`, plus for each entry of `resized` (a size key and the size it will have, 0 when

@@ -9,7 +9,7 @@ import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { decode, encode, KeynodeError, type NodeId, type Write } from '../protocol/index.js';
 import { childKey, deadlineKey, decodeSize, encodeSize, entryBytes, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey, sizedEntry, sizeKey, stateEntryBytes } from './keys.js';
-import { Meter, type Charge, type Metering, type Requirement } from './meter.js';
+import { Meter, type Charge, type Metering, type Requirement, type StorageAccount } from './meter.js';
 import { encodeRecord, type LogLine, type NodeRecord, type Tombstone } from './records.js';
 
 type Sub = AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Array, string, Uint8Array>;
@@ -57,6 +57,13 @@ export class Txn {
   count(counters: Charge[], delta: number, resized?: Map<string, number>): this {
     if ((delta !== 0 || resized?.size) && counters.length) this.meters.push({ kind: 'count', counters, delta, ...(resized ? { resized } : {}) });
     return this;
+  }
+  /**
+   * Charges a node's account (see `count`), and commits only while the node exists: its writes never land
+   * after the batch that destroyed it. (Its parent edge tells, a few bytes where its record may be megabytes.)
+   */
+  charge(account: StorageAccount, delta: number, resized?: Map<string, number>): this {
+    return this.count(account.counters, delta, resized).require('c', childKey(account.parent, account.id), () => gone(account.id));
   }
   /** Takes counter `key`'s value off each of `from` and deletes the counters in `remove` (a destroyed node's). */
   uncount(key: string, from: string[], remove: string[]): this {
@@ -255,7 +262,8 @@ export class Store {
    * bytes they free go in one batch, so the counters stay exact whenever the container dies. Sizes come from
    * the size entries; entries older than those (never charged) are cleared at the end without a count.
    */
-  async resetState(id: NodeId, counters: Charge[]): Promise<void> {
+  async resetState(account: StorageAccount): Promise<void> {
+    const { id } = account;
     for (;;) {
       const t = this.txn();
       let freed = 0;
@@ -265,7 +273,7 @@ export class Store {
         freed += decodeSize(v);
       }
       if (!t.ops.length) break;
-      await t.count(counters, -freed).require('n', id, () => gone(id)).commit();
+      await t.charge(account, -freed).commit();
     }
     await Promise.all([this.sub('r').clear(nodeRange(id)), this.sub('i').clear(nodeRange(id))]);
   }
@@ -274,9 +282,10 @@ export class Store {
 
   /**
    * Appends lines; `keep` bounds how many a node accumulates between trims. Their bytes count against
-   * `counters`: with no room, or once the node is gone, nothing is written and this throws.
+   * the node's account: with no room, or once the node is gone, nothing is written and this throws.
    */
-  async appendLogs(id: NodeId, lines: LogLine[], keep: number, counters: Charge[]): Promise<void> {
+  async appendLogs(lines: LogLine[], keep: number, account: StorageAccount): Promise<void> {
+    const { id } = account;
     const t = this.txn();
     let bytes = 0;
     for (const l of lines.slice(-keep)) {
@@ -285,28 +294,37 @@ export class Store {
       t.put('l', key, value);
       bytes += entryBytes(key, value.length);
     }
-    await t.count(counters, bytes).require('n', id, () => gone(id)).commit();
+    await t.charge(account, bytes).commit();
   }
 
   /**
-   * Deletes all but the newest `keep` lines of a node, giving their bytes back to `counters`. Not once the
+   * Deletes all but the newest `keep` lines of a node, giving their bytes back to its account. Not once the
    * node is gone: its destroy gave back everything it held already.
    */
-  async trimLogs(id: NodeId, keep: number, counters: Charge[]): Promise<void> {
+  async trimLogs(keep: number, account: StorageAccount): Promise<void> {
+    const { id } = account;
+    // The newest `keep` lines are passed over by key; only the lines to delete are read, for their sizes.
     let n = 0;
+    let last: string | undefined;
+    for await (const k of this.sub('l').keys({ ...nodeRange(id), reverse: true })) {
+      if (++n > keep) {
+        last = k;
+        break;
+      }
+    }
+    if (last === undefined) return;
     let t = this.txn();
     let freed = 0;
-    for await (const [k, v] of this.sub('l').iterator({ ...nodeRange(id), reverse: true })) {
-      if (++n <= keep) continue;
+    for await (const [k, v] of this.sub('l').iterator({ gte: id, lte: last })) {
       t.del('l', k);
       freed += entryBytes(k, v.length);
       if (t.ops.length === TRIM_CHUNK) {
-        await t.count(counters, -freed).require('n', id, () => gone(id)).commit();
+        await t.charge(account, -freed).commit();
         t = this.txn();
         freed = 0;
       }
     }
-    if (t.ops.length) await t.count(counters, -freed).require('n', id, () => gone(id)).commit();
+    if (t.ops.length) await t.charge(account, -freed).commit();
   }
 
   async readLogs(id: NodeId, after: number, limit: number): Promise<LogLine[]> {

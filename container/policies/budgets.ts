@@ -8,7 +8,7 @@
  * (see policies/storage): a child shares its ancestors' room unless given less.
  */
 import { decode, encode, KeynodeError, STORAGE_MB, storageBytes, type BudgetSpec, type NodeId } from '../../protocol/index.js';
-import { ownUsageKey, usageKey, type Charge, type NodeRecord, type Store, type Txn } from '../../store/index.js';
+import { ownUsageKey, usageKey, type NodeRecord, type StorageAccount, type Store, type Txn } from '../../store/index.js';
 
 /** What the store keeps per budget holder: principals' granted limits and every holder's node count. */
 export interface HolderRecord {
@@ -203,9 +203,10 @@ export class Budgets {
    * The storage counters a node's bytes count against, with their ceilings: its own (no ceiling), then every
    * holder of its chain (itself, its ancestors, the top principal, the operator).
    */
-  async storageCharges(rec: NodeRecord): Promise<Charge[]> {
+  async storageAccount(rec: NodeRecord): Promise<StorageAccount> {
     const chain = await this.chain(rec);
-    return [{ key: ownUsageKey(rec.id), max: Infinity }, ...chain.map(({ id, limits }) => ({ key: usageKey(id), max: storageBytes(limits.storageMB) }))];
+    const counters = [{ key: ownUsageKey(rec.id), max: Infinity }, ...chain.map(({ id, limits }) => ({ key: usageKey(id), max: storageBytes(limits.storageMB) }))];
+    return { id: rec.id, parent: rec.parent, counters };
   }
 
   /**

@@ -7,7 +7,7 @@
  * bytes back. The counters change in the commit's own batch (store/meter), so they are exact after any crash,
  * and a commit that would pass a ceiling is refused whole, before anything of it is written.
  */
-import { KeynodeError, type Write } from '../../protocol/index.js';
+import type { Write } from '../../protocol/index.js';
 import { indexKey, refKey, sizeKey, stateEntryBytes, type NodeRecord, type Store, type Txn } from '../../store/index.js';
 import type { Budgets } from './budgets.js';
 
@@ -53,11 +53,10 @@ export class StorageQuota {
   /**
    * Adds to `txn` what the node's writes change in its counters: each entry's new size less what it was
    * charged before (its size entry, 4 bytes, never its value), read and checked when the batch is written
-   * (store/meter). A destroy that gets there first fails this commit (the `n` requirement).
+   * (store/meter). A destroy that gets there first fails this commit.
    */
   async charge(rec: NodeRecord, writes: Write[], txn: Txn): Promise<void> {
-    txn.count(await this.#budgets.storageCharges(rec), 0, nextSizes(rec.id, writes));
-    txn.require('n', rec.id, () => new KeynodeError('ERR_NODE_DESTROYED', `node ${rec.id} was destroyed`));
+    txn.charge(await this.#budgets.storageAccount(rec), 0, nextSizes(rec.id, writes));
   }
 
   /** Counters `ids` stand at: what each holder's subtree stores, in bytes. */
