@@ -10,7 +10,7 @@ const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 describe('keynode CLI', () => {
   it('administers a running container with the operator identity', async () => {
     const data = await tempDir();
-    const proc = await startContainerProcess(data, ['--idle-timeout-ms', '60000', '--capacity-storage-mb', '512.5']);
+    const proc = await startContainerProcess(data, ['--idle-timeout-ms', '600000', '--capacity-storage-mb', '512.5']);
     const env = { KEYNODE_URL: proc.url, KEYNODE_IDENTITY: join(data, 'operator.key') };
     const kn = (...args: string[]) => execa(process.execPath, [CLI, ...args], { env, reject: false });
 

@@ -163,6 +163,13 @@ describe('storage budgets', () => {
 
     const over = await failure(dave.at(p, (ctx) => ctx.spawn({ lifetime: ctx.Lifetime.linked(), budget: { storageMB: 0.6 } })));
     expect(over.code).toBe('ERR_BUDGET_EXHAUSTED');
+    for (const storageMB of [-1, 'lots', Number.POSITIVE_INFINITY]) {
+      expect((await failure(dave.spawn({ lifetime: Lifetime.root(), budget: { storageMB: storageMB as number } }))).code).toBe('ERR_BAD_POLICY');
+      expect((await failure(op.grant(dave.here, { maxNodes: 10, maxAwake: 4, memoryMB: 512, storageMB: storageMB as number }))).code).toBe('ERR_BAD_POLICY');
+    }
+    // A grant may not exceed the capacity's storage (10 GiB by default).
+    expect((await failure(op.grant(dave.here, { maxNodes: 10, maxAwake: 4, memoryMB: 512, storageMB: 10_241 }))).code).toBe('ERR_BUDGET_EXHAUSTED');
+    expect((await dave.budget()).limits.storageMB).toBe(0.5);
     const shared = await dave.at(p, (ctx) => ctx.spawn({ lifetime: ctx.Lifetime.linked() }));
     const capped = await dave.at(p, (ctx) => ctx.spawn({ lifetime: ctx.Lifetime.linked(), budget: { storageMB: 0.05 } }));
     expect((await op.budget(shared)).limits.storageMB).toBe(0.5);
