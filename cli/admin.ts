@@ -86,12 +86,29 @@ async function follow(client: Client, node: string, flags: ConnFlags & { follow?
   }
 }
 
+function mib(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a non-negative number of MiB (fractions allowed)`);
+    return n;
+  };
+}
+
+/** Bytes for people: 512B, 3.4KB, 12.0MB (powers of 1024, as storageMB counts). */
+function bytes(n: number | undefined): string {
+  if (n === undefined) return '-';
+  if (n < 1024) return `${n}B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)}KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)}MB`;
+  return `${(n / 1024 ** 3).toFixed(1)}GB`;
+}
+
 export function adminCommands(program: Command): void {
-  connection(program.command('ls').description('List nodes: id, status, pid, uptime, lifetime, memory, last activity, parent.'))
+  connection(program.command('ls').description('List nodes: id, status, pid, uptime, lifetime, memory, storage (its subtree\'s), last activity, parent.'))
     .option('-q, --quiet', 'node IDs only, one per line')
     .action((flags: ConnFlags & { quiet?: boolean }) =>
       withClient(flags, async (client) => {
-        const rows: string[][] = [['ID', 'STATUS', 'PID', 'UPTIME', 'LIFETIME', 'MEMORY', 'LAST ACTIVITY', 'PARENT']];
+        const rows: string[][] = [['ID', 'STATUS', 'PID', 'UPTIME', 'LIFETIME', 'MEMORY', 'STORAGE', 'LAST ACTIVITY', 'PARENT']];
         let after: string | undefined;
         let first = true;
         // A JSON array written as pages arrive: a container with millions of nodes is never held in memory.
@@ -103,7 +120,7 @@ export function adminCommands(program: Command): void {
             else if (flags.json) {
               out(`${first ? '\n' : ',\n'}${JSON.stringify(n)}`);
               first = false;
-            } else rows.push([n.id, n.status, n.pid ? String(n.pid) : '-', ago(n.uptimeMs), (n.lifetime as { kind: string }).kind, n.memoryMB ? `${n.memoryMB}MB` : '-', n.lastActivity ? `${ago(Date.now() - n.lastActivity)} ago` : '-', n.parent]);
+            } else rows.push([n.id, n.status, n.pid ? String(n.pid) : '-', ago(n.uptimeMs), (n.lifetime as { kind: string }).kind, n.memoryMB ? `${n.memoryMB}MB` : '-', bytes(n.storageBytes), n.lastActivity ? `${ago(Date.now() - n.lastActivity)} ago` : '-', n.parent]);
           }
           if (page.nodes.length < 1000) break;
           after = page.nodes.at(-1)!.id;
@@ -139,9 +156,10 @@ export function adminCommands(program: Command): void {
     .requiredOption('--nodes <n>', 'max nodes', count('--nodes'))
     .requiredOption('--awake <n>', 'max awake at once', count('--awake'))
     .requiredOption('--memory <mb>', 'max memory of awake nodes (MB)', count('--memory'))
-    .action((principal: string, flags: ConnFlags & { nodes: number; awake: number; memory: number }) =>
+    .option('--storage <mb>', 'max disk its nodes may fill (MiB, fractions allowed; default: the container\'s capacity)', mib('--storage'))
+    .action((principal: string, flags: ConnFlags & { nodes: number; awake: number; memory: number; storage?: number }) =>
       withClient(flags, async (client) => {
-        const report = (await client.request('grant', { principal, budget: { maxNodes: flags.nodes, maxAwake: flags.awake, memoryMB: flags.memory } })) as Budget;
+        const report = (await client.request('grant', { principal, budget: { maxNodes: flags.nodes, maxAwake: flags.awake, memoryMB: flags.memory, ...(flags.storage !== undefined ? { storageMB: flags.storage } : {}) } })) as Budget;
         if (flags.json) json(report);
         else out(budgetText(report));
       }, () => principalArg(principal)),

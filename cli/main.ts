@@ -23,6 +23,14 @@ function int(name: string) {
   };
 }
 
+function mib(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number of MiB`);
+    return n;
+  };
+}
+
 const program = new Command('keynode')
   .description('A node container runtime: ship computations to sandboxed nodes named by Ed25519 keys.')
   .version(version, '-V, --version', 'print the version')
@@ -48,6 +56,7 @@ program
   .addOption(new Option('--capacity-nodes <n>', 'root budget: nodes').argParser(int('capacity-nodes')))
   .addOption(new Option('--capacity-awake <n>', 'root budget: awake nodes').argParser(int('capacity-awake')))
   .addOption(new Option('--capacity-memory-mb <n>', 'root budget: memory of awake nodes').argParser(int('capacity-memory-mb')))
+  .addOption(new Option('--capacity-storage-mb <mb>', 'root budget: disk all nodes may fill (MiB, fractions allowed; default 10240)').argParser(mib('capacity-storage-mb')))
   .addOption(new Option('--fsync', 'fsync every commit (survive power loss, not only process kill)').env('KEYNODE_FSYNC'))
   .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); node URLs become https://').env('KEYNODE_TLS_CERT'))
   .addOption(new Option('--tls-key <file>', 'private key (PEM) of --tls-cert').env('KEYNODE_TLS_KEY'))
@@ -74,6 +83,7 @@ program
     if (flags.capacityNodes !== undefined) cap.maxNodes = Number(flags.capacityNodes);
     if (flags.capacityAwake !== undefined) cap.maxAwake = Number(flags.capacityAwake);
     if (flags.capacityMemoryMb !== undefined) cap.memoryMB = Number(flags.capacityMemoryMb);
+    if (flags.capacityStorageMb !== undefined) cap.storageMB = Number(flags.capacityStorageMb);
     options.capacity = cap;
     let container: Container;
     try {

@@ -152,7 +152,7 @@ export class Client {
   }
 
   /** Operator only: gives a principal a budget to spawn top-level nodes with (replacing an earlier grant). */
-  async grant(principal: string | { id: string }, budget: BudgetSpec, options?: CallOptions): Promise<BudgetReport> {
+  async grant(principal: string | { id: string }, budget: Omit<BudgetSpec, 'storageMB'> & { storageMB?: number }, options?: CallOptions): Promise<BudgetReport> {
     const id = typeof principal === 'string' ? principal : principal.id;
     return (await this.request('grant', { principal: id, budget }, options)) as BudgetReport;
   }
@@ -307,7 +307,8 @@ export class Client {
 export interface BudgetReport {
   principal: NodeId;
   limits: BudgetSpec;
-  used: { nodes: number; awake: number; memoryMB: number };
+  /** `storageBytes` is exact; `storageMB` is the same in MiB. Storage counts the holder's whole subtree. */
+  used: { nodes: number; awake: number; memoryMB: number; storageMB: number; storageBytes: number };
 }
 
 /** The innermost cause's message: undici wraps the useful one ("connect ECONNREFUSED ...") in others. */

@@ -41,7 +41,7 @@ export interface Ctx {
     lifetime: { kind: string };
     sandbox?: Record<string, unknown>;
     acl?: (string | NodeRefLike)[];
-    budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number };
+    budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number; storageMB?: number };
   }): Promise<NodeRefLike>;
   /** Lifetime values for ctx.spawn: ctx.Lifetime.linked(), .ephemeral(), .root(), .resetting(s), .leased(s, { node, fn }). */
   readonly Lifetime: {

@@ -65,8 +65,11 @@ export interface ContainerOptions {
   fsync: boolean;
   /** How long a client's holds on Ephemeral nodes last without renewal. */
   holdGraceMs: number;
-  /** Root budget held by the operator. */
-  capacity: { maxNodes: number; maxAwake: number; memoryMB: number };
+  /**
+   * Root budget held by the operator. `storageMB` (MiB, fractions allowed) bounds what all nodes store
+   * together; optional so that embedders who name the other three keep compiling (normalizeOptions fills it).
+   */
+  capacity: { maxNodes: number; maxAwake: number; memoryMB: number; storageMB?: number };
   /** Consecutive failed lease checks that destroy a Leased node. */
   leaseFailures: number;
   /** Deepest spawn tree. */
@@ -100,6 +103,9 @@ export interface ContainerOptions {
   handshakeBurst: number;
 }
 
+// 10 GiB of tenant data: a disk's worth on a small host; set it to what the data directory's disk can spare.
+const DEFAULT_STORAGE_MB = 10 * 1024;
+
 export const DEFAULTS: ContainerOptions = {
   host: '127.0.0.1',
   port: 7070,
@@ -131,7 +137,7 @@ export const DEFAULTS: ContainerOptions = {
   logLines: 1000,
   fsync: false,
   holdGraceMs: 30_000,
-  capacity: { maxNodes: 10_000_000, maxAwake: 1000, memoryMB: 16 * 1024 },
+  capacity: { maxNodes: 10_000_000, maxAwake: 1000, memoryMB: 16 * 1024, storageMB: DEFAULT_STORAGE_MB },
   leaseFailures: 3,
   maxDepth: 32,
   minPeriodMs: 1000,
@@ -176,7 +182,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Co
   if (env.KEYNODE_TLS_KEY) out.tlsKey = env.KEYNODE_TLS_KEY;
   if (env.KEYNODE_TLS_CA) out.tlsCa = env.KEYNODE_TLS_CA;
   const cap: Record<string, number> = {};
-  for (const [k, name] of [['maxNodes', 'KEYNODE_CAPACITY_NODES'], ['maxAwake', 'KEYNODE_CAPACITY_AWAKE'], ['memoryMB', 'KEYNODE_CAPACITY_MEMORY_MB']] as const) {
+  for (const [k, name] of [['maxNodes', 'KEYNODE_CAPACITY_NODES'], ['maxAwake', 'KEYNODE_CAPACITY_AWAKE'], ['memoryMB', 'KEYNODE_CAPACITY_MEMORY_MB'], ['storageMB', 'KEYNODE_CAPACITY_STORAGE_MB']] as const) {
     if (env[name]) cap[k] = Number(env[name]);
   }
   if (Object.keys(cap).length) out.capacity = { ...DEFAULTS.capacity, ...cap };
@@ -189,6 +195,7 @@ function bad(message: string): never {
 
 export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
   const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
+  o.capacity.storageMB ??= DEFAULT_STORAGE_MB;
   const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper', 'tlsCert', 'tlsKey', 'tlsCa']);
   const renamed: Record<string, string> = { poolSize: 'poolMin' };
   for (const key of Object.keys(input)) {
@@ -205,7 +212,11 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
     if (!Number.isSafeInteger(v) || v < min) bad(`Expected the \`${key}\` option to be an integer of at least ${min}, got \`${String(v)}\` (${typeof v})`);
   }
   if (o.port > 65535) bad(`Expected the \`port\` option to be at most 65535, got \`${o.port}\``);
-  for (const [k, v] of Object.entries(o.capacity)) if (!Number.isSafeInteger(v) || v < 0) bad(`Expected \`capacity.${k}\` to be a non-negative integer, got \`${String(v)}\``);
+  for (const [k, v] of Object.entries(o.capacity)) {
+    if (k === 'storageMB' ? typeof v !== 'number' || !Number.isFinite(v) || v < 0 : !Number.isSafeInteger(v) || v < 0) {
+      bad(`Expected \`capacity.${k}\` to be a non-negative ${k === 'storageMB' ? 'number' : 'integer'}, got \`${String(v)}\``);
+    }
+  }
   if (o.evalTimeoutMs > o.maxEvalTimeoutMs) bad('`evalTimeoutMs` must not exceed `maxEvalTimeoutMs`');
   if (o.memoryMB > o.maxMemoryMB || o.memoryMB < 16) bad('`memoryMB` must be at least 16 and not exceed `maxMemoryMB`');
   if (o.maxMessageBytes > o.maxBodyBytes) bad('`maxMessageBytes` must not exceed `maxBodyBytes`');

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { encode, KeynodeError, type Identity, type NodeId, type Reply } from '../protocol/index.js';
+import { encode, KeynodeError, storageBytes, type Identity, type NodeId, type Reply } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -32,6 +32,7 @@ import { workerReadableBy, type WorkerLaunch } from './fleet/worker-process.js';
 import { WorkerRegistry } from './fleet/worker-registry.js';
 import { admit } from './policies/admission.js';
 import { Budgets } from './policies/budgets.js';
+import { StorageQuota } from './policies/storage.js';
 import { LifetimePolicy } from './policies/lifetime-policy.js';
 import { NodeRequests } from './node-requests.js';
 import { Spawner } from './policies/spawner.js';
@@ -172,8 +173,15 @@ export class Container extends EventEmitter<ContainerEvents> {
 
     const runtime = new Runtime(o, this.#store, this.#keyring, this.#logbook, this.#remote, this.#url);
     this.#runtime = runtime;
-    const budgets = new Budgets(this.#store, this.id, o.capacity, (id) => runtime.find(id));
+    const capacity = { ...o.capacity, storageMB: o.capacity.storageMB! }; // normalizeOptions filled it
+    const budgets = new Budgets(this.#store, this.id, capacity, (id) => runtime.find(id));
     runtime.budgets = budgets;
+    const storage = new StorageQuota(this.#store, budgets);
+    runtime.storage = storage;
+    this.#logbook.account = async (id) => {
+      const rec = await runtime.find(id);
+      return rec && budgets.storageAccount(rec);
+    };
     const cores = availableParallelism();
     this.#fleet = new Fleet({
       launch,
@@ -201,7 +209,12 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.destroy = (id, reason) => lifetimes.destroy(id, reason);
     const spawner = new Spawner(runtime, lifetimes);
     const requests = new NodeRequests(runtime, spawner, lifetimes);
-    const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0), () => this.#fleet.stats());
+    const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0), () => this.#fleet.stats(), {
+      used: async () => (await storage.use([this.id]))[0]!,
+      capacity: storageBytes(capacity.storageMB),
+    });
+    storage.onRefused = (what) => metrics.storageRefusals.inc({ what });
+    this.#logbook.onRefused = () => metrics.storageRefusals.inc({ what: 'log' });
     this.#supervisor = new Supervisor(
       { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxQueueBytes: o.maxQueueBytes, releaseTimeoutMs: o.releaseTimeoutMs },
       this.#fleet,

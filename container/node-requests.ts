@@ -9,6 +9,7 @@ import type { AwakeNode } from './supervisor/awake-node.js';
 import type { LifetimePolicy } from './policies/lifetime-policy.js';
 import type { Runtime } from './runtime.js';
 import type { Spawner } from './policies/spawner.js';
+import { writtenBytes } from './policies/storage.js';
 
 function sandboxError(what: 'refs' | 'write'): KeynodeError {
   return what === 'refs'
@@ -40,9 +41,9 @@ export class NodeRequests {
         return (await rt.store.getIndex(node.id, req.name, req.key)) ?? null;
       case 'index.entries':
         if (sandbox.refs === 'none') throw sandboxError('refs');
-        // One reply is bounded like anything else the node receives: a page of 20,000 values of a MiB each
-        // must not be read into the container's memory.
-        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000, 4 * sandbox.maxMessageBytes);
+        // One reply is bounded like any frame to a worker: a page of 20,000 values of a MiB each must not be
+        // read into the container's memory.
+        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000, rt.options.maxBodyBytes);
       case 'at': {
         const { id, url } = resolveNode(req.node);
         const target = await rt.find(id);
@@ -106,23 +107,29 @@ export class NodeRequests {
     }
     const { sandbox } = node.rec;
     if (!writes.length) {
-      // Nothing written: no held-children bookkeeping and no store batch, only a Resetting node's activity.
+      // Nothing written: no held-children bookkeeping, no storage charge and no store batch, only a Resetting
+      // node's activity.
       const txn = this.#rt.store.txn();
       this.#lifetimes.onEval(node, txn);
       if (txn.ops.length) await txn.commit();
       return;
     }
     if (sandbox.refs !== 'readwrite') throw sandboxError('write');
-    let total = 0;
     for (const w of writes) {
-      if (w.op === 'del') continue;
-      if (w.value.length > sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `a value of ${w.value.length} bytes exceeds sandbox.maxMessageBytes`);
-      total += w.value.length;
+      if (w.op !== 'del' && w.value.length > sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `a value of ${w.value.length} bytes exceeds sandbox.maxMessageBytes`);
     }
-    if (total > 4 * sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `one eval wrote ${total} bytes; the limit is 4 × sandbox.maxMessageBytes`);
+    // Keys and names count as much as values: a hundred thousand empty entries under long keys are not free.
+    const total = writtenBytes(node.id, writes);
+    if (total > 4 * sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `one eval wrote ${total} bytes (keys, names and values); the limit is 4 × sandbox.maxMessageBytes`);
     const txn = this.#rt.store.txn().writes(node.id, writes);
     await this.#lifetimes.held.index(node.id, writes, txn);
     this.#lifetimes.onEval(node, txn);
-    await txn.commit();
+    if (writes.length) await this.#rt.storage.charge(node.rec, writes, txn);
+    try {
+      await txn.commit();
+    } catch (e) {
+      if ((e as KeynodeError).code === 'ERR_BUDGET_EXHAUSTED') this.#rt.storage.onRefused('commit');
+      throw e;
+    }
   }
 }

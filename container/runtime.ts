@@ -12,6 +12,7 @@ import type { NodeRecord, Store } from '../store/index.js';
 import { checkEval, mayEval } from './policies/access.js';
 import type { AwakeNode } from './supervisor/awake-node.js';
 import type { Budgets } from './policies/budgets.js';
+import type { StorageQuota } from './policies/storage.js';
 import type { ContainerOptions } from './config.js';
 import type { Keyring } from './keyring.js';
 import type { LogBook } from './logbook.js';
@@ -51,6 +52,7 @@ export class Runtime {
   readonly origin: string;
   supervisor!: Supervisor;
   budgets!: Budgets;
+  storage!: StorageQuota;
   /** Worker processes that serve no node, and where wakes got theirs (set by the container). */
   fleet: () => { spares: number; blanks: number; counts: Record<string, number> } = () => ({ spares: 0, blanks: 0, counts: {} });
   /** Ends a node (cascades, budget, store); set by the container to the lifetime policy's destroy. */

@@ -102,6 +102,10 @@ export interface NodeInfo {
   lastActivity?: number;
   memoryMB?: number;
   uptimeMs?: number;
+  /** Bytes its subtree stores (refs, indexes, logs): what counts against `budget.storageMB`. */
+  storageBytes?: number;
+  /** Bytes it stores itself. */
+  ownStorageBytes?: number;
 }
 
 /** What the worker needs to know of its node. Never its private key. */

@@ -4,6 +4,7 @@
  * its body's shape, then who may do it, then does it.
  */
 import { checkBudget, isNodeId, KeynodeError, MAX_CHAIN, type Bodies, type Envelope, type NodeId } from '../../protocol/index.js';
+import { ownUsageKey, usageKey } from '../../store/index.js';
 import { checkAdminister, checkDestroy } from '../policies/access.js';
 import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import type { Runtime } from '../runtime.js';
@@ -123,7 +124,8 @@ export class Operations {
         const id = nodeField((env.body as Bodies['describe']).node, 'node');
         const rec = await this.#rt.lookup(id);
         checkAdminister(rec, env.from, this.#rt.operator);
-        return this.#rt.info(rec);
+        const [storageBytes, ownStorageBytes] = await this.#rt.storage.use([usageKey(id), ownUsageKey(id)]);
+        return { ...this.#rt.info(rec), storageBytes, ownStorageBytes };
       }
       case 'logs': {
         const body = env.body as Bodies['logs'] & { wait?: unknown };
@@ -145,11 +147,15 @@ export class Operations {
         const body = env.body as Bodies['list'];
         const after = body.after === undefined ? undefined : nodeField(body.after, 'after');
         const limit = optionalInt(body.limit, 'limit', 1, 10_000) ?? 1000;
-        return { nodes: await this.#rt.list(after, limit) };
+        const nodes = await this.#rt.list(after, limit);
+        const used = await this.#rt.storage.use(nodes.map((n) => usageKey(n.id)));
+        return { nodes: nodes.map((n, i) => ({ ...n, storageBytes: used[i] })) };
       }
-      case 'stats':
+      case 'stats': {
         this.#operatorOnly(env.from);
-        return this.#rt.stats();
+        const [storageBytes] = await this.#rt.storage.use([usageKey(this.#rt.operator)]);
+        return { ...this.#rt.stats(), storageBytes };
+      }
       case 'backup': {
         this.#operatorOnly(env.from);
         const { session } = env.body as Bodies['backup'];

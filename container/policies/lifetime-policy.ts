@@ -305,7 +305,7 @@ export class LifetimePolicy {
       const awake = sup.get(rec.id);
       const last = Math.max((await this.#state(rec.id)).last ?? 0, awake?.worker ? awake.lastActivity : 0);
       if (now - last < period) return this.#reschedule(d, last + period);
-      await this.#rt.store.resetState(rec.id);
+      await this.#rt.store.resetState(await this.#rt.budgets.storageAccount(rec));
       await this.#reschedule(d, now + period, { last: now });
       this.#events.reset(rec.id);
     });

@@ -37,7 +37,7 @@ describe('keynode CLI', () => {
       kn('ls'), kn('ls', '-q'), kn('ls', '--json'), kn('describe', node.url), kn('describe', node.url, '--json'), kn('logs', node.id), kn('logs', node.id, '--json'),
     ]);
     expect(ls.exitCode).toBe(0);
-    expect(ls.stdout.split('\n')[0]).toMatch(/^ID\s+STATUS\s+PID\s+UPTIME\s+LIFETIME\s+MEMORY\s+LAST ACTIVITY\s+PARENT$/);
+    expect(ls.stdout.split('\n')[0]).toMatch(/^ID\s+STATUS\s+PID\s+UPTIME\s+LIFETIME\s+MEMORY\s+STORAGE\s+LAST ACTIVITY\s+PARENT$/);
     expect(ls.stdout).toContain(node.id);
     expect(quiet.stdout.trim().split('\n')).toEqual([node.id]);
     // --json: one JSON array, each element the shape `describe --json` prints.
@@ -59,14 +59,17 @@ describe('keynode CLI', () => {
     // A principal without a grant has a budget of zero, reported, not refused.
     const none = await kn('budget', someone.id, '--json');
     expect(none.exitCode).toBe(0);
-    expect(JSON.parse(none.stdout)).toEqual({ principal: someone.id, limits: { maxNodes: 0, maxAwake: 0, memoryMB: 0 }, used: { nodes: 0, awake: 0, memoryMB: 0 } });
+    expect(JSON.parse(none.stdout)).toMatchObject({ principal: someone.id, limits: { maxNodes: 0, maxAwake: 0, memoryMB: 0, storageMB: 0 }, used: { nodes: 0, awake: 0, memoryMB: 0, storageBytes: 0 } });
     const granted = await kn('grant', someone.id, '--nodes', '5', '--awake', '2', '--memory', '256');
     expect(granted.exitCode).toBe(0);
     expect(granted.stdout).toMatch(/^maxNodes\s+5\s+0$/m);
     const [grantedJson, budget, mine, stats, statsJson] = await Promise.all([
       kn('grant', someone.id, '--nodes', '5', '--awake', '2', '--memory', '256', '--json'), kn('budget', someone.id), kn('budget', '--json'), kn('stats'), kn('stats', '--json'),
     ]);
-    expect(JSON.parse(grantedJson.stdout).limits).toEqual({ maxNodes: 5, maxAwake: 2, memoryMB: 256 });
+    expect(JSON.parse(grantedJson.stdout).limits).toEqual({ maxNodes: 5, maxAwake: 2, memoryMB: 256, storageMB: 10_240 });
+    // Its stored log line is storage the node uses, and ls shows it.
+    const withStorage = JSON.parse((await kn('ls', '--json')).stdout) as { storageBytes: number }[];
+    expect(withStorage[0]!.storageBytes).toBeGreaterThan(`hello from ${node.id}`.length);
     expect(budget.stdout).toMatch(/^memoryMB\s+256\s+0$/m);
     expect(JSON.parse(mine.stdout).principal).toBe(proc.operator.id);
     expect(stats.stdout).toMatch(/^awake\s+1$/m);

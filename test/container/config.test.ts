@@ -49,4 +49,14 @@ describe('container options', () => {
     expect(() => normalizeOptions({ peerTenantQueue: -1 })).toThrow(/peerTenantQueue/);
     expect(DEFAULTS.peerTenantRequests).toBeLessThan(DEFAULTS.peerConnections);
   });
+
+  it('capacity.storageMB: 10 GiB by default, fractions allowed, from KEYNODE_CAPACITY_STORAGE_MB, and filled in when a capacity names only the other three', () => {
+    expect(DEFAULTS.capacity.storageMB).toBe(10_240);
+    expect(optionsFromEnv({ KEYNODE_CAPACITY_STORAGE_MB: '0.5' }).capacity).toEqual({ ...DEFAULTS.capacity, storageMB: 0.5 });
+    expect(normalizeOptions({ capacity: { maxNodes: 10, maxAwake: 1, memoryMB: 64 } }).capacity.storageMB).toBe(10_240);
+    expect(normalizeOptions({ capacity: { maxNodes: 10, maxAwake: 1, memoryMB: 64, storageMB: 2.5 } }).capacity.storageMB).toBe(2.5);
+    for (const storageMB of [-1, Infinity, Number.NaN, '5' as unknown as number]) {
+      expect(() => normalizeOptions({ capacity: { ...DEFAULTS.capacity, storageMB } })).toThrow(/capacity.storageMB/);
+    }
+  });
 });

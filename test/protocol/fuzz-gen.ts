@@ -385,6 +385,10 @@ function isNodeName(v: unknown): boolean {
   }
 }
 const onlyKeys = (v: Record<string, unknown>, keys: string[]) => Object.keys(v).every((k) => keys.includes(k));
+/** Integer counts, and storageMB a number of MiB that may have a fraction. */
+const isBudget = (v: Record<string, unknown>) =>
+  onlyKeys(v, ['maxNodes', 'maxAwake', 'memoryMB', 'storageMB']) &&
+  Object.entries(v).every(([k, x]) => (k === 'storageMB' ? typeof x === 'number' && Number.isFinite(x) && x >= 0 && x <= 2 ** 40 : isInt(x, 0, 1e12)));
 
 export interface Limits {
   maxMemoryMB: number;
@@ -438,7 +442,7 @@ export function bodyTemplates(ctx: FuzzContext): Record<string, { base: () => Re
         o('sandbox.maxMessageBytes', (v, l) => isInt(v, 1024, l.maxMessageBytes)),
         o('sandbox.log', (v) => v === null || typeof v === 'boolean'),
         o('acl', (v) => Array.isArray(v) && v.length <= 1024 && v.every((e) => e === 'public' || isNodeName(e))),
-        o('budget', (v) => isPlain(v) && onlyKeys(v, ['maxNodes', 'maxAwake', 'memoryMB']) && Object.values(v).every((x) => isInt(x, 0, 1e12))),
+        o('budget', (v) => isPlain(v) && isBudget(v)),
         o('budget.maxNodes', (v) => isInt(v, 0, 1e12)),
         f('budget.maxAwake', (v) => absent(v) || isInt(v, 0, 1e12)),
         o('count', (v) => isInt(v, 1, 10_000)),
@@ -465,7 +469,7 @@ export function bodyTemplates(ctx: FuzzContext): Record<string, { base: () => Re
       base: () => ({ principal: ctx.strangerId, budget: { maxNodes: 1 } }),
       fields: [
         nodeIdField('principal'),
-        o('budget', (v) => absent(v) || (isPlain(v) && onlyKeys(v, ['maxNodes', 'maxAwake', 'memoryMB']) && Object.values(v).every((x) => isInt(x, 0, 1e12)))),
+        o('budget', (v) => absent(v) || (isPlain(v) && isBudget(v))),
         o('budget.maxNodes', (v) => absent(v) || isInt(v, 0, 1e12)),
       ],
     },
