@@ -44,6 +44,7 @@ program
   .addOption(new Option('--port <port>', 'port (0 picks a free one)').argParser(int('port')).env('KEYNODE_PORT'))
   .addOption(new Option('--data <dir>', 'data directory (store, operator.key, master.key)').env('KEYNODE_DATA'))
   .addOption(new Option('--public-url <url>', 'URL peers reach this container at').env('KEYNODE_PUBLIC_URL'))
+  .addOption(new Option('--peers <list>', 'the other containers of the fleet: URLs, or dns:<name>:<port> (comma-separated)'))
   .addOption(new Option('--idle-timeout-ms <ms>', 'sleep idle nodes after this long').argParser(int('idle-timeout-ms')).env('KEYNODE_IDLE_TIMEOUT_MS'))
   .addOption(new Option('--eval-timeout-ms <ms>', 'default sandbox.timeoutMs').argParser(int('eval-timeout-ms')).env('KEYNODE_EVAL_TIMEOUT_MS'))
   .addOption(new Option('--memory-mb <mb>', 'default sandbox.memoryMB').argParser(int('memory-mb')).env('KEYNODE_MEMORY_MB'))
@@ -65,7 +66,7 @@ program
   .addOption(new Option('--dashboard <on|off>', 'the operator dashboard at /dashboard/ (opened with `keynode dashboard`)').choices(['on', 'off']).env('KEYNODE_DASHBOARD'))
   .action(async (flags: Record<string, unknown>) => {
     // Loaded here so admin commands start fast: they never need the container's own dependencies.
-    const { Container, DEFAULTS, optionsFromEnv } = await import('../container/index.js');
+    const { Container, DEFAULTS, optionsFromEnv, parsePeers } = await import('../container/index.js');
     let options: Partial<ContainerOptions>;
     try {
       options = { ...optionsFromEnv() };
@@ -79,6 +80,7 @@ program
       if (flag !== undefined) (options as Record<string, unknown>)[key] = typeof DEFAULTS[key as keyof ContainerOptions] === 'number' ? Number(flag) : flag;
     }
     if (flags.fsync) options.fsync = true;
+    if (typeof flags.peers === 'string') options.peers = parsePeers(flags.peers);
     const cap = { ...DEFAULTS.capacity, ...options.capacity };
     if (flags.capacityNodes !== undefined) cap.maxNodes = Number(flags.capacityNodes);
     if (flags.capacityAwake !== undefined) cap.maxAwake = Number(flags.capacityAwake);

@@ -13,6 +13,11 @@ export interface ContainerOptions {
   data: string;
   /** URL peers use to reach this container; default `http://host:port`. */
   publicUrl?: string;
+  /**
+   * The other containers of this fleet: URLs (`http(s)://host:port`), or `dns:<name>:<port>[:http|https]` for a
+   * name that resolves to every member (a Kubernetes headless Service). Empty: a container on its own.
+   */
+  peers?: string[];
   /** An idle node is put to sleep after this long without work. */
   idleTimeoutMs: number;
   /** Default and ceiling of `sandbox.timeoutMs`. */
@@ -178,6 +183,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Co
   if (env.KEYNODE_WORKER_GID) out.workerGid = Number(env.KEYNODE_WORKER_GID);
   if (env.KEYNODE_WORKER_WRAPPER) out.workerWrapper = env.KEYNODE_WORKER_WRAPPER;
   if (env.KEYNODE_PUBLIC_URL) out.publicUrl = env.KEYNODE_PUBLIC_URL;
+  if (env.KEYNODE_PEERS) out.peers = parsePeers(env.KEYNODE_PEERS);
   if (env.KEYNODE_TLS_CERT) out.tlsCert = env.KEYNODE_TLS_CERT;
   if (env.KEYNODE_TLS_KEY) out.tlsKey = env.KEYNODE_TLS_KEY;
   if (env.KEYNODE_TLS_CA) out.tlsCa = env.KEYNODE_TLS_CA;
@@ -189,6 +195,26 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Co
   return out as Partial<ContainerOptions>;
 }
 
+/** A comma- or space-separated list of peers, as `--peers` and KEYNODE_PEERS take it. */
+export function parsePeers(list: string): string[] {
+  return list.split(/[\s,]+/).filter(Boolean);
+}
+
+function checkPeer(peer: unknown): string {
+  if (typeof peer !== 'string') bad(`Expected each of \`peers\` to be a string, got ${typeof peer}`);
+  if (/^dns:[A-Za-z0-9.-]+:\d{1,5}(:https?)?$/.test(peer)) return peer;
+  let url: URL;
+  try {
+    url = new URL(peer);
+  } catch {
+    bad(`Expected each of \`peers\` to be an http(s) URL or dns:<name>:<port>, got \`${peer}\``);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname.replace(/\/+$/, '') !== '' || url.search || url.hash || url.username) {
+    bad(`Expected each of \`peers\` to be a container's origin (http(s)://host:port), got \`${peer}\``);
+  }
+  return url.origin;
+}
+
 function bad(message: string): never {
   throw new KeynodeError('ERR_BAD_POLICY', message);
 }
@@ -196,7 +222,7 @@ function bad(message: string): never {
 export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
   const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
   o.capacity.storageMB ??= DEFAULT_STORAGE_MB;
-  const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper', 'tlsCert', 'tlsKey', 'tlsCa']);
+  const optional = new Set(['publicUrl', 'peers', 'workerUid', 'workerGid', 'workerWrapper', 'tlsCert', 'tlsKey', 'tlsCa']);
   const renamed: Record<string, string> = { poolSize: 'poolMin' };
   for (const key of Object.keys(input)) {
     if (key in renamed) bad(`The container option \`${key}\` is now \`${renamed[key]}\``);
@@ -226,6 +252,10 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   if (input.poolMax === undefined) o.poolMax = Math.max(o.poolMax, o.poolMin);
   if (o.poolMin > o.poolMax) bad('`poolMin` must not exceed `poolMax`');
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) bad('`tlsCert` and `tlsKey` go together: give both (PEM files) to serve HTTPS, or neither');
+  if (o.peers !== undefined) {
+    if (!Array.isArray(o.peers)) bad('Expected the `peers` option to be an array of URLs');
+    o.peers = [...new Set(o.peers.map(checkPeer))];
+  }
   o.data = resolve(o.data);
   return o;
 }

@@ -7,7 +7,7 @@ import { Container } from './container.js';
 import type { ContainerOptions } from './config.js';
 
 export { Container } from './container.js';
-export { DEFAULTS, normalizeOptions, optionsFromEnv, type ContainerOptions } from './config.js';
+export { DEFAULTS, normalizeOptions, optionsFromEnv, parsePeers, type ContainerOptions } from './config.js';
 export { KeynodeError } from '../protocol/index.js';
 
 export function startContainer(options: Partial<ContainerOptions> = {}): Promise<Container> {

@@ -16,6 +16,13 @@ describe('container options', () => {
     expect(o).toEqual({ port: 8080, idleTimeoutMs: 1234, memoryMB: 128, rssOverheadMB: 50, holdGraceMs: 999, fsync: true, data: '/tmp/x', capacity: { ...DEFAULTS.capacity, maxAwake: 7 } });
   });
 
+  it('peers: URLs reduced to their origins, dns:<name>:<port> kept, anything else refused naming the entry', () => {
+    expect(optionsFromEnv({ KEYNODE_PEERS: 'http://a:7070/, https://b:7443  dns:keynode.default.svc:7070' }).peers).toEqual(['http://a:7070/', 'https://b:7443', 'dns:keynode.default.svc:7070']);
+    expect(normalizeOptions({ peers: ['http://a:7070/', 'http://a:7070', 'dns:k:7070:https'] }).peers).toEqual(['http://a:7070', 'dns:k:7070:https']);
+    for (const bad of ['ftp://a', 'http://a/x', 'a:7070', 'dns:k', 'http://u@a']) expect(() => normalizeOptions({ peers: [bad] })).toThrow(bad);
+    expect(normalizeOptions({}).peers).toBeUndefined();
+  });
+
   it('rejects unknown and out-of-range options with a pointer', () => {
     const codes = [{ prot: 1 }, { port: -1 }, { port: 70000 }, { idleTimeoutMs: 1.5 }, { evalTimeoutMs: 10, maxEvalTimeoutMs: 5 }, { memoryMB: 8 }].map((bad) => {
       try {
