@@ -132,7 +132,11 @@ export class Sandbox {
     let compartment: { evaluate(source: string, options?: Record<string, unknown>): unknown } | undefined;
     // Indirect eval, as SES can only offer (code sees the node's globals, not the caller's locals), with the
     // same rewriting as shipped functions: eval('"<!--"') works as it does in Node.
-    const evaluate = (source: unknown): unknown => (typeof source === 'string' ? compartment!.evaluate(rewriteScript(source), EVALUATE) : source);
+    const { eval: evaluate } = {
+      eval(source: unknown): unknown {
+        return typeof source === 'string' ? compartment!.evaluate(rewriteScript(source), EVALUATE) : source;
+      },
+    };
     this.#compartment = compartment = new Compartment({ globals: { ...globals, eval: evaluate }, __options__: true });
     harden(this.#compartment.globalThis);
     setNodeGlobals(Object.getOwnPropertyNames(this.#compartment.globalThis));

@@ -153,18 +153,23 @@ const HINTS: Hint[] = [
   },
 ];
 
-/** The message for names used but defined nowhere the node can see, grouped by what to do about them. */
-export function outsideNames(found: readonly { name: string; where: string }[]): string {
-  const groups = new Map<Hint, { name: string; where: string }[]>();
+/**
+ * The message for names used but defined nowhere the node can see, grouped by what to do about them.
+ * `where` is asked only for the names shown (it scans the source).
+ */
+export function outsideNames(found: readonly { name: string; at: number }[], where: (at: number) => string): string {
+  const groups = new Map<Hint, { name: string; at: number }[]>();
   for (const f of found) {
     const hint = HINTS.find((h) => h.test(f.name))!;
-    groups.set(hint, [...(groups.get(hint) ?? []), f]);
+    let list = groups.get(hint);
+    if (!list) groups.set(hint, (list = []));
+    list.push(f);
   }
   return [...groups]
     .map(([hint, list]) => {
       const first = list[0]!;
-      if (list.length === 1) return `${hint.say(`\`${first.name}\``, false, first.name)} (${first.where})`;
-      const shown = list.slice(0, MAX_REPORTED).map((f) => `\`${f.name}\` (${f.where})`);
+      if (list.length === 1) return `${hint.say(`\`${first.name}\``, false, first.name)} (${where(first.at)})`;
+      const shown = list.slice(0, MAX_REPORTED).map((f) => `\`${f.name}\` (${where(f.at)})`);
       const rest = list.length > MAX_REPORTED ? ` and ${list.length - MAX_REPORTED} more` : '';
       return hint.say(shown.join(', ') + rest, true, first.name);
     })
@@ -490,13 +495,30 @@ function sesEdits(source: string, offset: number, w: Walker, comments: Edit[]): 
     if (cooked === null) bad(`a tagged template at ${where(source, node.start - offset)} contains \`<!--\`, \`-->\` or \`import(\` next to an invalid escape: keynode cannot rewrite it`);
     edits.push({ start: node.start - offset, end: node.end - offset, text: templateChunk(cooked) });
   }
-  const covered = (at: number) => edits.some((e) => e.start <= at && at < e.end);
-  const names = w.names.filter((n) => /import/.test(n.name as string)).sort((a, b) => a.start - b.start);
+  // Edits and names do not overlap: sorted by start, the one holding a position is found by bisection.
+  const regions = [...edits].sort((a, b) => a.start - b.start);
+  const holding = <T extends { start: number; end: number }>(sorted: T[], at: number): T | undefined => {
+    let lo = 0;
+    let hi = sorted.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = sorted[mid]!;
+      if (at < r.start) hi = mid - 1;
+      else if (at >= r.end) lo = mid + 1;
+      else return r;
+    }
+    return undefined;
+  };
+  const covered = (at: number) => holding(regions, at) !== undefined;
+  const names = w.names
+    .filter((n) => /import/.test(n.name as string))
+    .map((n) => ({ node: n, start: n.start - offset, end: n.end - offset }))
+    .sort((a, b) => a.start - b.start);
   const renamed = new Set<AnyNode>();
   for (const m of source.matchAll(SES_IMPORT)) {
     const at = m.index + m[1]!.length;
     if (covered(at)) continue;
-    const name = names.find((n) => n.start - offset <= at && at < n.end - offset);
+    const name = holding(names, at)?.node;
     if (!name) bad(`\`import(\` at ${where(source, at)}: a node cannot load modules; pass what you need as arguments, or call another node with ctx.at`);
     if (renamed.has(name)) continue;
     renamed.add(name);
@@ -598,7 +620,7 @@ export function analyzeFunction(source: string, options: AnalyzeOptions = {}): F
     if (provided?.has(name)) helpers.push(name);
     else outside.push([name, at]);
   }
-  if (outside.length) bad(outsideNames(outside.map(([name, at]) => ({ name, where: where(source, at) }))));
+  if (outside.length) bad(outsideNames(outside.map(([name, at]) => ({ name, at })), (at) => where(source, at)));
   helpers.sort();
 
   let rewritten = source;

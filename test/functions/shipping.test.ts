@@ -6,16 +6,31 @@
  * run; a real import() does not.
  */
 import { decode as msgpackDecode } from '@msgpack/msgpack';
+import ts from 'typescript';
 import { request } from 'undici';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isKeynodeError, Lifetime, type KeynodeError, type NodeHandle } from 'keynode';
 import { encode, sealEnvelope } from '../../dist/protocol/index.js';
 import { startContainer, type TestContainer } from '../helpers/containers.js';
 
+/** A function as tsc compiles it at `target`, helpers at the top of its file. */
+function compiled(src: string, target: ts.ScriptTarget): (...a: never[]) => unknown {
+  const out = ts.transpileModule(`export const fn = ${src};`, { compilerOptions: { target, module: ts.ModuleKind.CommonJS } }).outputText;
+  const m = { exports: {} as { fn: (...a: never[]) => unknown } };
+  new Function('exports', 'module', out)(m.exports, m);
+  return m.exports.fn;
+}
+
 let tc: TestContainer;
 let node: NodeHandle;
+let rest: (...a: never[]) => unknown;
+let awaiter: (...a: never[]) => unknown;
 
 beforeAll(async () => {
+  // Compiled before the container starts: the compiler's first run holds this process (and an in-process
+  // container's event loop) for seconds.
+  rest = compiled('(ctx: unknown, o: Record<string, number>) => { const { a, ...others } = o; return others; }', ts.ScriptTarget.ES2017);
+  awaiter = compiled('async (ctx: unknown, x: number) => { const y = await Promise.resolve(x); return y * 2; }', ts.ScriptTarget.ES2015);
   tc = await startContainer();
   node = await tc.client.spawn({ lifetime: Lifetime.root() });
 });
@@ -158,17 +173,8 @@ describe('what runs', () => {
   });
 
   it('compiled TypeScript: tsc ES2017 object rest and ES2015 async (__rest, __awaiter, __generator)', async () => {
-    const ts = (await import('typescript')).default;
-    const compiled = (src: string, target: number) => {
-      const out = ts.transpileModule(`export const fn = ${src};`, { compilerOptions: { target, module: ts.ModuleKind.CommonJS } }).outputText;
-      const m = { exports: {} as { fn: (...a: unknown[]) => unknown } };
-      new Function('exports', 'module', out)(m.exports, m);
-      return m.exports.fn;
-    };
-    const rest = compiled('(ctx: unknown, o: Record<string, number>) => { const { a, ...others } = o; return others; }', ts.ScriptTarget.ES2017);
     expect(Function.prototype.toString.call(rest)).toContain('__rest(');
     expect(await tc.client.at(node, rest, { a: 1, b: 2 })).toEqual({ b: 2 });
-    const awaiter = compiled('async (ctx: unknown, x: number) => { const y = await Promise.resolve(x); return y * 2; }', ts.ScriptTarget.ES2015);
     expect(Function.prototype.toString.call(awaiter)).toContain('__awaiter(');
     expect(await tc.client.at(node, awaiter, 21)).toBe(42);
   });
