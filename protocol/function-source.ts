@@ -628,6 +628,15 @@ export function analyzeFunction(source: string, options: AnalyzeOptions = {}): F
     rewritten = applyEdits(source, sesEdits(source, offset, w, comments));
     const left = stillRefused(rewritten);
     if (left !== undefined) bad(`the function contains text the sandbox refuses and keynode cannot rewrite, near ${where(rewritten, left)}`);
+    // The node evaluates the rewritten text, not the one checked above: it must still be one function.
+    let again: AnyNode[] | undefined;
+    try {
+      again = parse(`${PREFIX}${rewritten}${SUFFIX}`).body as AnyNode[];
+    } catch {
+      again = undefined;
+    }
+    const expr = again?.length === 2 && again[1]!.type === 'ExpressionStatement' ? (again[1]!.expression as AnyNode).type : undefined;
+    if (expr !== fn.type) bad('keynode could not rewrite the function into one SES accepts (please report this)');
   }
   return { source: rewritten, helpers, family };
 }
