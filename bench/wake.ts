@@ -9,7 +9,7 @@
 import { Lifetime, type Client, type NodeHandle, type SandboxOptions } from '../index.js';
 import type { ContainerOptions } from '../container/index.js';
 import { log, notes, QUICK, row, RUNS, startForked } from './harness.js';
-import { fmt, median, percentile, pooled, sleep } from './stats.js';
+import { fmt, median, percentile, pooled, sleep, target } from './stats.js';
 
 const SIZE = {
   latencySamples: QUICK ? 10 : 20,
@@ -104,15 +104,15 @@ export async function benchWakes(): Promise<void> {
   const destroy = async ({ client, node }: { client: Client; node: NodeHandle }) => {
     await client.destroy(node); // an idle node's worker is scrubbed and parked for the tenant
   };
-  row('wake p50 from a spare worker of the tenant (asleep → first result)', 'ms', await latency('wake-spare', { poolMin: 0 }, 'wakesFromSpare', SIZE.latencySamples, destroy), { kind: 'max', value: 2 });
+  row('wake p50 from a spare worker of the tenant (asleep → first result)', 'ms', await latency('wake-spare', { poolMin: 0 }, 'wakesFromSpare', SIZE.latencySamples, destroy), target('wakeWarm'));
   row('wake p50 from a blank pooled worker (workerReuse off)', 'ms', await latency('wake-pool', { poolMin: 2, workerReuse: 'off' }, 'wakesFromBlank', SIZE.latencySamples, async (f) => {
     await destroy(f);
     await f.warm();
-  }), { kind: 'max', value: 2 });
-  row('wake p50 with no worker to take (new process)', 'ms', await latency('wake-cold', { poolMin: 0, poolMax: 0, workerReuse: 'off' }, 'wakesFromNewProcess', SIZE.coldSamples, destroy), { kind: 'max', value: 150 });
+  }), target('wakeWarm'));
+  row('wake p50 with no worker to take (new process)', 'ms', await latency('wake-cold', { poolMin: 0, poolMax: 0, workerReuse: 'off' }, 'wakesFromNewProcess', SIZE.coldSamples, destroy), target('wakeCold'));
 
   const shared = await sustainedRuns('wake-sustained', {}, SIZE.sustainedNodes, RUNS);
-  row(`sustained wakes: ${SIZE.sustainedNodes} distinct sleeping nodes, one ref write each, ${SIZE.sustainedInFlight} in flight`, 'nodes/s', shared.rates, { kind: 'min', value: 300 });
+  row(`sustained wakes: ${SIZE.sustainedNodes} distinct sleeping nodes, one ref write each, ${SIZE.sustainedInFlight} in flight`, 'nodes/s', shared.rates, target('wakesSustained'));
   notes.push(`sustained wakes: p50 ${fmt(shared.p50)} ms per wake; workers from ${shared.sources}`);
   const isolated = await sustainedRuns('wake-isolated', { isolation: 'process' }, SIZE.processNodes, QUICK ? 2 : 3);
   row(`sustained wakes, isolation 'process' (${SIZE.processNodes} nodes; bounded by process starts)`, 'nodes/s', isolated.rates);

@@ -2,11 +2,18 @@
 /**
  * @module cli/main
  * `keynode start` runs a container; the other commands administer a running one with the operator identity.
- * Data goes to stdout, messages to stderr; exit codes: 0 ok, 1 failure, 2 usage.
+ * Data goes to stdout, messages to stderr; exit codes in cli/output.ts (EXIT) and the README.
  */
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Container, ContainerOptions } from '../container/index.js';
 import { adminCommands } from './admin.js';
+import { backupCommands } from './backup.js';
+import { dashboardCommand } from './dashboard.js';
+import { identityCommands } from './identity.js';
+import { EXIT, report } from './output.js';
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 function int(name: string) {
   return (v: string): number => {
@@ -16,10 +23,19 @@ function int(name: string) {
   };
 }
 
+function mib(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number of MiB`);
+    return n;
+  };
+}
+
 const program = new Command('keynode')
   .description('A node container runtime: ship computations to sandboxed nodes named by Ed25519 keys.')
+  .version(version, '-V, --version', 'print the version')
   .showHelpAfterError()
-  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage));
 
 program
   .command('start')
@@ -40,8 +56,13 @@ program
   .addOption(new Option('--capacity-nodes <n>', 'root budget: nodes').argParser(int('capacity-nodes')))
   .addOption(new Option('--capacity-awake <n>', 'root budget: awake nodes').argParser(int('capacity-awake')))
   .addOption(new Option('--capacity-memory-mb <n>', 'root budget: memory of awake nodes').argParser(int('capacity-memory-mb')))
+  .addOption(new Option('--capacity-storage-mb <mb>', 'root budget: disk all nodes may fill (MiB, fractions allowed; default 10240)').argParser(mib('capacity-storage-mb')))
   .addOption(new Option('--fsync', 'fsync every commit (survive power loss, not only process kill)').env('KEYNODE_FSYNC'))
+  .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); node URLs become https://').env('KEYNODE_TLS_CERT'))
+  .addOption(new Option('--tls-key <file>', 'private key (PEM) of --tls-cert').env('KEYNODE_TLS_KEY'))
+  .addOption(new Option('--tls-ca <file>', 'certificates (PEM) to trust for peer containers over HTTPS').env('KEYNODE_TLS_CA'))
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('KEYNODE_LOG_LEVEL'))
+  .addOption(new Option('--dashboard <on|off>', 'the operator dashboard at /dashboard/ (opened with `keynode dashboard`)').choices(['on', 'off']).env('KEYNODE_DASHBOARD'))
   .action(async (flags: Record<string, unknown>) => {
     // Loaded here so admin commands start fast: they never need the container's own dependencies.
     const { Container, DEFAULTS, optionsFromEnv } = await import('../container/index.js');
@@ -49,10 +70,10 @@ program
     try {
       options = { ...optionsFromEnv() };
     } catch (e) {
-      process.stderr.write(`keynode: ${(e as Error).message}\n`);
-      process.exit(2);
+      report(e);
+      process.exit(EXIT.usage);
     }
-    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel'] as const;
+    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel', 'dashboard', 'tlsCert', 'tlsKey', 'tlsCa'] as const;
     for (const key of keys) {
       const flag = key === 'memoryMB' ? flags.memoryMb : flags[key];
       if (flag !== undefined) (options as Record<string, unknown>)[key] = typeof DEFAULTS[key as keyof ContainerOptions] === 'number' ? Number(flag) : flag;
@@ -62,13 +83,14 @@ program
     if (flags.capacityNodes !== undefined) cap.maxNodes = Number(flags.capacityNodes);
     if (flags.capacityAwake !== undefined) cap.maxAwake = Number(flags.capacityAwake);
     if (flags.capacityMemoryMb !== undefined) cap.memoryMB = Number(flags.capacityMemoryMb);
+    if (flags.capacityStorageMb !== undefined) cap.storageMB = Number(flags.capacityStorageMb);
     options.capacity = cap;
     let container: Container;
     try {
       container = await Container.start(options);
     } catch (e) {
-      process.stderr.write(`keynode: ${(e as Error).message}\n`);
-      process.exit(1);
+      report(e);
+      process.exit(process.exitCode ?? EXIT.failure);
     }
     let stopping = false;
     const stop = (signal: string) => {
@@ -88,5 +110,8 @@ program
   });
 
 adminCommands(program);
+identityCommands(program);
+dashboardCommand(program);
+backupCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,13 +1,15 @@
 /**
  * @module client/client
- * The program's side: `connect` to a container, then `spawn`, `at`, `destroy`, `describe`. Every call is a
- * signed envelope POSTed with undici; results come back as MessagePack values.
+ * The program's side: `connect` to a container, then `spawn`, `at`, `destroy`, `describe`. Calls travel in a
+ * session with each container (client/session.ts) over undici; every reply is authenticated by the container
+ * before it is believed, and results come back as MessagePack values.
  */
-import { Pool, request } from 'undici';
+import { Pool } from 'undici';
 import {
-  decode, Identity, isKeynodeError, KeynodeError, makeCodec, parseNodeUrl, resolveNode, sealEnvelope,
-  type Bodies, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type Reply, type Signer,
+  AUTH_HEADER, codeHash, Identity, isKeynodeError, isNodeId, KeynodeError, makeCodec, newBoxPair, openKeys, parseNodeUrl, resolveNode, sealKeys,
+  type Bodies, type BoxPair, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type SealedBox, type Signer,
 } from '../protocol/index.js';
+import { SessionChannel, type Transport } from './session.js';
 import type { Ctx } from './ctx.js';
 import { NodeHandle } from './handle.js';
 import { clientKeys, spawnBody, type SandboxOptions, type SpawnOptions, type AclEntry } from './options.js';
@@ -22,6 +24,15 @@ export interface ConnectOptions {
   /** Requests in flight per socket (default 1). */
   pipelining?: number;
   signal?: AbortSignal;
+  /** Certificates (PEM) to trust for containers served over HTTPS, besides the system's. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /**
+   * The container's ID, when known: any other answering at this URL is refused. Without it (and without TLS)
+   * the first answer is trusted, and everything after is authenticated as coming from that container.
+   */
+  containerId?: string;
+  /** The most a container's clock may differ from this machine's before calls to it are refused (default 10 min). */
+  maxClockOffsetMs?: number;
 }
 
 export interface CallOptions {
@@ -57,10 +68,11 @@ export class Client {
   /** That container's ID: the `to` of its container messages. */
   readonly containerId: NodeId;
   readonly #pools = new Map<string, Pool>();
-  readonly #clockOffset = new Map<string, number>();
-  /** Other containers' IDs by origin (bounded: a program may call nodes on many). */
-  readonly #containers = new Map<string, NodeId>();
+  /** A session channel per container (bounded: a program may call nodes on many). */
+  readonly #channels = new Map<string, Promise<SessionChannel>>();
   readonly #options: ConnectOptions;
+  /** The key spawn replies seal new nodes' private keys to; made on first spawn. */
+  #box: BoxPair | undefined;
   readonly #holdGraceMs: number;
   /** Ephemeral nodes this client holds: renewed while their handles live, destroyed when collected. */
   readonly #holds = new Map<NodeId, WeakRef<NodeHandle>>();
@@ -69,13 +81,30 @@ export class Client {
   #closed = false;
 
   /** Use `connect()`. */
-  constructor(url: string, containerId: NodeId, identity: Identity, options: ConnectOptions, clockOffset: number, holdGraceMs = 30_000) {
+  constructor(url: string, channel: SessionChannel, identity: Identity, options: ConnectOptions, pool: Pool) {
     this.url = url;
-    this.containerId = containerId;
+    this.containerId = channel.containerId;
     this.here = identity;
     this.#options = options;
-    this.#holdGraceMs = holdGraceMs;
-    this.#clockOffset.set(url, clockOffset);
+    this.#holdGraceMs = channel.info.holdGraceMs ?? 30_000;
+    this.#pools.set(url, pool);
+    this.#channels.set(url, Promise.resolve(channel));
+  }
+
+  /** The session channel to the container serving `url` (tests look at its handshakes and clock). */
+  channel(url: string = this.url): Promise<SessionChannel> {
+    const origin = this.#origin(url);
+    let channel = this.#channels.get(origin);
+    if (!channel) {
+      channel = SessionChannel.discover(
+        { origin, identity: this.here, transport: this.#transport(origin), maxClockOffsetMs: this.#options.maxClockOffsetMs },
+        { signal: this.#options.signal },
+      );
+      channel.catch(() => this.#channels.delete(origin));
+      if (this.#channels.size >= MAX_KNOWN_CONTAINERS) this.#channels.delete(this.#channels.keys().next().value!);
+      this.#channels.set(origin, channel);
+    }
+    return channel;
   }
 
   /** Spawns one node (no process starts). The handle holds its private key. */
@@ -90,15 +119,21 @@ export class Client {
       throw new KeynodeError('ERR_BAD_POLICY', 'spawn options need a `lifetime`: Lifetime.root(), .linked(), .ephemeral(), .resetting(s) or .leased(s, check)');
     }
     const keys = clientKeys(options, count);
-    const body = { ...spawnBody(options), count, ...(keys ? { keys } : {}) } as Bodies['spawn'];
-    const value = (await this.#send(this.url, 'spawn', this.containerId, body, this.here, call)) as { nodes: { url: string; secretKey: Uint8Array }[] };
-    const handles = value.nodes.map((n) => new NodeHandle(n.url, n.secretKey));
+    const channel = await this.channel();
+    // Private keys cross the wire only sealed: chosen seeds to the container's key, new keys back to ours.
+    const box = (this.#box ??= newBoxPair());
+    const sealed = keys ? { keys: keys.map((k) => ({ grants: k.grants })), seeds: sealKeys(keys.map((k) => k.seed), await channel.boxKey(call ?? {}), box) } : {};
+    const body = { ...spawnBody(options), count, ...sealed, sealTo: box.publicKey } as unknown as Bodies['spawn'];
+    const value = (await channel.request('spawn', this.containerId, body, call ?? {})) as { nodes: { url: string }[]; keys?: SealedBox };
+    if (!Array.isArray(value?.nodes)) throw new KeynodeError('ERR_BAD_REPLY', 'the container answered a spawn without its nodes');
+    const secrets = value.keys ? openKeys(value.keys, box, value.nodes.length) : [];
+    const handles = value.nodes.map((n, i) => new NodeHandle(n.url, secrets[i]));
     if (options.lifetime.kind === 'ephemeral') for (const h of handles) this.#hold(h);
     return handles;
   }
 
   /** Operator only: gives a principal a budget to spawn top-level nodes with (replacing an earlier grant). */
-  async grant(principal: string | { id: string }, budget: BudgetSpec, options?: CallOptions): Promise<BudgetReport> {
+  async grant(principal: string | { id: string }, budget: Omit<BudgetSpec, 'storageMB'> & { storageMB?: number }, options?: CallOptions): Promise<BudgetReport> {
     const id = typeof principal === 'string' ? principal : principal.id;
     return (await this.request('grant', { principal: id, budget }, options)) as BudgetReport;
   }
@@ -150,9 +185,12 @@ export class Client {
   /** `at` with call options (an AbortSignal). */
   async call<A extends unknown[], R>(node: NodeLike, fn: Fn<A, R>, args: A, options?: CallOptions): Promise<Awaited<R>> {
     const { id, url } = this.#target(node);
-    const body = { fn: sourceOf(fn), args: codec.encode(args, 'args') };
-    const value = await this.#send(url, 'eval', id, body, this.here, options);
-    if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_MESSAGE', 'the container returned a malformed eval result');
+    const source = sourceOf(fn);
+    const encoded = codec.encode(args, 'args');
+    if (options?.signal?.aborted) throw abortError(options.signal);
+    const channel = await this.channel(url);
+    const value = await channel.eval(id, source, codeHash(source), encoded, {}, options ?? {});
+    if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_REPLY', 'the container returned a malformed eval result');
     return codec.decode(value) as Awaited<R>;
   }
 
@@ -174,14 +212,14 @@ export class Client {
   /** Status and policies of a node (for its ancestors and the operator). */
   async describe(node: NodeLike, options?: CallOptions): Promise<NodeInfo> {
     const { id, url } = this.#target(node);
-    return (await this.#send(this.#origin(url), 'describe', await this.#containerOf(url), { node: id }, this.here, options)) as NodeInfo;
+    return (await this.#send(url, 'describe', undefined, { node: id }, this.here, options)) as NodeInfo;
   }
 
   /** Log lines of a node after sequence number `after`; `wait` ms long-polls for new ones. */
   async logs(node: NodeLike, options: { after?: number; limit?: number; wait?: number } & CallOptions = {}): Promise<{ seq: number; ts: number; line: string }[]> {
     const { id, url } = this.#target(node);
     const { signal, ...rest } = options;
-    const value = (await this.#send(this.#origin(url), 'logs', await this.#containerOf(url), { node: id, ...rest }, this.here, { signal })) as { lines: { seq: number; ts: number; line: string }[] };
+    const value = (await this.#send(url, 'logs', undefined, { node: id, ...rest }, this.here, { signal })) as { lines: { seq: number; ts: number; line: string }[] };
     return value.lines;
   }
 
@@ -190,9 +228,14 @@ export class Client {
     return new NodeHandle(this.#target(node).url, secretKey);
   }
 
-  /** Sends any container message signed by this client (the admin CLI uses this). */
+  /** Sends any container message as this client, in its session (the admin CLI uses this). */
   request<T extends MessageType>(type: T, body: Bodies[T], options?: CallOptions): Promise<unknown> {
     return this.#send(this.url, type, this.containerId, body, this.here, options);
+  }
+
+  /** Sends a container message as a one-off signed envelope, outside the session (rare calls; tests). */
+  async requestOneOff<T extends MessageType>(type: T, body: Bodies[T], options?: CallOptions): Promise<unknown> {
+    return (await this.channel()).oneOff(this.here, type, this.containerId, body, options ?? {});
   }
 
   async close(): Promise<void> {
@@ -216,92 +259,37 @@ export class Client {
     return url === this.url || url.startsWith(`${this.url}/`) ? this.url : parseNodeUrl(url).origin;
   }
 
-  /** The ID of the container at `url`'s origin, asked once per origin: envelopes are signed for it. */
-  async #containerOf(url: string): Promise<NodeId> {
-    const origin = this.#origin(url);
-    if (origin === this.url) return this.containerId;
-    const known = this.#containers.get(origin);
-    if (known) return known;
-    const id = (await fetchInfo(origin, this.#options.signal)).containerId;
-    if (this.#containers.size >= MAX_KNOWN_CONTAINERS) this.#containers.delete(this.#containers.keys().next().value!);
-    this.#containers.set(origin, id);
-    return id;
-  }
-
   #pool(origin: string): Pool {
     if (this.#closed) throw new KeynodeError('ERR_CLOSED', 'this client is closed');
     let pool = this.#pools.get(origin);
     if (!pool) {
-      pool = new Pool(origin, { connections: this.#options.connections ?? 16, pipelining: this.#options.pipelining ?? 1 });
+      pool = newPool(origin, this.#options);
       this.#pools.set(origin, pool);
     }
     return pool;
   }
 
-  async #send<T extends MessageType>(url: string, type: T, to: NodeId, body: Bodies[T], signer: Signer, options?: CallOptions): Promise<unknown> {
-    const origin = this.#origin(url);
-    const toNode = type === 'eval' || type === 'destroy';
-    const path = toNode ? `/${to}` : '/';
-    const at = toNode ? await this.#containerOf(url) : to;
-    for (let attempt = 0; ; attempt++) {
-      const ts = Date.now() + (this.#clockOffset.get(origin) ?? 0);
-      try {
-        return await this.#post(origin, path, sealEnvelope(signer, type, to, body, ts, at), options?.signal);
-      } catch (e) {
-        // A clock that drifted: learn the container's time and sign again, once. Nothing ran, so this is safe.
-        if (attempt === 0 && isKeynodeError(e) && e.code === 'ERR_CLOCK_SKEW' && (e as KeynodeError & { serverTime?: number }).serverTime) {
-          this.#clockOffset.set(origin, (e as KeynodeError & { serverTime: number }).serverTime - Date.now());
-          continue;
-        }
-        throw e;
-      }
-    }
+  #transport(origin: string): Transport {
+    return poolTransport(origin, () => this.#pool(origin));
   }
 
-  async #post(origin: string, path: string, envelope: Uint8Array, signal?: AbortSignal): Promise<unknown> {
-    if (signal?.aborted) throw abortError(signal);
-    let res;
-    try {
-      res = await this.#pool(origin).request({ path, method: 'POST', body: envelope, headers: { 'content-type': 'application/msgpack' }, signal, headersTimeout: 0, bodyTimeout: 0 });
-    } catch (cause) {
-      if (signal?.aborted) throw abortError(signal);
-      if (isKeynodeError(cause)) throw cause;
-      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${origin}: ${rootMessage(cause)}`, { cause });
-    }
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(await res.body.arrayBuffer());
-    } catch (cause) {
-      if (signal?.aborted) throw abortError(signal);
-      throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${origin} broke off: ${(cause as Error).message}`, { cause });
-    }
-    let reply: Reply;
-    try {
-      reply = decode(bytes) as Reply;
-    } catch {
-      throw new KeynodeError('ERR_BAD_MESSAGE', `${origin} answered HTTP ${res.statusCode} with a body that is not a keynode reply`);
-    }
-    if (typeof reply !== 'object' || reply === null || typeof reply.ok !== 'boolean') throw new KeynodeError('ERR_BAD_MESSAGE', `${origin} did not answer as a keynode container`);
-    if (reply.ok) return reply.value;
-    const err = KeynodeError.fromWire(reply.error);
-    const serverTime = Number(res.headers['x-keynode-time']);
-    if (Number.isFinite(serverTime)) Object.defineProperty(err, 'serverTime', { value: serverTime, enumerable: false });
-    throw err;
+  /**
+   * A message as this client goes in its session with the container; one signed by another key (a node's
+   * own, for its destroy) goes as a one-off signed envelope. `to` is the node, or (undefined) that container.
+   */
+  async #send<T extends MessageType>(url: string, type: T, to: NodeId | undefined, body: Bodies[T], signer: Signer, options?: CallOptions): Promise<unknown> {
+    if (options?.signal?.aborted) throw abortError(options.signal);
+    const channel = await this.channel(url);
+    const target = to ?? channel.containerId;
+    return signer === this.here ? channel.request(type, target, body, options ?? {}) : channel.oneOff(signer, type, target, body, options ?? {});
   }
-}
-
-interface ContainerInfo {
-  containerId: NodeId;
-  url: string;
-  time: number;
-  v: number;
-  holdGraceMs?: number;
 }
 
 export interface BudgetReport {
   principal: NodeId;
   limits: BudgetSpec;
-  used: { nodes: number; awake: number; memoryMB: number };
+  /** `storageBytes` is exact; `storageMB` is the same in MiB. Storage counts the holder's whole subtree. */
+  used: { nodes: number; awake: number; memoryMB: number; storageMB: number; storageBytes: number };
 }
 
 /** The innermost cause's message: undici wraps the useful one ("connect ECONNREFUSED ...") in others. */
@@ -313,23 +301,49 @@ function rootMessage(e: unknown): string {
 
 const MAX_KNOWN_CONTAINERS = 1024;
 
-async function fetchInfo(origin: string, signal?: AbortSignal): Promise<ContainerInfo> {
-  let info: ContainerInfo | undefined;
-  let status: number;
-  try {
-    const res = await request(`${origin}/.well-known/keynode`, { signal, headersTimeout: 10_000, bodyTimeout: 10_000 });
-    status = res.statusCode;
-    info = (await res.body.json().catch(() => undefined)) as ContainerInfo | undefined;
-  } catch (cause) {
-    if (signal?.aborted) throw abortError(signal);
-    throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach a keynode container at ${origin}: ${rootMessage(cause)}`, { cause });
-  }
-  if (status !== 200 || !info || typeof info.containerId !== 'string') throw new KeynodeError('ERR_UNAVAILABLE', `${origin} is not a keynode container (no /.well-known/keynode)`);
-  return info;
+function newPool(origin: string, options: ConnectOptions): Pool {
+  return new Pool(origin, { connections: options.connections ?? 16, pipelining: options.pipelining ?? 1, ...(options.ca ? { connect: { ca: options.ca } } : {}) });
+}
+
+/** HTTP for a session channel: POSTs and GETs on the client's pool for that origin. */
+function poolTransport(origin: string, pool: () => Pool): Transport {
+  return {
+    async post(path, body, { signal }) {
+      if (signal?.aborted) throw abortError(signal);
+      let res;
+      try {
+        res = await pool().request({ path, method: 'POST', body, headers: { 'content-type': 'application/msgpack' }, signal, headersTimeout: 0, bodyTimeout: 0 });
+      } catch (cause) {
+        if (signal?.aborted) throw abortError(signal);
+        if (isKeynodeError(cause)) throw cause;
+        throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${origin}: ${rootMessage(cause)}`, { cause });
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(await res.body.arrayBuffer());
+      } catch (cause) {
+        if (signal?.aborted) throw abortError(signal);
+        throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${origin} broke off: ${(cause as Error).message}`, { cause });
+      }
+      const auth = res.headers[AUTH_HEADER];
+      return { status: res.statusCode, body: bytes, auth: typeof auth === 'string' ? auth : undefined };
+    },
+    async get(path, { signal }) {
+      try {
+        const res = await pool().request({ path, method: 'GET', signal, headersTimeout: 10_000, bodyTimeout: 10_000 });
+        return { status: res.statusCode, text: await res.body.text() };
+      } catch (cause) {
+        if (signal?.aborted) throw abortError(signal);
+        if (isKeynodeError(cause)) throw cause;
+        throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach a keynode container at ${origin}: ${rootMessage(cause)}`, { cause });
+      }
+    },
+  };
 }
 
 /**
- * Connects to a container: learns its ID and clock, and returns a client that signs as `identity`.
+ * Connects to a container: learns its ID and (signed) clock, and returns a client that acts as `identity`.
+ * Its first call opens a session (one signed handshake); every reply after is authenticated.
  * @example
  * await using client = await connect('http://127.0.0.1:7070', { identity });
  */
@@ -342,8 +356,17 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   } catch {
     throw new KeynodeError('ERR_BAD_URL', `not a container URL (http(s)://host[:port]): ${String(url).slice(0, 80)}`);
   }
-  const before = Date.now();
-  const info = await fetchInfo(origin, options.signal);
-  const offset = info.time - Math.round((before + Date.now()) / 2);
-  return new Client(origin, info.containerId, options.identity ?? Identity.generate(), options, Math.abs(offset) > 1000 ? offset : 0, info.holdGraceMs);
+  if (options.containerId !== undefined && !isNodeId(options.containerId)) throw new KeynodeError('ERR_BAD_NODE_ID', 'connect: `containerId` must be a container ID (52 lowercase base32 characters)');
+  const identity = options.identity ?? Identity.generate();
+  const pool = newPool(origin, options);
+  try {
+    const channel = await SessionChannel.discover(
+      { origin, identity, transport: poolTransport(origin, () => pool), containerId: options.containerId as NodeId | undefined, maxClockOffsetMs: options.maxClockOffsetMs },
+      { signal: options.signal },
+    );
+    return new Client(origin, channel, identity, options, pool);
+  } catch (e) {
+    await pool.close().catch(() => {});
+    throw e;
+  }
 }

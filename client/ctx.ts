@@ -44,7 +44,7 @@ export interface Ctx {
       capabilities?: Record<string, { node: string | NodeRefLike; fn: ((ctx: Ctx, ...args: never[]) => unknown) | string; args?: readonly unknown[] }>;
     };
     acl?: (string | NodeRefLike)[];
-    budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number };
+    budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number; storageMB?: number };
   }): Promise<NodeRefLike>;
   /** Lifetime values for ctx.spawn: ctx.Lifetime.linked(), .ephemeral(), .root(), .resetting(s), .leased(s, { node, fn }). */
   readonly Lifetime: {

@@ -39,6 +39,12 @@ export interface ContainerOptions {
   maxInflightBytes: number;
   /** Open connections at most. */
   maxConnections: number;
+  /** Sockets (requests in flight) to one peer container, shared by all tenants. */
+  peerConnections: number;
+  /** Requests one tenant may have in flight to one peer container; more wait. */
+  peerTenantRequests: number;
+  /** Requests one tenant may have waiting for one peer container before more are refused with ERR_OVERLOADED. */
+  peerTenantQueue: number;
   /** Pre-started blank workers (default heap size) always kept ready: the floor of the adaptive pool. */
   poolMin: number;
   /** The most blank workers the pool grows to under bursts of wakes that find no reusable worker. */
@@ -59,8 +65,11 @@ export interface ContainerOptions {
   fsync: boolean;
   /** How long a client's holds on Ephemeral nodes last without renewal. */
   holdGraceMs: number;
-  /** Root budget held by the operator. */
-  capacity: { maxNodes: number; maxAwake: number; memoryMB: number };
+  /**
+   * Root budget held by the operator. `storageMB` (MiB, fractions allowed) bounds what all nodes store
+   * together; optional so that embedders who name the other three keep compiling (normalizeOptions fills it).
+   */
+  capacity: { maxNodes: number; maxAwake: number; memoryMB: number; storageMB?: number };
   /** Consecutive failed lease checks that destroy a Leased node. */
   leaseFailures: number;
   /** Deepest spawn tree. */
@@ -72,12 +81,30 @@ export interface ContainerOptions {
   headersTimeoutMs: number;
   /** pino level. */
   logLevel: string;
+  /** The operator's live dashboard under /dashboard/ (every data route needs a session opened with an operator-signed link). */
+  dashboard: 'on' | 'off';
   /** Run workers as this uid/gid (a wall beyond the language sandbox; needs a container that may switch users). */
   workerUid?: number;
   workerGid?: number;
   /** A command prefix workers run under, e.g. "unshare --net --" (no network) or "prlimit --nofile=64 --". */
   workerWrapper?: string;
+  /** PEM files: serve HTTPS with this certificate chain and private key (node URLs are then https://). */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** PEM file of certificates to trust for peer containers served over TLS (besides the system's). */
+  tlsCa?: string;
+  /** A session ends this long after it was opened (its client opens another first). */
+  sessionTtlMs: number;
+  /** Sessions held at once, and per principal; past either, the oldest ends. */
+  maxSessions: number;
+  maxSessionsPerPrincipal: number;
+  /** Signed work a source address may cause (session handshakes, signed clocks, "no such session"): per second, and in a burst. */
+  handshakeRate: number;
+  handshakeBurst: number;
 }
+
+// 10 GiB of tenant data: a disk's worth on a small host; set it to what the data directory's disk can spare.
+const DEFAULT_STORAGE_MB = 10 * 1024;
 
 export const DEFAULTS: ContainerOptions = {
   host: '127.0.0.1',
@@ -104,21 +131,31 @@ export const DEFAULTS: ContainerOptions = {
   maxQueueBytes: 64 * 1024 * 1024,
   maxInflightBytes: 256 * 1024 * 1024,
   maxConnections: 10_000,
+  peerConnections: 256,
+  peerTenantRequests: 16,
+  peerTenantQueue: 256,
   logLines: 1000,
   fsync: false,
   holdGraceMs: 30_000,
-  capacity: { maxNodes: 10_000_000, maxAwake: 1000, memoryMB: 16 * 1024 },
+  capacity: { maxNodes: 10_000_000, maxAwake: 1000, memoryMB: 16 * 1024, storageMB: DEFAULT_STORAGE_MB },
   leaseFailures: 3,
   maxDepth: 32,
   minPeriodMs: 1000,
   requestTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
   logLevel: 'info',
+  dashboard: 'on',
+  sessionTtlMs: 3_600_000,
+  maxSessions: 100_000,
+  maxSessionsPerPrincipal: 64,
+  handshakeRate: 100,
+  handshakeBurst: 1000,
 };
 
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
-  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
+  'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'peerConnections', 'peerTenantRequests', 'peerTenantQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
+  'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst',
 ];
 
 function envName(key: string): string {
@@ -141,8 +178,11 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Co
   if (env.KEYNODE_WORKER_GID) out.workerGid = Number(env.KEYNODE_WORKER_GID);
   if (env.KEYNODE_WORKER_WRAPPER) out.workerWrapper = env.KEYNODE_WORKER_WRAPPER;
   if (env.KEYNODE_PUBLIC_URL) out.publicUrl = env.KEYNODE_PUBLIC_URL;
+  if (env.KEYNODE_TLS_CERT) out.tlsCert = env.KEYNODE_TLS_CERT;
+  if (env.KEYNODE_TLS_KEY) out.tlsKey = env.KEYNODE_TLS_KEY;
+  if (env.KEYNODE_TLS_CA) out.tlsCa = env.KEYNODE_TLS_CA;
   const cap: Record<string, number> = {};
-  for (const [k, name] of [['maxNodes', 'KEYNODE_CAPACITY_NODES'], ['maxAwake', 'KEYNODE_CAPACITY_AWAKE'], ['memoryMB', 'KEYNODE_CAPACITY_MEMORY_MB']] as const) {
+  for (const [k, name] of [['maxNodes', 'KEYNODE_CAPACITY_NODES'], ['maxAwake', 'KEYNODE_CAPACITY_AWAKE'], ['memoryMB', 'KEYNODE_CAPACITY_MEMORY_MB'], ['storageMB', 'KEYNODE_CAPACITY_STORAGE_MB']] as const) {
     if (env[name]) cap[k] = Number(env[name]);
   }
   if (Object.keys(cap).length) out.capacity = { ...DEFAULTS.capacity, ...cap };
@@ -155,7 +195,8 @@ function bad(message: string): never {
 
 export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
   const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
-  const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper']);
+  o.capacity.storageMB ??= DEFAULT_STORAGE_MB;
+  const optional = new Set(['publicUrl', 'workerUid', 'workerGid', 'workerWrapper', 'tlsCert', 'tlsKey', 'tlsCa']);
   const renamed: Record<string, string> = { poolSize: 'poolMin' };
   for (const key of Object.keys(input)) {
     if (key in renamed) bad(`The container option \`${key}\` is now \`${renamed[key]}\``);
@@ -167,17 +208,24 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   }
   for (const key of NUMERIC) {
     const v = o[key] as number;
-    const min = ['port', 'poolMin', 'poolMax', 'maxSpareWorkers'].includes(key) ? 0 : 1;
+    const min = ['port', 'poolMin', 'poolMax', 'maxSpareWorkers', 'peerTenantQueue'].includes(key) ? 0 : 1;
     if (!Number.isSafeInteger(v) || v < min) bad(`Expected the \`${key}\` option to be an integer of at least ${min}, got \`${String(v)}\` (${typeof v})`);
   }
   if (o.port > 65535) bad(`Expected the \`port\` option to be at most 65535, got \`${o.port}\``);
-  for (const [k, v] of Object.entries(o.capacity)) if (!Number.isSafeInteger(v) || v < 0) bad(`Expected \`capacity.${k}\` to be a non-negative integer, got \`${String(v)}\``);
+  for (const [k, v] of Object.entries(o.capacity)) {
+    if (k === 'storageMB' ? typeof v !== 'number' || !Number.isFinite(v) || v < 0 : !Number.isSafeInteger(v) || v < 0) {
+      bad(`Expected \`capacity.${k}\` to be a non-negative ${k === 'storageMB' ? 'number' : 'integer'}, got \`${String(v)}\``);
+    }
+  }
   if (o.evalTimeoutMs > o.maxEvalTimeoutMs) bad('`evalTimeoutMs` must not exceed `maxEvalTimeoutMs`');
   if (o.memoryMB > o.maxMemoryMB || o.memoryMB < 16) bad('`memoryMB` must be at least 16 and not exceed `maxMemoryMB`');
   if (o.maxMessageBytes > o.maxBodyBytes) bad('`maxMessageBytes` must not exceed `maxBodyBytes`');
+  if (o.peerTenantRequests > o.peerConnections) bad('`peerTenantRequests` must not exceed `peerConnections`');
+  if (o.dashboard !== 'on' && o.dashboard !== 'off') bad(`Expected the \`dashboard\` option to be 'on' or 'off', got \`${String(o.dashboard)}\``);
   if (o.workerReuse !== 'off' && o.workerReuse !== 'tenant') bad(`Expected the \`workerReuse\` option to be 'off' or 'tenant', got \`${String(o.workerReuse)}\``);
   if (input.poolMax === undefined) o.poolMax = Math.max(o.poolMax, o.poolMin);
   if (o.poolMin > o.poolMax) bad('`poolMin` must not exceed `poolMax`');
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) bad('`tlsCert` and `tlsKey` go together: give both (PEM files) to serve HTTPS, or neither');
   o.data = resolve(o.data);
   return o;
 }

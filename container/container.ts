@@ -4,13 +4,13 @@
  * no node: sleeping nodes cost nothing until a message names them.
  */
 import { EventEmitter } from 'node:events';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { KeynodeError, type Identity, type NodeId } from '../protocol/index.js';
+import { encode, KeynodeError, storageBytes, type Identity, type NodeId, type Reply } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -21,12 +21,18 @@ import { Operations } from './edge/operations.js';
 import { Fleet } from './fleet/fleet.js';
 import { RemotePeers } from './edge/remote.js';
 import { ReplayGuard } from './edge/replay.js';
+import { CodeCache } from './edge/code-cache.js';
+import { AddressLimiter } from './edge/rate-limit.js';
+import { SessionEdge, SessionTable } from './edge/sessions.js';
 import { Runtime } from './runtime.js';
 import { createHttpServer, requestHandler } from './edge/server.js';
+import { Dashboard } from './edge/dashboard/dashboard.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { workerReadableBy, type WorkerLaunch } from './fleet/worker-process.js';
+import { WorkerRegistry } from './fleet/worker-registry.js';
 import { admit } from './policies/admission.js';
 import { Budgets } from './policies/budgets.js';
+import { StorageQuota } from './policies/storage.js';
 import { LifetimePolicy } from './policies/lifetime-policy.js';
 import { NodeRequests } from './node-requests.js';
 import { Spawner } from './policies/spawner.js';
@@ -62,6 +68,9 @@ export class Container extends EventEmitter<ContainerEvents> {
   #logbook!: LogBook;
   #remote!: RemotePeers;
   #lifetimes!: LifetimePolicy;
+  #dashboard: Dashboard | undefined;
+  #sessions!: SessionEdge;
+  readonly #bootedAt = Date.now();
 
   private constructor(options: ContainerOptions, logger?: Logger) {
     super();
@@ -112,6 +121,11 @@ export class Container extends EventEmitter<ContainerEvents> {
     return this.#supervisor;
   }
 
+  /** Open sessions: how many, opened and evicted so far, and each principal's (tests, metrics). */
+  get sessions(): SessionTable {
+    return this.#sessions.table;
+  }
+
   /** Resolves when the pool of blank workers holds its floor (benchmarks measure wakes from a warm pool). */
   warm(): Promise<void> {
     return this.#fleet.warm();
@@ -124,15 +138,22 @@ export class Container extends EventEmitter<ContainerEvents> {
 
   async #open(): Promise<void> {
     const o = this.options;
+    // The port first: a container that cannot listen (another one holds the port) must fail before it
+    // creates or changes anything in its data directory. Until the handler is attached it answers 503.
+    const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
+    this.#server = createHttpServer(o, o.maxBodyBytes, tls);
+    this.#server.on('request', starting);
+    await listen(this.#server, o.port, o.host);
     const opened = await claimPrivate([o.data, join(o.data, 'db')]);
     for (const { path, was } of opened) this.logger.warn({ path, was }, 'others could read the data directory: its mode is now 700');
     this.#keyring = await Keyring.open(o.data);
     this.#store = await Store.open(join(o.data, 'db'), { sync: o.fsync });
-    const killed = await killOrphans(o.data);
+    // Holding the store's lock, this is the only container on this data directory: workers recorded there are orphans.
+    const { registry, killed } = WorkerRegistry.open(join(o.data, 'workers'));
     if (killed) this.logger.warn({ killed }, 'killed workers left by a previous run of this container');
 
     this.#logbook = new LogBook(this.#store, o.logLines);
-    this.#remote = new RemotePeers(o.maxBodyBytes);
+    this.#remote = new RemotePeers(o.maxBodyBytes, { total: o.peerConnections, perTenant: o.peerTenantRequests, queue: o.peerTenantQueue }, o.tlsCa ? await readFile(o.tlsCa) : undefined);
     if (o.workerUid !== undefined) {
       const problem = workerReadableBy(o.workerUid, o.workerGid ?? o.workerUid);
       if (problem) throw new KeynodeError('ERR_UNAVAILABLE', `workers cannot run as uid ${o.workerUid}: ${problem} (install keynode where that user can read it)`);
@@ -143,21 +164,24 @@ export class Container extends EventEmitter<ContainerEvents> {
       ...(o.workerUid !== undefined ? { uid: o.workerUid } : {}),
       ...(o.workerGid !== undefined ? { gid: o.workerGid } : {}),
       ...(o.workerWrapper ? { wrapper: o.workerWrapper.split(' ').filter(Boolean) } : {}),
+      ...(registry ? { registry } : {}),
     };
 
-    this.#server = createHttpServer(o, o.maxBodyBytes);
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(o.port, o.host, () => resolve());
-    });
     const { port } = this.#server.address() as AddressInfo;
     const host = o.host.includes(':') ? `[${o.host}]` : o.host;
-    this.#url = (o.publicUrl ?? `http://${host}:${port}`).replace(/\/+$/, '');
+    this.#url = (o.publicUrl ?? `${tls ? 'https' : 'http'}://${host}:${port}`).replace(/\/+$/, '');
 
     const runtime = new Runtime(o, this.#store, this.#keyring, this.#logbook, this.#remote, this.#url);
     this.#runtime = runtime;
-    const budgets = new Budgets(this.#store, this.id, o.capacity, (id) => runtime.find(id));
+    const capacity = { ...o.capacity, storageMB: o.capacity.storageMB! }; // normalizeOptions filled it
+    const budgets = new Budgets(this.#store, this.id, capacity, (id) => runtime.find(id));
     runtime.budgets = budgets;
+    const storage = new StorageQuota(this.#store, budgets);
+    runtime.storage = storage;
+    this.#logbook.account = async (id) => {
+      const rec = await runtime.find(id);
+      return rec && budgets.storageAccount(rec);
+    };
     const cores = availableParallelism();
     this.#fleet = new Fleet({
       launch,
@@ -185,7 +209,12 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.destroy = (id, reason) => lifetimes.destroy(id, reason);
     const spawner = new Spawner(runtime, lifetimes);
     const requests = new NodeRequests(runtime, spawner, lifetimes);
-    const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0), () => this.#fleet.stats());
+    const metrics = new Metrics(() => this.#supervisor.size, () => [...this.#supervisor.nodes()].reduce((n, a) => n + a.queue.length, 0), () => this.#fleet.stats(), {
+      used: async () => (await storage.use([this.id]))[0]!,
+      capacity: storageBytes(capacity.storageMB),
+    });
+    storage.onRefused = (what) => metrics.storageRefusals.inc({ what });
+    this.#logbook.onRefused = () => metrics.storageRefusals.inc({ what: 'log' });
     this.#supervisor = new Supervisor(
       { idleTimeoutMs: o.idleTimeoutMs, rssOverheadMB: o.rssOverheadMB, memoryPollMs: o.memoryPollMs, maxQueue: o.maxQueue, maxQueueBytes: o.maxQueueBytes, releaseTimeoutMs: o.releaseTimeoutMs },
       this.#fleet,
@@ -214,20 +243,42 @@ export class Container extends EventEmitter<ContainerEvents> {
     );
     runtime.supervisor = this.#supervisor;
     runtime.fleet = () => this.#fleet.stats();
-    const operations = new Operations(runtime, spawner, lifetimes, this.id);
+    const operations = new Operations(runtime, spawner, lifetimes, this.id, new CodeCache());
+    const operator = this.#keyring.operator;
+    this.#sessions = new SessionEdge({
+      containerId: this.id,
+      sign: (m) => operator.sign(m),
+      boxKey: this.#keyring.box.publicKey,
+      maxBodyBytes: o.maxBodyBytes,
+      limiter: new AddressLimiter(o.handshakeRate, o.handshakeBurst),
+      table: new SessionTable({ ttlMs: o.sessionTtlMs, maxSessions: o.maxSessions, maxPerPrincipal: o.maxSessionsPerPrincipal }),
+      ttlMs: o.sessionTtlMs,
+    });
+    if (o.dashboard === 'on') {
+      const dashboard = new Dashboard({ runtime, operator: this.id, containerId: this.id, url: this.#url, logger: this.logger, capacityMB: o.capacity.memoryMB, fleet: () => this.#fleet.stats() });
+      metrics.observer = (type, code, ms) => dashboard.live.observe(type, code, ms);
+      this.on('destroy', () => dashboard.live.recount());
+      this.#dashboard = dashboard;
+    }
+    this.#server.off('request', starting);
     this.#server.on(
       'request',
       requestHandler({
         operations,
-        replay: new ReplayGuard(o.skewMs),
+        replay: new ReplayGuard(o.skewMs, this.#bootedAt),
         metrics,
         logger: this.logger,
         maxBodyBytes: o.maxBodyBytes,
         maxInflightBytes: o.maxInflightBytes,
-        info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs }),
+        info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs, boxKey: Buffer.from(this.#keyring.box.publicKey).toString('base64url') }),
         containerId: this.id,
         ready: () => this.#status === 'open',
         overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
+        sessions: this.#sessions,
+        sign: (m) => operator.sign(m),
+        bootedAt: this.#bootedAt,
+        skewMs: o.skewMs,
+        ...(this.#dashboard ? { dashboard: this.#dashboard.handle.bind(this.#dashboard) } : {}),
       }),
     );
     await lifetimes.start();
@@ -251,6 +302,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   async #teardown(): Promise<void> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
+    this.#dashboard?.close();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
     await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
     await this.#fleet?.close();
@@ -258,6 +310,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#server?.closeAllConnections();
     await serverClosed;
     await this.#remote?.close();
+    this.#sessions?.table.close();
     await this.#keyring?.close();
     await this.#store?.close();
   }
@@ -267,27 +320,19 @@ export class Container extends EventEmitter<ContainerEvents> {
   }
 }
 
-/** Workers of a previous run of this container (killed with -9, say) that still run: found by their marker. */
-async function killOrphans(data: string): Promise<number> {
-  const marker = `--keynode-data=${data}`;
-  let killed = 0;
-  let entries: string[];
-  try {
-    entries = await readdir('/proc');
-  } catch {
-    return 0; // not Linux: orphans exit on their own when they next read their closed stdin
-  }
-  for (const pid of entries) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(marker)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-        killed++;
-      } catch {
-        // already gone
-      }
-    }
-  }
-  return killed;
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EADDRINUSE') return reject(e);
+      reject(new KeynodeError('ERR_PORT_IN_USE', `port ${port} on ${host} is in use (another keynode container?); nothing was written to the data directory. Start this one on another port: --port <n> (or KEYNODE_PORT), or --port 0 for any free one`, { cause: e }));
+    });
+    server.listen(port, host, () => resolve());
+  });
+}
+
+/** Requests that arrive while the store opens: refused as the container would refuse them while stopping. */
+function starting(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  const body = encode({ ok: false, error: { code: 'ERR_UNAVAILABLE', message: 'the container is starting; retry shortly' } } satisfies Reply);
+  res.writeHead(503, { 'content-type': 'application/msgpack', 'content-length': body.length }).end(body);
 }

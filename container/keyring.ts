@@ -4,10 +4,10 @@
  * the mint that makes and seals new node keys on worker threads (policies/keygen.ts). Both key files are
  * created on first start with mode 0600. The master key leaves this object only for the mint's threads.
  */
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Identity, KeynodeError, type NodeId } from '../protocol/index.js';
+import { boxPairFromSecret, Identity, KeynodeError, type BoxPair, type NodeId } from '../protocol/index.js';
 import { KeyMint } from './policies/keygen.js';
 import { unsealSeed } from './seal.js';
 
@@ -15,10 +15,16 @@ export class Keyring {
   readonly operator: Identity;
   readonly #master: Buffer;
   #mint: KeyMint | undefined;
+  /**
+   * The X25519 key private keys are sealed to on the wire (nacl box): derived from the master key, so it is
+   * the same after a restart and is never stored.
+   */
+  readonly box: BoxPair;
 
   private constructor(operator: Identity, master: Buffer) {
     this.operator = operator;
     this.#master = master;
+    this.box = boxPairFromSecret(new Uint8Array(hkdfSync('sha256', master, new Uint8Array(0), 'keynode/box-key/1', 32)));
   }
 
   static async open(dataDir: string): Promise<Keyring> {

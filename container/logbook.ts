@@ -3,10 +3,11 @@
  * Per-node logs from `ctx.log`. Lines are buffered and written in batches (logs are kept even when the eval
  * fails: that is when they matter), trimmed to the last `keep` lines, and followed by long-polling readers.
  * Sequence numbers are microseconds since the epoch, made strictly increasing per node, so they need no
- * read from the store before the first append after a wake.
+ * read from the store before the first append after a wake. Stored lines count against the node's storage
+ * budget like its state: lines that do not fit are dropped.
  */
-import type { NodeId } from '../protocol/index.js';
-import type { LogLine, Store } from '../store/index.js';
+import type { KeynodeError, NodeId } from '../protocol/index.js';
+import type { LogLine, StorageAccount, Store } from '../store/index.js';
 
 const FLUSH_MS = 20;
 
@@ -20,6 +21,10 @@ export class LogBook {
   readonly #sinceTrim = new Map<NodeId, number>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
+  /** The storage account a node's lines count against; undefined once the node is gone (set by the container). */
+  account: (id: NodeId) => Promise<StorageAccount | undefined> = async () => undefined;
+  /** Lines were dropped for want of storage. */
+  onRefused: () => void = () => {};
 
   constructor(store: Store, keep: number) {
     this.#store = store;
@@ -46,12 +51,21 @@ export class LogBook {
     this.#flushing = this.#flushing.then(async () => {
       await Promise.all(
         batch.map(async ([id, lines]) => {
-          await this.#store.appendLogs(id, lines, this.#keep);
+          const account = await this.account(id);
+          if (!account) return;
+          try {
+            await this.#store.appendLogs(lines, this.#keep, account);
+          } catch (e) {
+            const code = (e as KeynodeError).code;
+            if (code === 'ERR_BUDGET_EXHAUSTED') return this.onRefused();
+            if (code === 'ERR_NODE_DESTROYED') return;
+            throw e;
+          }
           const written = (this.#sinceTrim.get(id) ?? this.#keep) + Math.min(lines.length, this.#keep);
           if (written <= this.#keep) return void this.#sinceTrim.set(id, written);
           // Now exactly `keep` are stored, so the next line written triggers the next trim.
           this.#sinceTrim.set(id, this.#keep);
-          await this.#store.trimLogs(id, this.#keep);
+          await this.#trim(account);
         }),
       );
       for (const [id] of batch) for (const wake of this.#followers.get(id) ?? []) wake();
@@ -87,7 +101,17 @@ export class LogBook {
     await this.flush();
     this.#lastSeq.delete(id);
     this.#sinceTrim.delete(id);
-    await this.#store.trimLogs(id, this.#keep);
+    const account = await this.account(id);
+    if (account) await this.#trim(account);
+  }
+
+  async #trim(account: StorageAccount): Promise<void> {
+    try {
+      await this.#store.trimLogs(this.#keep, account);
+    } catch (e) {
+      // Destroyed meanwhile: its destroy took back every byte it held, lines included.
+      if ((e as KeynodeError).code !== 'ERR_NODE_DESTROYED') throw e;
+    }
   }
 
   /** The node was destroyed: its unwritten lines are dropped and nothing of it stays in memory. */

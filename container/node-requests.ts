@@ -3,11 +3,13 @@
  * What a node's code asks of the container through ctx, and the commit of its writes. The worker is
  * untrusted, so every sandbox rule is enforced here again, whatever the worker already checked.
  */
-import { encode, isNodeId, KeynodeError, NodeRef, parseNodeUrl, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
+import { encode, KeynodeError, NodeRef, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
+import { contactAdmits } from './policies/contacts.js';
 import type { AwakeNode } from './supervisor/awake-node.js';
 import type { LifetimePolicy } from './policies/lifetime-policy.js';
 import type { Runtime } from './runtime.js';
 import type { Spawner } from './policies/spawner.js';
+import { writtenBytes } from './policies/storage.js';
 
 function sandboxError(what: 'refs' | 'write'): KeynodeError {
   return what === 'refs'
@@ -39,7 +41,9 @@ export class NodeRequests {
         return (await rt.store.getIndex(node.id, req.name, req.key)) ?? null;
       case 'index.entries':
         if (sandbox.refs === 'none') throw sandboxError('refs');
-        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000);
+        // One reply is bounded like any frame to a worker: a page of 20,000 values of a MiB each must not be
+        // read into the container's memory.
+        return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000, rt.options.maxBodyBytes);
       case 'at': {
         const { id, url } = resolveNode(req.node);
         const target = await rt.find(id);
@@ -89,16 +93,7 @@ export class NodeRequests {
   async #checkContact(node: AwakeNode, id: string, url: string | undefined): Promise<void> {
     const contacts = node.rec.sandbox.contacts;
     if (contacts === 'any') return;
-    const local = await this.#rt.isLocal(id, url);
-    const target = url === undefined ? undefined : parseNodeUrl(url).url;
-    for (const c of contacts) {
-      if (isNodeId(c)) {
-        if (local && c === id) return; // an ID alone names a node on this container
-        continue;
-      }
-      const listed = parseNodeUrl(c);
-      if (listed.id === id && (local || listed.url === target)) return;
-    }
+    if (contactAdmits(contacts, id, url, await this.#rt.isLocal(id, url))) return;
     throw new KeynodeError('ERR_SANDBOX', `node ${node.id} may not contact ${url ?? id}: it is not in sandbox.contacts`);
   }
 
@@ -111,17 +106,30 @@ export class NodeRequests {
       return;
     }
     const { sandbox } = node.rec;
-    if (writes.length && sandbox.refs !== 'readwrite') throw sandboxError('write');
-    let total = 0;
-    for (const w of writes) {
-      if (w.op === 'del') continue;
-      if (w.value.length > sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `a value of ${w.value.length} bytes exceeds sandbox.maxMessageBytes`);
-      total += w.value.length;
+    if (!writes.length) {
+      // Nothing written: no held-children bookkeeping, no storage charge and no store batch, only a Resetting
+      // node's activity.
+      const txn = this.#rt.store.txn();
+      this.#lifetimes.onEval(node, txn);
+      if (txn.ops.length) await txn.commit();
+      return;
     }
-    if (total > 4 * sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `one eval wrote ${total} bytes; the limit is 4 × sandbox.maxMessageBytes`);
+    if (sandbox.refs !== 'readwrite') throw sandboxError('write');
+    for (const w of writes) {
+      if (w.op !== 'del' && w.value.length > sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `a value of ${w.value.length} bytes exceeds sandbox.maxMessageBytes`);
+    }
+    // Keys and names count as much as values: a hundred thousand empty entries under long keys are not free.
+    const total = writtenBytes(node.id, writes);
+    if (total > 4 * sandbox.maxMessageBytes) throw new KeynodeError('ERR_TOO_LARGE', `one eval wrote ${total} bytes (keys, names and values); the limit is 4 × sandbox.maxMessageBytes`);
     const txn = this.#rt.store.txn().writes(node.id, writes);
     await this.#lifetimes.held.index(node.id, writes, txn);
     this.#lifetimes.onEval(node, txn);
-    await txn.commit();
+    if (writes.length) await this.#rt.storage.charge(node.rec, writes, txn);
+    try {
+      await txn.commit();
+    } catch (e) {
+      if ((e as KeynodeError).code === 'ERR_BUDGET_EXHAUSTED') this.#rt.storage.onRefused('commit');
+      throw e;
+    }
   }
 }

@@ -5,18 +5,19 @@
  */
 import type { KeyObject } from 'node:crypto';
 import {
-  concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, resolveNode, sealEnvelope, signBytes, verifyGrant,
+  codeHash, concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, resolveNode, signBytes, verifyGrant,
   type NodeId, type NodeInfo, type PolicyLimits,
 } from '../protocol/index.js';
 import type { NodeRecord, Store } from '../store/index.js';
-import { checkEval } from './policies/access.js';
+import { checkEval, mayEval } from './policies/access.js';
 import type { AwakeNode } from './supervisor/awake-node.js';
 import type { Budgets } from './policies/budgets.js';
+import type { StorageQuota } from './policies/storage.js';
 import type { ContainerOptions } from './config.js';
 import type { Keyring } from './keyring.js';
 import type { LogBook } from './logbook.js';
 import type { RemotePeers } from './edge/remote.js';
-import { PeerIds } from './edge/peer-ids.js';
+import { PeerSessions } from './edge/peer-sessions.js';
 import type { Supervisor } from './supervisor/supervisor.js';
 
 export interface EvalOptions {
@@ -24,6 +25,8 @@ export interface EvalOptions {
   chain?: NodeId[];
   /** The sender presented a valid grant for exactly this function: the target's ACL does not apply. */
   granted?: boolean;
+  /** SHA-256 of `fn` (hex), when the caller has it already. */
+  hash?: string;
 }
 
 /** A call made on a node's behalf (ctx.at, a capability, a lease check). */
@@ -49,16 +52,19 @@ export class Runtime {
   readonly origin: string;
   supervisor!: Supervisor;
   budgets!: Budgets;
+  storage!: StorageQuota;
   /** Worker processes that serve no node, and where wakes got theirs (set by the container). */
   fleet: () => { spares: number; blanks: number; counts: Record<string, number> } = () => ({ spares: 0, blanks: 0, counts: {} });
   /** Ends a node (cascades, budget, store); set by the container to the lifetime policy's destroy. */
   destroy!: (id: NodeId, reason: string) => Promise<void>;
   readonly #loading = new Map<NodeId, Promise<NodeRecord>>();
+  /** Loads in flight whose record changed meanwhile: they may have read the old one, so they read again. */
+  readonly #reread = new Set<NodeId>();
   readonly destroying = new Set<NodeId>();
   /** Seeds of Ephemeral nodes: their keys are never written to disk. */
   readonly ephemeralKeys = new Map<NodeId, Uint8Array>();
-  /** Peer containers' IDs, which a node's call to a node there is signed for. */
-  readonly peerIds = new PeerIds();
+  /** Sessions with peer containers, for calls this container's nodes make to nodes there. */
+  readonly peers: PeerSessions;
 
   constructor(o: ContainerOptions, store: Store, keyring: Keyring, logs: LogBook, remote: RemotePeers, origin: string) {
     this.options = o;
@@ -66,6 +72,7 @@ export class Runtime {
     this.keyring = keyring;
     this.logs = logs;
     this.#remote = remote;
+    this.peers = new PeerSessions(keyring.operator, remote);
     this.origin = origin;
     this.limits = {
       defaultMemoryMB: o.memoryMB,
@@ -109,11 +116,25 @@ export class Runtime {
   }
 
   async #load(id: NodeId): Promise<NodeRecord> {
-    const rec = await this.store.getNode(id);
+    let rec: NodeRecord | undefined;
+    do {
+      this.#reread.delete(id);
+      rec = await this.store.getNode(id);
+    } while (this.#reread.has(id));
     // An Ephemeral node of an earlier boot lost its key with that boot: it is as good as destroyed.
     if (rec && !this.destroying.has(id) && (rec.lifetime.kind !== 'ephemeral' || rec.boot === this.bootId)) return rec;
     if (rec || (await this.store.getTombstone(id))) throw destroyedError(id);
     throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container`);
+  }
+
+  /**
+   * A node's record was rewritten (its ACL or sandbox changed) and committed. Everything that decides from
+   * it sees the new one: the awake entry, and a load that was reading the old one (an eval it serves would
+   * otherwise wake the node with the old ACL, and keep it for the whole wake).
+   */
+  recordChanged(rec: NodeRecord): void {
+    if (this.#loading.has(rec.id)) this.#reread.add(rec.id);
+    this.supervisor.refresh(rec);
   }
 
   /** The node's private key, for signing on its behalf. Held in memory only while needed. */
@@ -129,47 +150,55 @@ export class Runtime {
   // --- eval ------------------------------------------------------------------------------------
 
   async evalOn(id: NodeId, from: NodeId, fn: string, args: Uint8Array, options: EvalOptions = {}): Promise<Uint8Array> {
+    // The chain may come from another container: a call back into a node waiting on it would deadlock.
+    if (options.chain?.includes(id)) throw cycleError(id);
     const rec = await this.lookup(id);
     if (!options.granted) checkEval(rec, from);
     const size = Buffer.byteLength(fn, 'utf8') + args.length;
     if (size > rec.sandbox.maxMessageBytes) {
       throw new KeynodeError('ERR_TOO_LARGE', `the eval is ${size} bytes; node ${id} accepts at most ${rec.sandbox.maxMessageBytes} (sandbox.maxMessageBytes)`);
     }
-    return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, args, from, deadline: options.deadline, chain: options.chain, resolve, reject }));
+    // Checked again when the eval starts, against the ACL then. A grant is not: it is the target's signature
+    // and cannot be withdrawn (see README, security).
+    const admit = options.granted ? undefined : (now: NodeRecord) => {
+      if (!mayEval(now, from)) throw new KeynodeError('ERR_ACCESS_DENIED', `principal ${from} was removed from the access list of node ${id} while its eval waited; it did not run`);
+    };
+    const h = options.hash ?? codeHash(fn);
+    return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, h, args, from, deadline: options.deadline, chain: options.chain, admit, resolve, reject }));
   }
 
   /**
    * An eval that arrived with a grant (a capability or lease check): valid only for exactly that function and
    * its bound arguments, which go before the caller's own.
    */
-  evalGranted(id: NodeId, from: NodeId, fn: string, args: Uint8Array, cap: { name?: unknown; grant?: unknown; args?: unknown }): Promise<Uint8Array> {
+  evalGranted(id: NodeId, from: NodeId, fn: string, args: Uint8Array, cap: { name?: unknown; grant?: unknown; args?: unknown }, options: EvalOptions = {}): Promise<Uint8Array> {
     const bound = cap.args === undefined ? undefined : cap.args instanceof Uint8Array ? cap.args : null;
     if (typeof cap.name !== 'string' || !(cap.grant instanceof Uint8Array) || bound === null || !verifyGrant(id, from, cap.name, fn, cap.grant, bound)) {
       throw new KeynodeError('ERR_ACCESS_DENIED', `the grant presented by ${from} does not verify for this function on node ${id}`);
     }
-    return this.evalOn(id, from, fn, bound ? concatArrays(bound, args) : args, { granted: true });
+    return this.evalOn(id, from, fn, bound ? concatArrays(bound, args) : args, { ...options, granted: true });
   }
 
   /**
    * A call on a node's behalf: delivered in-process when the target lives here (this container already
-   * knows who the caller is), else signed with the caller's key and POSTed to the target's container.
+   * knows who the caller is), else sent in this container's session with the target's container, as the
+   * caller (proved once per session by the caller's key), with the chain of nodes waiting on it.
    */
   async callAs(call: CallAs): Promise<Uint8Array> {
     const { id, url } = resolveNode(call.target);
     const chain = call.chain ?? [];
-    if (chain.includes(id)) throw new KeynodeError('ERR_CYCLE', `node ${id} is waiting on this call chain already; a node runs one eval at a time, so calling back into it would deadlock`);
+    if (chain.includes(id)) throw cycleError(id);
     if (await this.isLocal(id, url)) {
       const args = call.grant?.args ? concatArrays(call.grant.args, call.args) : call.args;
       return this.evalOn(id, call.from.id, call.fn, args, { deadline: call.deadline, chain, granted: call.grant !== undefined });
     }
     if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));
-    const body = call.grant ? { fn: call.fn, args: call.args, cap: call.grant } : { fn: call.fn, args: call.args };
-    const at = await this.peerIds.of(url, Math.max(1, call.deadline - Date.now()));
-    const envelope = sealEnvelope({ id: call.from.id, sign: (m) => signBytes(key, m) }, 'eval', id, body, Date.now(), at);
-    const value = await this.#remote.post(url, envelope, Math.max(1, call.deadline - Date.now()));
-    if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_MESSAGE', `${url} returned a malformed eval result`);
-    return value;
+    const extra = { ...(call.grant ? { cap: call.grant } : {}), ...(chain.length ? { chain } : {}) };
+    // Sockets to a peer are shared per tenant: the signer is the node the call is for or an ancestor that
+    // passed it a capability, so its top-level principal is that node's tenant (as for worker reuse).
+    const tenant = call.from.ancestors[0] ?? call.from.id;
+    return this.peers.eval(url, { id: call.from.id, sign: (m) => signBytes(key, m) }, id, call.fn, codeHash(call.fn), call.args, extra, Math.max(1, call.deadline - Date.now()), tenant);
   }
 
   /** True when the node lives (or lived) here, or its URL names this container. */
@@ -215,12 +244,18 @@ export class Runtime {
     }
     const fleet = this.fleet();
     const { spare = 0, steal = 0, blank = 0, new: fresh = 0, retired = 0 } = fleet.counts;
+    const peers = this.#remote.counts();
     return {
       awake: this.supervisor.size, active, queued, wakes: this.supervisor.wakes, uptimeMs: Date.now() - this.bootId,
+      peerCallsInFlight: peers.active, peerCallsWaiting: peers.waiting,
       spareWorkers: fleet.spares, blankWorkers: fleet.blanks,
       wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
     };
   }
+}
+
+function cycleError(id: NodeId): KeynodeError {
+  return new KeynodeError('ERR_CYCLE', `node ${id} is waiting on this call chain already; a node runs one eval at a time, so calling back into it would deadlock`);
 }
 
 export function destroyedError(id: NodeId): KeynodeError {

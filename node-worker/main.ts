@@ -142,13 +142,20 @@ function requester(pending: Serving['pending']) {
 
 async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
   const scope: EvalScope = { id: msg.id, ended: false, writes: new Map(), logLines: 0 };
-  send({ type: 'started', id: msg.id });
   // Held for the whole eval: a release cannot arrive before its result (the container waits for idle).
   const s = serving;
+  if (s && msg.fn === undefined && !s.sandbox.has(msg.h)) {
+    // Named by a hash this Compartment has not compiled (or has dropped): nothing runs, the container resends.
+    send({ type: 'result', id: msg.id, ok: false, error: { code: 'ERR_UNKNOWN_CODE', message: 'this worker does not have that function' } });
+    setImmediate(() => send({ type: 'idle' }));
+    return;
+  }
+  // No `started` frame: whether an eval may have run is the container's to know (it counts what it wrote and
+  // what the worker answered), not the worker's to say, so that frame would be one more per eval for nothing.
   try {
     if (!s) throw hostError('ERR_INTERNAL', 'eval before become');
     const { node, here, sandbox, pending } = s;
-    const fn = sandbox.compile(msg.fn);
+    const fn = sandbox.compile(msg.h, msg.fn);
     const args = codec.decode(msg.args);
     if (!Array.isArray(args)) throw hostError('ERR_BAD_MESSAGE', 'eval arguments must be an array');
     const ctx = makeContext({ node, here, codec, request: requester(pending), log: sendLog }, scope, msg.from);
@@ -254,7 +261,7 @@ async function rehearse(): Promise<void> {
   });
   handle({ type: 'become', node: { id, url: `http://localhost/${id}`, parent: id, refs: 'readwrite', log: true, capabilities: [], spawn: false, maxMessageBytes: 1024 } });
   const fn = 'async (ctx, a) => { const before = await ctx.ref("x").get(); await ctx.ref("x").set({ a, before, m: new Map([[1, 2n]]) }); ctx.log("warm", a); console.log("%s", a); return { a, t: typeof ctx }; }';
-  handle({ type: 'eval', id: 0, fn, args: codec.encode([1, 'x', [true]]), from: id });
+  handle({ type: 'eval', id: 0, h: 'rehearsal', fn, args: codec.encode([1, 'x', [true]]), from: id });
   await finished;
   redirect(restore);
 }

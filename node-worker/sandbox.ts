@@ -144,10 +144,19 @@ export class Sandbox {
     this.#compartment.evaluate('0');
   }
 
-  /** Compiles function source once; the function is hardened so evals cannot hang state on it. */
-  compile(source: string): UserFn {
-    let fn = this.#compiled.get(source);
+  /** Whether the function with this hash (SHA-256 of its source, computed by the container) is compiled here. */
+  has(h: string): boolean {
+    return this.#compiled.has(h);
+  }
+
+  /**
+   * The function named `h`, compiled from `source` the first time; hardened so evals cannot hang state on it.
+   * The container sends the source whenever it cannot be sure this Compartment has it.
+   */
+  compile(h: string, source: string | undefined): UserFn {
+    let fn = this.#compiled.get(h);
     if (fn) return fn;
+    if (source === undefined) throw hostError('ERR_UNKNOWN_CODE', 'this worker does not have that function');
     const { source: text, helpers, family } = analyzed(source);
     let value: unknown;
     try {
@@ -162,7 +171,7 @@ export class Sandbox {
     if (typeof value !== 'function') throw hostError('ERR_BAD_FUNCTION', 'the source is not a function expression');
     fn = harden(value as UserFn);
     if (this.#compiled.size >= CACHE_MAX) this.#compiled.delete(this.#compiled.keys().next().value!);
-    this.#compiled.set(source, fn);
+    this.#compiled.set(h, fn);
     return fn;
   }
 }

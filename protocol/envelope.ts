@@ -38,10 +38,15 @@ function signingInput(v: number, type: string, from: string, to: string, at: str
  * message (`to` is the container) may leave it out.
  */
 export function sealEnvelope<T extends MessageType>(signer: Signer, type: T, to: NodeId, body: Bodies[T], ts = Date.now(), at: NodeId = to): Uint8Array {
+  return signEnvelope(signer, type, to, body, ts, at).bytes;
+}
+
+/** `sealEnvelope`, also returning the signature: the container's signed reply is bound to it. */
+export function signEnvelope<T extends MessageType>(signer: Signer, type: T, to: NodeId, body: Bodies[T], ts = Date.now(), at: NodeId = to): { bytes: Uint8Array; sig: Uint8Array } {
   const nonce = new Uint8Array(randomBytes(16));
   const bodyBytes = encode(body);
   const sig = signer.sign(signingInput(PROTOCOL_VERSION, type, signer.id, to, at, ts, nonce, bodyBytes));
-  return encode({ v: PROTOCOL_VERSION, type, from: signer.id, to, at, ts, nonce, body: bodyBytes, sig });
+  return { bytes: encode({ v: PROTOCOL_VERSION, type, from: signer.id, to, at, ts, nonce, body: bodyBytes, sig }), sig };
 }
 
 /** Envelope fields before the signature is checked. */
@@ -87,6 +92,13 @@ export function verifyEnvelope(e: UnverifiedEnvelope): boolean {
 /** `verifyEnvelope` off the event loop (see verifyBytesAsync). */
 export function verifyEnvelopeAsync(e: UnverifiedEnvelope): Promise<boolean> {
   return verifyBytesAsync(publicKeyFromId(e.from), e.from, signingInput(e.v, e.type, e.from, e.to, e.at, e.ts, e.nonce, e.bodyBytes), e.sig);
+}
+
+/** A body's bytes as a map, once their authenticator has been checked (a signature, or a session's MAC). */
+export function decodeBodyMap<T extends MessageType>(bytes: Uint8Array): Bodies[T] {
+  const body = decodeBody(bytes);
+  field(typeof body === 'object' && body !== null && !Array.isArray(body) && !(body instanceof Uint8Array), '`body` must be a map');
+  return body as Bodies[T];
 }
 
 /** Decodes the body once the signature has been verified. Shape checks belong to each handler. */

@@ -14,6 +14,9 @@ export const ERROR_STATUS = {
   ERR_BAD_POLICY: 400, // a spawn option of the wrong shape or out of range
   ERR_BAD_SIGNATURE: 401, // the signature does not verify against `from`
   ERR_CLOCK_SKEW: 401, // `ts` outside the skew window, or signed before this container started
+  ERR_NO_SESSION: 401, // the session named is unknown here (expired, evicted, or the container restarted)
+  ERR_BAD_REPLY: 502, // (client side) a reply that is not authenticated by the container it was sent to
+  ERR_UNKNOWN_CODE: 409, // an eval named its function by hash, and this container does not have that source
   ERR_ACCESS_DENIED: 403, // the sender is not allowed to do this
   ERR_SANDBOX: 403, // the node's own sandbox forbids what its code tried
   ERR_NODE_NOT_FOUND: 404,
@@ -31,6 +34,8 @@ export const ERROR_STATUS = {
   ERR_OUT_OF_MEMORY: 503, // the worker passed its memory grant and was killed
   ERR_WORKER_CRASHED: 503, // the worker died during the eval
   ERR_UNAVAILABLE: 503, // the container is shutting down or a peer container cannot be reached
+  ERR_PORT_IN_USE: 503, // the container's port is taken (by another container?): nothing was written
+  ERR_UNAUTHENTICATED: 401, // a dashboard request without a valid session, or a dashboard link that is bad, used or expired
   ERR_EVAL_ENDED: 400, // a ctx method was called after its eval returned
   ERR_RESULT: 400, // a result or argument that MessagePack cannot carry
   ERR_USER: 200, // the user's function threw; `remote` holds its name, message and code

@@ -13,3 +13,5 @@ export * from './frames.js';
 export * from './messages.js';
 export * from './policy.js';
 export * from './grants.js';
+export * from './session.js';
+export * from './sealed.js';

@@ -8,7 +8,7 @@ import type { WireError } from './errors.js';
 import type { NodeId } from './ids.js';
 import type { BudgetSpec, LifetimeKind, RefsMode, SandboxSpec } from './policy.js';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Bodies of signed messages from principals, keyed by envelope `type`. */
 export interface Bodies {
@@ -16,9 +16,21 @@ export interface Bodies {
    * To the container. Spawns `count` nodes (default 1) with the same policies. A client that binds
    * capabilities with keys it holds picks the nodes' keys itself (`keys`) so it can sign their grants.
    */
-  spawn: { lifetime: unknown; sandbox?: unknown; acl?: unknown; budget?: unknown; count?: number; keys?: { seed: Uint8Array; grants?: Record<string, Uint8Array> }[] };
-  /** To a node: run `fn(ctx, ...args)`; `args` is the MessagePack encoding of an array. `cap` presents a grant. */
-  eval: { fn: string; args: Uint8Array; cap?: { name: string; grant: Uint8Array; args?: Uint8Array } };
+  spawn: {
+    lifetime: unknown; sandbox?: unknown; acl?: unknown; budget?: unknown; count?: number;
+    /** One entry per node whose key the client chose, with the grants it signed; `seed` is filled in from `seeds` by the container (never sent in clear). */
+    keys?: { seed: Uint8Array; grants?: Record<string, Uint8Array> }[];
+    /** The chosen seeds, 32 bytes each for every entry of `keys`, in a nacl box to the container's box key. */
+    seeds?: SealedBox;
+    /** The spawner's X25519 key: the new nodes' private keys come back in a nacl box to it, never in clear. */
+    sealTo?: Uint8Array;
+  };
+  /**
+   * To a node: run `fn(ctx, ...args)`; `args` is the MessagePack encoding of an array. `fn` is the source, or
+   * `h` its SHA-256 (hex) once this container has it. `cap` presents a grant; `chain` lists the nodes waiting on
+   * this call (across containers), so a call back into one of them ends with ERR_CYCLE.
+   */
+  eval: { fn?: string; h?: string; args: Uint8Array; cap?: { name: string; grant: Uint8Array; args?: Uint8Array }; chain?: NodeId[] };
   /** To a node, signed by the node's own key (or an ancestor's). */
   destroy: Record<string, never>;
   /** To the container: status and policies of a node (its ancestors and the operator). */
@@ -39,11 +51,22 @@ export interface Bodies {
   renew: { nodes: NodeId[] };
   /** To the container: a parent narrows or widens its child's ACL and sandbox. */
   update: { node: NodeId; acl?: unknown; sandbox?: unknown };
+  /** To the container (operator): the next page of backup `session`, or the first of a new snapshot. */
+  backup: { session?: string };
+  /** To the container, always a one-off signed envelope: open a session (protocol/session.ts). */
+  hello: { epk: Uint8Array };
+}
+
+/** A nacl box (X25519 + XSalsa20-Poly1305): `pk` is the sender's box key. */
+export interface SealedBox {
+  pk: Uint8Array;
+  nonce: Uint8Array;
+  box: Uint8Array;
 }
 
 export type MessageType = keyof Bodies;
 export const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
-  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update',
+  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello',
 ]);
 
 /** A verified envelope: who sent what to whom. */
@@ -79,6 +102,10 @@ export interface NodeInfo {
   lastActivity?: number;
   memoryMB?: number;
   uptimeMs?: number;
+  /** Bytes its subtree stores (refs, indexes, logs): what counts against `budget.storageMB`. */
+  storageBytes?: number;
+  /** Bytes it stores itself. */
+  ownStorageBytes?: number;
 }
 
 /** What the worker needs to know of its node. Never its private key. */
@@ -96,7 +123,8 @@ export interface WorkerNode {
 /** Container → worker. */
 export type ToWorker =
   | { type: 'become'; node: WorkerNode }
-  | { type: 'eval'; id: number; fn: string; args: Uint8Array; from: NodeId }
+  /** `h` names the function (SHA-256 of its source); `fn` comes along when the worker may not have it yet. */
+  | { type: 'eval'; id: number; h: string; fn?: string; args: Uint8Array; from: NodeId }
   | { type: 'reply'; id: number; ok: true; value: unknown }
   | { type: 'reply'; id: number; ok: false; error: WireError }
   /** Forget the node entirely (its Compartment, compiled functions, pending requests); answer `released`. */

@@ -60,6 +60,19 @@ export interface BudgetSpec {
   maxNodes: number;
   maxAwake: number;
   memoryMB: number;
+  /**
+   * Disk its subtree may hold, in MiB (fractions allowed): keys and values of refs and indexes, and log lines.
+   * Records written before this field existed lack it (no limit of their own; their ancestors' still apply).
+   */
+  storageMB: number;
+}
+
+/** Bytes in one `storageMB`: a mebibyte, like `memoryMB`. */
+export const STORAGE_MB = 1024 * 1024;
+
+/** A `storageMB` as whole bytes (undefined, from a record older than the field: no limit). */
+export function storageBytes(mb: number | undefined): number {
+  return mb === undefined ? Infinity : Math.floor(mb * STORAGE_MB);
 }
 
 /** `'public'`, a principal ID, or a node URL. */
@@ -85,7 +98,7 @@ export interface PolicyLimits {
 }
 
 const SANDBOX_FIELDS = new Set(['refs', 'spawn', 'contacts', 'capabilities', 'memoryMB', 'timeoutMs', 'maxMessageBytes', 'log', 'isolation']);
-const BUDGET_FIELDS = new Set(['maxNodes', 'maxAwake', 'memoryMB']);
+const BUDGET_FIELDS = new Set(['maxNodes', 'maxAwake', 'memoryMB', 'storageMB']);
 const CAP_NAME_RE = /^[A-Za-z_$][\w$]{0,63}$/;
 const MAX_FN_SOURCE = 64 * 1024;
 const MAX_LIST = 1024;
@@ -218,17 +231,24 @@ export function checkAcl(v: unknown): AclEntry[] {
 }
 
 /**
- * Unset fields are filled by the container from the spawner: `maxNodes` 0 (no children), `maxAwake` and
- * `memoryMB` the spawner's own limits (the child is bounded only by what its ancestors have left).
+ * Unset fields are filled by the container from the spawner: `maxNodes` 0 (no children), `maxAwake`,
+ * `memoryMB` and `storageMB` the spawner's own limits (the child is bounded only by what its ancestors have left).
  */
 export function checkBudget(v: unknown): Partial<BudgetSpec> {
   if (v === undefined) v = {};
-  if (!isPlainObject(v)) bad(`Expected \`budget\` to be { maxNodes, maxAwake, memoryMB }, got ${describe(v)}`);
+  if (!isPlainObject(v)) bad(`Expected \`budget\` to be { maxNodes, maxAwake, memoryMB, storageMB }, got ${describe(v)}`);
   onlyFields('budget', v, BUDGET_FIELDS);
   const MAX = 1e12;
   const out: Partial<BudgetSpec> = {};
   for (const k of ['maxNodes', 'maxAwake', 'memoryMB'] as const) if (v[k] !== undefined) out[k] = integer(`budget.${k}`, v[k], 0, MAX);
+  if (v.storageMB !== undefined) out.storageMB = checkStorageMB('budget.storageMB', v.storageMB);
   return out;
+}
+
+/** MiB of disk, fractions allowed (0.5 is 512 KiB), up to an exbibyte. */
+export function checkStorageMB(where: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 2 ** 40) bad(`Expected \`${where}\` to be a number of MiB from 0 to ${2 ** 40} (fractions allowed), got ${describe(v)}`);
+  return v;
 }
 
 export function checkSpawnSpec(v: unknown, limits: PolicyLimits): SpawnSpec {

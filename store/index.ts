@@ -2,6 +2,8 @@
  * @module store
  * The container's persistent state over one LevelDB. Only the container process opens it.
  */
-export { Store, Txn, type StoreOptions } from './store.js';
+export { Store, Txn, type StoreOptions, type RawIterator, type SubName } from './store.js';
+export { BackupError, BackupReader, BackupWriter, readBackup, verifyBackup, BACKUP_MANIFEST, type BackupManifest, type BackupPage } from './backup.js';
+export type { Charge, StorageAccount } from './meter.js';
 export { RecordTemplate, type NodeRecord, type Tombstone, type LogLine } from './records.js';
 export * from './keys.js';

@@ -33,3 +33,34 @@ export const deadlineKey = (at: number, id: NodeId, kind: string): string => `${
 export function parseDeadlineKey(key: string): { at: number; id: NodeId; kind: string } {
   return { at: Number(key.slice(0, 15)), id: key.slice(15, 67), kind: key.slice(67) };
 }
+
+/** What `level` puts before every key of a one-letter sublevel (`!r!`). */
+const SUBLEVEL_PREFIX_BYTES = 3;
+/** Bytes one entry of a one-letter sublevel takes as LevelDB stores it: prefix, key (UTF-8) and value. */
+export const entryBytes = (key: string, valueBytes: number): number => SUBLEVEL_PREFIX_BYTES + Buffer.byteLength(key, 'utf8') + valueBytes;
+
+/**
+ * Sublevel `z` holds, for every ref and index entry, the bytes it was charged: an overwrite or delete gives back
+ * exactly that, read from 4 bytes rather than from a value that may be megabytes. Keyed `<id><r|i><name...>`,
+ * so a node's sizes are one range.
+ */
+export const sizeKey = (sub: 'r' | 'i', key: string): string => `${key.slice(0, 52)}${sub}${key.slice(52)}`;
+/** The `r` or `i` key a size entry stands for. */
+export const sizedEntry = (zKey: string): { sub: 'r' | 'i'; key: string } => ({ sub: zKey[52] as 'r' | 'i', key: zKey.slice(0, 52) + zKey.slice(53) });
+const SIZE_BYTES = 4;
+/** What one ref or index entry is charged: itself and its size entry (one byte more of key, 4 of value). */
+export const stateEntryBytes = (key: string, valueBytes: number): number => entryBytes(key, valueBytes) + entryBytes(key, 1 + SIZE_BYTES);
+export function encodeSize(n: number): Uint8Array {
+  const out = new Uint8Array(SIZE_BYTES);
+  new DataView(out.buffer).setUint32(0, n);
+  return out;
+}
+export function decodeSize(v: Uint8Array): number {
+  return v.length === SIZE_BYTES ? new DataView(v.buffer, v.byteOffset, SIZE_BYTES).getUint32(0) : 0;
+}
+/**
+ * Storage counters (sublevel `s`): `<id>` is what a holder's subtree stores (checked against its storageMB);
+ * `<id>.own` is what a node stores itself (what its ancestors get back when it is destroyed).
+ */
+export const usageKey = (id: NodeId): string => id;
+export const ownUsageKey = (id: NodeId): string => `${id}.own`;

@@ -2,23 +2,37 @@
  * @module store/store
  * The container's one LevelDB. Sublevels: `n` node directory, `t` tombstones, `r` refs, `i` indexes,
  * `c` parent→child edges, `e` parent→ephemeral child edges, `x` lifetime state, `l` logs, `d` deadlines,
- * `b` budget holders, `g` pending cleanups, `h` which Ephemeral children a node's state holds.
+ * `b` budget holders, `g` pending cleanups, `h` which Ephemeral children a node's state holds, `s` storage
+ * counters, `z` sizes of ref and index entries.
  * Everything one operation changes goes into one batch, so a crash leaves either all of it or none.
  */
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { decode, encode, KeynodeError, type NodeId, type Write } from '../protocol/index.js';
-import { childKey, deadlineKey, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey } from './keys.js';
+import { childKey, deadlineKey, decodeSize, encodeSize, entryBytes, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey, sizedEntry, sizeKey, stateEntryBytes } from './keys.js';
+import { Meter, type Charge, type Metering, type Requirement, type StorageAccount } from './meter.js';
 import { encodeRecord, type LogLine, type NodeRecord, type Tombstone } from './records.js';
 
 type Sub = AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Array, string, Uint8Array>;
-type Op = { type: 'put'; sublevel: Sub; key: string; value: Uint8Array } | { type: 'del'; sublevel: Sub; key: string };
+type Op = { type: 'put'; sub: SubName; sublevel: Sub; key: string; value: Uint8Array } | { type: 'del'; sub: SubName; sublevel: Sub; key: string };
 
 const EMPTY = new Uint8Array(0);
 /** Operations added to a native batch between turns of the event loop. */
 const YIELD_EVERY = 4096;
-const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'h'] as const;
-type SubName = (typeof SUBLEVELS)[number];
+const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'h', 's', 'z'] as const;
+export type SubName = (typeof SUBLEVELS)[number];
+/** Entries a reset deletes per batch (each batch with its counters' change). */
+const CLEAR_CHUNK = 1024;
+/** Log lines a trim deletes per batch (each batch with the bytes it gives back). */
+const TRIM_CHUNK = 256;
+
+const gone = (id: NodeId): KeynodeError => new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
+
+/** An iterator over raw entries (store/backup.ts). */
+export interface RawIterator {
+  nextv(size: number): Promise<[Uint8Array, Uint8Array][]>;
+  close(): Promise<void>;
+}
 
 export interface StoreOptions {
   /** fsync every commit: survives power loss, not only `kill -9`. */
@@ -29,15 +43,43 @@ export interface StoreOptions {
 export class Txn {
   readonly #store: Store;
   readonly ops: Op[] = [];
+  readonly meters: Metering[] = [];
+  readonly requires: Requirement[] = [];
   constructor(store: Store) {
     this.#store = store;
   }
   put(sub: SubName, key: string, value: Uint8Array): this {
-    this.ops.push({ type: 'put', sublevel: this.#store.sub(sub), key, value });
+    this.ops.push({ type: 'put', sub, sublevel: this.#store.sub(sub), key, value });
     return this;
   }
   del(sub: SubName, key: string): this {
-    this.ops.push({ type: 'del', sublevel: this.#store.sub(sub), key });
+    this.ops.push({ type: 'del', sub, sublevel: this.#store.sub(sub), key });
+    return this;
+  }
+  /**
+   * Adds `delta` bytes to storage counters, atomically with the rest, and for each size key of `resized` the
+   * difference between the size given and the one stored (read when it commits); refused whole if a counter
+   * would pass its ceiling.
+   */
+  count(counters: Charge[], delta: number, resized?: Map<string, number>): this {
+    if ((delta !== 0 || resized?.size) && counters.length) this.meters.push({ kind: 'count', counters, delta, ...(resized ? { resized } : {}) });
+    return this;
+  }
+  /**
+   * Charges a node's account (see `count`), and commits only while the node exists: its writes never land
+   * after the batch that destroyed it. (Its parent edge tells, a few bytes where its record may be megabytes.)
+   */
+  charge(account: StorageAccount, delta: number, resized?: Map<string, number>): this {
+    return this.count(account.counters, delta, resized).require('c', childKey(account.parent, account.id), () => gone(account.id));
+  }
+  /** Takes counter `key`'s value off each of `from` and deletes the counters in `remove` (a destroyed node's). */
+  uncount(key: string, from: string[], remove: string[]): this {
+    this.meters.push({ kind: 'uncount', key, from, remove });
+    return this;
+  }
+  /** Commits only while `sub/key` exists: a node's writes never land after the batch that destroyed it. */
+  require(sub: SubName, key: string, error: () => Error): this {
+    this.requires.push({ sub, key, error });
     return this;
   }
   /** `encoded`: the record's bytes when the caller has them already (a RecordTemplate). */
@@ -45,12 +87,13 @@ export class Txn {
     this.put('n', rec.id, encoded ?? encodeRecord(rec));
     return this.put('c', childKey(rec.parent, rec.id), EMPTY);
   }
-  /** The eval's writes, already checked by the container. */
+  /** The eval's writes, already checked by the container, each with its size entry (see keys.sizeKey). */
   writes(id: NodeId, writes: Write[]): this {
     for (const w of writes) {
-      if (w.op === 'ref') this.put('r', refKey(id, w.name), w.value);
-      else if (w.op === 'put') this.put('i', indexKey(id, w.name, w.key), w.value);
-      else this.del('i', indexKey(id, w.name, w.key));
+      const sub = w.op === 'ref' ? 'r' : 'i';
+      const key = w.op === 'ref' ? refKey(id, w.name) : indexKey(id, w.name, w.key);
+      if (w.op === 'del') this.del(sub, key).del('z', sizeKey(sub, key));
+      else this.put(sub, key, w.value).put('z', sizeKey(sub, key), encodeSize(stateEntryBytes(key, w.value.length)));
     }
     return this;
   }
@@ -58,7 +101,7 @@ export class Txn {
     return present ? this.put('d', deadlineKey(at, id, kind), EMPTY) : this.del('d', deadlineKey(at, id, kind));
   }
   commit(): Promise<void> {
-    return this.#store.batch(this.ops);
+    return this.meters.length || this.requires.length ? this.#store.meter.commit(this) : this.#store.batch(this.ops);
   }
 }
 
@@ -66,11 +109,24 @@ export class Store {
   readonly #db: Level<string, Uint8Array>;
   readonly #subs = new Map<SubName, Sub>();
   readonly #sync: boolean;
+  /** The one writer of batches that change storage counters (see store/meter). */
+  readonly meter: Meter<Txn>;
 
   private constructor(db: Level<string, Uint8Array>, sync: boolean) {
     this.#db = db;
     this.#sync = sync;
     for (const name of SUBLEVELS) this.#subs.set(name, db.sublevel<string, Uint8Array>(name, { valueEncoding: 'view' }) as Sub);
+    this.meter = new Meter<Txn>({
+      counters: (keys) => this.counters(keys),
+      sizes: async (keys) => (await this.getMany('z', keys)).map((v) => (v ? decodeSize(v) : 0)),
+      exists: async (sub, keys) => (await this.getMany(sub as SubName, keys)).map((v) => v !== undefined),
+      write: (txns, counters) => {
+        const ops = txns.flatMap((t) => t.ops);
+        const s = this.sub('s');
+        for (const [key, v] of counters) ops.push(v === undefined ? { type: 'del', sub: 's', sublevel: s, key } : { type: 'put', sub: 's', sublevel: s, key, value: Buffer.from(String(v)) });
+        return this.batch(ops);
+      },
+    });
   }
 
   static async open(path: string, options: StoreOptions = {}): Promise<Store> {
@@ -118,6 +174,14 @@ export class Store {
     await this.#db.close();
   }
 
+  /**
+   * Every key and value of every sublevel, as raw bytes, read from one LevelDB snapshot taken by this call:
+   * commits are single batches, so a copy from it holds each commit whole or not at all (store/backup.ts).
+   */
+  snapshotIterator(highWaterMarkBytes: number): RawIterator {
+    return this.#db.iterator({ keyEncoding: 'view', valueEncoding: 'view', highWaterMarkBytes } as never) as unknown as RawIterator;
+  }
+
   async #get(sub: SubName, key: string): Promise<Uint8Array | undefined> {
     return (await this.sub(sub).get(key)) ?? undefined;
   }
@@ -126,6 +190,11 @@ export class Store {
   async getMany(sub: SubName, keys: string[]): Promise<(Uint8Array | undefined)[]> {
     if (keys.length === 0) return [];
     return (await this.sub(sub).getMany(keys)).map((v) => v ?? undefined);
+  }
+
+  /** Storage counters (bytes), 0 for one never written. */
+  async counters(keys: string[]): Promise<number[]> {
+    return (await this.getMany('s', keys)).map((v) => (v ? Number(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1')) : 0));
   }
 
   // --- directory -----------------------------------------------------------------------------
@@ -166,7 +235,7 @@ export class Store {
 
   async #clearNodeData(id: NodeId): Promise<void> {
     const range = nodeRange(id);
-    await Promise.all([this.sub('r').clear(range), this.sub('i').clear(range), this.sub('l').clear(range), this.sub('h').clear(range)]);
+    await Promise.all([this.sub('r').clear(range), this.sub('i').clear(range), this.sub('z').clear(range), this.sub('l').clear(range), this.sub('h').clear(range)]);
     await this.sub('g').del(id);
   }
 
@@ -190,16 +259,40 @@ export class Store {
     return this.#get('i', indexKey(id, name, key));
   }
 
-  async indexEntries(id: NodeId, name: string, prefix: string, limit: number): Promise<[string, Uint8Array][]> {
+  /** Up to `limit` entries in key order; refused past `maxBytes` of keys and values, read no further. */
+  async indexEntries(id: NodeId, name: string, prefix: string, limit: number, maxBytes = Infinity): Promise<[string, Uint8Array][]> {
     const out: [string, Uint8Array][] = [];
     const skip = id.length + name.length + 1;
-    for await (const [k, v] of this.sub('i').iterator({ ...indexRange(id, name, prefix), limit })) out.push([k.slice(skip), v]);
+    let bytes = 0;
+    for await (const [k, v] of this.sub('i').iterator({ ...indexRange(id, name, prefix), limit })) {
+      bytes += k.length - skip + v.length;
+      if (bytes > maxBytes) throw new KeynodeError('ERR_TOO_LARGE', `index ${name}: these entries come to more than ${maxBytes} bytes; ask for fewer (entries({ limit }))`);
+      out.push([k.slice(skip), v]);
+    }
     return out;
   }
 
-  /** Empties a node's refs and indexes (Resetting lifetime), and with them the children they held. */
-  async resetState(id: NodeId): Promise<void> {
-    await Promise.all([this.sub('r').clear(nodeRange(id)), this.sub('i').clear(nodeRange(id)), this.sub('h').clear(nodeRange(id))]);
+  /**
+   * Empties a node's refs and indexes (Resetting lifetime), a slice at a time: each slice's deletes and the
+   * bytes they free go in one batch, so the counters stay exact whenever the container dies. Sizes come from
+   * the size entries; entries older than those (never charged) are cleared at the end without a count.
+   */
+  async resetState(account: StorageAccount): Promise<void> {
+    const { id } = account;
+    for (;;) {
+      const t = this.txn();
+      let freed = 0;
+      for await (const [k, v] of this.sub('z').iterator({ ...nodeRange(id), limit: CLEAR_CHUNK })) {
+        const { sub, key } = sizedEntry(k);
+        t.del('z', k).del(sub, key);
+        freed += decodeSize(v);
+      }
+      if (!t.ops.length) break;
+      await t.charge(account, -freed).commit();
+    }
+    await Promise.all([this.sub('r').clear(nodeRange(id)), this.sub('i').clear(nodeRange(id))]);
+    // And the index of the Ephemeral children that state held: it held none of them now.
+    await this.sub('h').clear(nodeRange(id));
   }
 
   /** True if some state key of `parent` holds `kid` (the `h` index: parent + kid + state key). */
@@ -215,22 +308,51 @@ export class Store {
 
   // --- logs ------------------------------------------------------------------------------------
 
-  /** Appends lines; `keep` bounds how many a node accumulates between trims. */
-  async appendLogs(id: NodeId, lines: LogLine[], keep: number): Promise<void> {
+  /**
+   * Appends lines; `keep` bounds how many a node accumulates between trims. Their bytes count against
+   * the node's account: with no room, or once the node is gone, nothing is written and this throws.
+   */
+  async appendLogs(lines: LogLine[], keep: number, account: StorageAccount): Promise<void> {
+    const { id } = account;
     const t = this.txn();
-    for (const l of lines.slice(-keep)) t.put('l', logKey(id, l.seq), encode(l));
-    await t.commit();
+    let bytes = 0;
+    for (const l of lines.slice(-keep)) {
+      const key = logKey(id, l.seq);
+      const value = encode(l);
+      t.put('l', key, value);
+      bytes += entryBytes(key, value.length);
+    }
+    await t.charge(account, bytes).commit();
   }
 
-  /** Deletes all but the newest `keep` lines of a node. */
-  async trimLogs(id: NodeId, keep: number): Promise<void> {
+  /**
+   * Deletes all but the newest `keep` lines of a node, giving their bytes back to its account. Not once the
+   * node is gone: its destroy gave back everything it held already.
+   */
+  async trimLogs(keep: number, account: StorageAccount): Promise<void> {
+    const { id } = account;
+    // The newest `keep` lines are passed over by key; only the lines to delete are read, for their sizes.
     let n = 0;
+    let last: string | undefined;
     for await (const k of this.sub('l').keys({ ...nodeRange(id), reverse: true })) {
       if (++n > keep) {
-        await this.sub('l').clear({ gte: id, lte: k });
-        return;
+        last = k;
+        break;
       }
     }
+    if (last === undefined) return;
+    let t = this.txn();
+    let freed = 0;
+    for await (const [k, v] of this.sub('l').iterator({ gte: id, lte: last })) {
+      t.del('l', k);
+      freed += entryBytes(k, v.length);
+      if (t.ops.length === TRIM_CHUNK) {
+        await t.charge(account, -freed).commit();
+        t = this.txn();
+        freed = 0;
+      }
+    }
+    if (t.ops.length) await t.charge(account, -freed).commit();
   }
 
   async readLogs(id: NodeId, after: number, limit: number): Promise<LogLine[]> {

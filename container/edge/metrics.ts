@@ -10,8 +10,14 @@ export class Metrics {
   readonly #latency: Histogram<'type'>;
   readonly wakes: Counter<'source'>;
   readonly kills: Counter<'reason'>;
+  readonly storageRefusals: Counter<'what'>;
 
-  constructor(awake: () => number, queued: () => number, fleet: () => { spares: number; blanks: number; poolTarget: number }) {
+  constructor(
+    awake: () => number,
+    queued: () => number,
+    fleet: () => { spares: number; blanks: number; poolTarget: number },
+    storage: { used: () => Promise<number>; capacity: number },
+  ) {
     const registers = [this.registry];
     this.#requests = new Counter({ name: 'keynode_requests_total', help: 'Signed messages handled, by type and result code', labelNames: ['type', 'code'], registers });
     this.#latency = new Histogram({
@@ -28,12 +34,30 @@ export class Metrics {
     new Gauge({ name: 'keynode_spare_workers', help: 'Scrubbed worker processes waiting for a node of their tenant', registers, collect() { this.set(fleet().spares); } });
     new Gauge({ name: 'keynode_blank_workers', help: 'Pre-started blank worker processes ready for any wake', registers, collect() { this.set(fleet().blanks); } });
     new Gauge({ name: 'keynode_pool_target', help: 'Blank workers the adaptive pool aims to keep, from the recent rate of wakes that found no reusable worker', registers, collect() { this.set(fleet().poolTarget); } });
-    collectDefaultMetrics({ register: this.registry, prefix: 'keynode_process_' });
+    this.storageRefusals = new Counter({ name: 'keynode_storage_refusals_total', help: 'Commits refused (and batches of log lines dropped) because a storage budget was full', labelNames: ['what'], registers });
+    new Gauge({ name: 'keynode_storage_bytes', help: "Bytes stored by all nodes (refs, indexes and logs), counted against the capacity's storageMB", registers, async collect() { this.set(await storage.used()); } });
+    new Gauge({ name: 'keynode_storage_capacity_bytes', help: 'The capacity storageMB, in bytes', registers, collect() { this.set(storage.capacity); } });
+    // prom-client's default metrics already carry their own `process_` / `nodejs_` part: the prefix is only
+    // ours, or names come out as keynode_process_process_cpu_seconds_total.
+    collectDefaultMetrics({ register: this.registry, prefix: 'keynode_' });
   }
 
+  /** Called for every signed message handled (the dashboard's rates, latencies and errors come from here). */
+  observer: ((type: string, code: string, ms: number) => void) | undefined;
+  /** Labelled children by type and code: finding one from a label object costs more than the count itself. */
+  readonly #children = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+
   request(type: string, code: string, ms: number): void {
-    this.#requests.inc({ type, code });
-    this.#latency.observe({ type }, ms / 1000);
+    const key = `${type}\u0000${code}`;
+    let c = this.#children.get(key);
+    if (!c) {
+      // Types and codes are closed sets (unknown types are counted as 'unknown'), so this stays small.
+      c = { count: this.#requests.labels(type, code), time: this.#latency.labels(type) };
+      this.#children.set(key, c);
+    }
+    c.count.inc();
+    c.time.observe(ms / 1000);
+    this.observer?.(type, code, ms);
   }
 
   get contentType(): string {

@@ -3,11 +3,15 @@
  * One handler per signed message type. The envelope is already verified and fresh; each handler checks
  * its body's shape, then who may do it, then does it.
  */
-import { checkBudget, isNodeId, KeynodeError, type Bodies, type Envelope, type NodeId } from '../../protocol/index.js';
+import { checkBudget, isNodeId, KeynodeError, MAX_CHAIN, type Bodies, type Envelope, type NodeId } from '../../protocol/index.js';
+import { ownUsageKey, usageKey } from '../../store/index.js';
 import { checkAdminister, checkDestroy } from '../policies/access.js';
 import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import type { Runtime } from '../runtime.js';
 import type { Spawner } from '../policies/spawner.js';
+import type { CodeCache } from './code-cache.js';
+import { openChosenKeys, spawnReply } from './sealed-keys.js';
+import { BackupReader } from '../../store/index.js';
 
 function bad(what: string): never {
   throw new KeynodeError('ERR_BAD_MESSAGE', `malformed body: ${what}`);
@@ -34,12 +38,26 @@ export class Operations {
   readonly #spawner: Spawner;
   readonly #lifetimes: LifetimePolicy;
   readonly #containerId: NodeId;
+  readonly #code: CodeCache;
+  readonly #backups: BackupReader;
 
-  constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId) {
+  constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId, code: CodeCache) {
     this.#rt = runtime;
+    this.#backups = new BackupReader(runtime.store);
     this.#spawner = spawner;
     this.#lifetimes = lifetimes;
     this.#containerId = containerId;
+    this.#code = code;
+  }
+
+  /** The function of an eval: its source (kept by hash for next time), or the source of the hash it names. */
+  #function(fn: unknown, h: unknown): { fn: string; hash: string } {
+    if (fn !== undefined) {
+      if (typeof fn !== 'string') bad('`fn` must be function source');
+      return { fn, hash: this.#code.add(fn) };
+    }
+    if (typeof h !== 'string' || !/^[0-9a-f]{64}$/.test(h)) bad('an eval carries `fn` (source) or `h` (its SHA-256, 64 lowercase hex digits)');
+    return { fn: this.#code.get(h), hash: h };
   }
 
   /** `pathId` is the node the HTTP request was addressed to, or undefined for the container itself. */
@@ -50,14 +68,15 @@ export class Operations {
     }
     switch (env.type) {
       case 'eval': {
-        const { fn, args, cap } = env.body as Bodies['eval'];
-        if (typeof fn !== 'string') bad('`fn` must be function source');
+        const { fn: source, h, args, cap, chain } = env.body as Bodies['eval'];
         if (!(args instanceof Uint8Array)) bad('`args` must be MessagePack bytes');
+        if (chain !== undefined && (!Array.isArray(chain) || chain.length > MAX_CHAIN || !chain.every(isNodeId))) bad(`\`chain\` must be a list of at most ${MAX_CHAIN} node IDs`);
+        const { fn, hash } = this.#function(source, h);
         if (cap !== undefined) {
           if (typeof cap !== 'object' || cap === null) bad('`cap` must be { name, grant }');
-          return this.#rt.evalGranted(env.to, env.from, fn, args, cap);
+          return this.#rt.evalGranted(env.to, env.from, fn, args, cap, { hash, chain });
         }
-        return this.#rt.evalOn(env.to, env.from, fn, args);
+        return this.#rt.evalOn(env.to, env.from, fn, args, { hash, chain });
       }
       case 'destroy': {
         const rec = await this.#rt.lookup(env.to);
@@ -66,12 +85,20 @@ export class Operations {
         return null;
       }
       case 'spawn': {
-        const { count, keys, ...spec } = env.body as Bodies['spawn'];
-        const n = optionalInt(count, 'count', 1, 10_000) ?? (Array.isArray(keys) ? keys.length : 1);
+        const { count, keys: sealedKeys, seeds, sealTo, ...spec } = env.body as Bodies['spawn'];
+        const n = optionalInt(count, 'count', 1, 10_000) ?? (Array.isArray(sealedKeys) ? sealedKeys.length : 1);
+        const box = this.#rt.keyring.box;
         // Signed by a node here (a client holds its spawned nodes' keys): the node spawns, with every rule
         // ctx.spawn obeys (its sandbox, its budget, narrowing) — never as a free-standing principal.
         const asNode = await this.#rt.find(env.from);
-        return { nodes: await this.#spawner.spawn(env.from, asNode, spec, n, keys) };
+        if (seeds !== undefined) {
+          // Opening the box of chosen seeds is real work: a spawner whose budget cannot hold this many nodes
+          // is refused first (the spawn checks again, exactly, under its budget lock).
+          const budgets = this.#rt.budgets;
+          budgets.carve(env.from, asNode ? asNode.budget : await budgets.limitsOf(env.from), n, {}, { ...(await budgets.holderRecord(env.from)) });
+        }
+        const keys = openChosenKeys(sealedKeys, seeds, box);
+        return spawnReply(await this.#spawner.spawn(env.from, asNode, spec, n, keys), sealTo, box);
       }
       case 'update': {
         const body = env.body as Bodies['update'];
@@ -97,7 +124,8 @@ export class Operations {
         const id = nodeField((env.body as Bodies['describe']).node, 'node');
         const rec = await this.#rt.lookup(id);
         checkAdminister(rec, env.from, this.#rt.operator);
-        return this.#rt.info(rec);
+        const [storageBytes, ownStorageBytes] = await this.#rt.storage.use([usageKey(id), ownUsageKey(id)]);
+        return { ...this.#rt.info(rec), storageBytes, ownStorageBytes };
       }
       case 'logs': {
         const body = env.body as Bodies['logs'] & { wait?: unknown };
@@ -119,17 +147,29 @@ export class Operations {
         const body = env.body as Bodies['list'];
         const after = body.after === undefined ? undefined : nodeField(body.after, 'after');
         const limit = optionalInt(body.limit, 'limit', 1, 10_000) ?? 1000;
-        return { nodes: await this.#rt.list(after, limit) };
+        const nodes = await this.#rt.list(after, limit);
+        const used = await this.#rt.storage.use(nodes.map((n) => usageKey(n.id)));
+        return { nodes: nodes.map((n, i) => ({ ...n, storageBytes: used[i] })) };
       }
-      case 'stats':
+      case 'stats': {
         this.#operatorOnly(env.from);
-        return this.#rt.stats();
+        const [storageBytes] = await this.#rt.storage.use([usageKey(this.#rt.operator)]);
+        return { ...this.#rt.stats(), storageBytes };
+      }
+      case 'backup': {
+        this.#operatorOnly(env.from);
+        const { session } = env.body as Bodies['backup'];
+        if (session !== undefined && (typeof session !== 'string' || !/^[0-9a-f]{32}$/.test(session))) bad('`session` must be the session a previous backup page named');
+        return this.#backups.page(session);
+      }
       case 'forceDestroy': {
         this.#operatorOnly(env.from);
         const id = nodeField((env.body as Bodies['forceDestroy']).node, 'node');
         await this.#rt.destroy(id, 'destroyed by the operator');
         return null;
       }
+      case 'hello':
+        throw new KeynodeError('ERR_BAD_MESSAGE', 'a hello is answered by the edge, never here');
       default: {
         const unknown: never = env.type;
         throw new KeynodeError('ERR_BAD_MESSAGE', `message type ${String(unknown)} is not handled by this container`);

@@ -22,3 +22,48 @@ export class DecayingRate {
     this.#at = now;
   }
 }
+
+/**
+ * A budget that refills at `perSecond` up to `burst`. `take` is all or nothing (what is refused is dropped);
+ * `spend` may run into debt (a frame is never split), and `wait` says how long until the debt is paid.
+ */
+export class TokenBucket {
+  readonly #perMs: number;
+  readonly #burst: number;
+  #level: number;
+  #at = performance.now();
+
+  constructor(perSecond: number, burst: number) {
+    this.#perMs = perSecond / 1000;
+    this.#burst = burst;
+    this.#level = burst;
+  }
+
+  #refill(now: number): number {
+    this.#level = Math.min(this.#burst, this.#level + (now - this.#at) * this.#perMs);
+    this.#at = now;
+    return this.#level;
+  }
+
+  take(n: number, now = performance.now()): boolean {
+    if (this.#refill(now) < n) return false;
+    this.#level -= n;
+    return true;
+  }
+
+  spend(n: number, now = performance.now()): void {
+    this.#refill(now);
+    this.#level -= n;
+  }
+
+  /** Milliseconds until the level is positive again (0 when it is). */
+  wait(now = performance.now()): number {
+    const level = this.#refill(now);
+    return level > 0 ? 0 : Math.ceil((1 - level) / this.#perMs);
+  }
+
+  /** What is left now: negative while in debt. */
+  level(now = performance.now()): number {
+    return this.#refill(now);
+  }
+}

@@ -1,9 +1,13 @@
 /**
  * @module container/fleet/worker-process
  * One worker OS process: started with execa under Node's permission model and a V8 heap cap, spoken to in
- * length-prefixed MessagePack frames over stdio. Everything it sends is checked as untrusted input; a
- * frame that breaks the protocol kills it. A process may serve several nodes one after another
- * (`release` between them); one the container had to kill, or that misbehaved, is never reused.
+ * length-prefixed MessagePack frames over stdio. Everything it sends is checked as untrusted input, as if
+ * its language sandbox were broken: a frame that breaks the protocol (including one the protocol does not
+ * expect now, such as anything but `released` while a release is unanswered) kills it, and nothing it sends
+ * after the container decided to kill it counts. Its frames are read a bounded number per turn of the event
+ * loop and per second, so a flood costs the other workers a turn at most. A process may serve several nodes
+ * one after another (`release` between them); one the container had to kill, or that misbehaved, is never
+ * reused.
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -11,7 +15,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { decode, encode, encodeFrame, FrameReader, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../../protocol/index.js';
+import { CpuWatch } from './cpu-watch.js';
+import { LogAllowance } from './frame-bounds.js';
+import { TokenBucket } from './rate.js';
 import { checkFromWorker } from './worker-messages.js';
+import type { WorkerRegistry } from './worker-registry.js';
 
 const require = createRequire(import.meta.url);
 // The worker's own CommonJS build (node-worker/tsconfig.json): its code and the protocol files it uses.
@@ -81,13 +89,15 @@ const PAGE_SIZE = (() => {
 export interface WorkerLaunch {
   /** Largest frame accepted from the worker. */
   maxFrameBytes: number;
-  /** Marks the process as this container's, so a restarted container can find orphans. */
+  /** Shows in the worker's command line which container it belongs to (for people: a worker can rewrite it, so orphans are found by `registry`). */
   marker: string;
   /** Run workers as this user and group (the container must be allowed to: usually root). */
   uid?: number;
   gid?: number;
   /** A command the worker runs under, e.g. ['unshare', '--net', '--'] or ['prlimit', '--nproc=0', '--']. It must exec the worker (keep its pid). */
   wrapper?: string[];
+  /** Where each worker is recorded while it runs, so a restarted container kills exactly its orphans. */
+  registry?: WorkerRegistry;
   readyTimeoutMs?: number;
 }
 
@@ -104,11 +114,31 @@ export interface WorkerExit {
 
 const IGNORE = (): void => {};
 
+/**
+ * Frames handled from one worker before the event loop turns (then the rest wait, and its pipe is not read
+ * meanwhile): the other workers' frames and the HTTP requests get their turn in between.
+ */
+const FRAMES_PER_TURN = 64;
+const BYTES_PER_TURN = 1024 * 1024;
+/** Frames and bytes per second from one worker; past them its pipe is not read until it may send again. */
+const FRAMES_PER_SECOND = 20_000;
+const BYTES_PER_SECOND = 128 * 1024 * 1024;
+
+/** Whether an eval sent to a worker may have run there (see WorkerProcess.mayHaveRun). */
+export interface EvalTicket {
+  /** The eval frame was written to the worker. */
+  written: boolean;
+  /** Releases the worker had to answer before it could take the eval. */
+  gate: number;
+}
+
 export class WorkerProcess {
   readonly memoryMB: number;
   readonly startedAt = Date.now();
   readonly exited: Promise<WorkerExit>;
   readonly ready: Promise<void>;
+  /** Resolves `ready` and starts the CPU watch (set in the constructor, where `ready` is made). */
+  readonly #onReady: () => void;
   /** Set by whoever the process serves now; reset to a no-op when it stops serving them. */
   onMessage: (msg: FromWorker) => void = IGNORE;
   onExit: (exit: WorkerExit) => void = IGNORE;
@@ -129,6 +159,22 @@ export class WorkerProcess {
   #statm: number | undefined;
   readonly #maxBuffered: number;
   readonly #statmBuf = Buffer.alloc(128);
+  /** Frames read from the pipe and not handled yet (from #inboxHead on): a flood waits here, bounded by the paused pipe. */
+  #inbox: Buffer[] = [];
+  #inboxHead = 0;
+  /** A later turn will handle the inbox (the pipe is paused until then). */
+  #drainScheduled = false;
+  readonly #frameRate = new TokenBucket(FRAMES_PER_SECOND, FRAMES_PER_SECOND);
+  readonly #byteRate: TokenBucket;
+  /** An eval was sent and its `idle` has not come; its result has (not) come. */
+  #evalOut = false;
+  #resulted = false;
+  #releasesSent = 0;
+  #releasesAnswered = 0;
+  #cpu: CpuWatch | undefined;
+  readonly #registry: WorkerRegistry | undefined;
+  /** Log lines this worker may still send (per eval, per second). */
+  readonly logs = new LogAllowance();
 
   private constructor(options: WorkerStartOptions) {
     this.memoryMB = options.memoryMB;
@@ -161,6 +207,13 @@ export class WorkerProcess {
       ...(options.uid !== undefined ? { uid: options.uid } : {}),
       ...(options.gid !== undefined ? { gid: options.gid } : {}),
     });
+    this.#byteRate = new TokenBucket(BYTES_PER_SECOND, Math.max(BYTES_PER_SECOND, options.maxFrameBytes));
+    this.#registry = options.registry;
+    const pid = this.#child.pid;
+    if (pid !== undefined && this.#registry && !this.#registry.record(pid)) {
+      this.#stderr += '\n[keynode] the worker could not be recorded in the data directory';
+      this.kill('ERR_UNAVAILABLE');
+    }
     const reader = new FrameReader(options.maxFrameBytes);
     let resolveReady!: () => void;
     let rejectReady!: (e: unknown) => void;
@@ -170,26 +223,26 @@ export class WorkerProcess {
     });
     this.ready.catch(() => {});
     const readyTimer = setTimeout(() => this.kill('ERR_UNAVAILABLE'), options.readyTimeoutMs ?? 15_000);
+    this.#onReady = () => {
+      clearTimeout(readyTimer);
+      resolveReady();
+      if (pid !== undefined) {
+        this.#cpu = new CpuWatch(pid, this.memoryMB, (usedMs) => {
+          this.#stderr += `\n[keynode] the worker used ${Math.round(usedMs)} ms of CPU with no eval in flight`;
+          this.kill('ERR_WORKER_CRASHED');
+        });
+        this.#busy();
+      }
+    };
 
     this.#child.stdout!.on('data', (chunk: Buffer) => {
-      if (!this.#alive) return;
+      if (!this.#listening) return;
       try {
-        for (const frame of reader.push(chunk)) {
-          const msg = checkFromWorker(decode(new Uint8Array(frame)));
-          if (msg.type === 'ready' && !this.isReady) {
-            this.isReady = true;
-            clearTimeout(readyTimer);
-            resolveReady();
-          } else if (msg.type === 'released') {
-            const done = this.#releases.shift();
-            if (!done) throw new KeynodeError('ERR_BAD_MESSAGE', 'released without a release');
-            done(msg.heapUsed);
-          } else this.onMessage(msg);
-        }
+        for (const frame of reader.push(chunk)) this.#inbox.push(frame);
       } catch (e) {
-        this.#stderr += `\n[keynode] protocol violation: ${(e as Error).message}`;
-        this.kill('ERR_WORKER_CRASHED');
+        return this.#violation(e);
       }
+      this.#drain();
     });
     this.#child.stderr!.on('data', (chunk: Buffer) => {
       this.#stderr = (this.#stderr + chunk.toString('utf8')).slice(-STDERR_TAIL);
@@ -197,6 +250,9 @@ export class WorkerProcess {
     this.#child.stdin!.on('error', () => {}); // EPIPE after death is reported by `exited`
     this.exited = this.#child.then((r) => {
       this.#alive = false;
+      this.#cpu?.stop();
+      if (pid !== undefined) this.#registry?.forget(pid);
+      this.#inbox = [];
       if (this.#statm !== undefined) closeSync(this.#statm);
       this.#statm = undefined;
       clearTimeout(readyTimer);
@@ -212,6 +268,98 @@ export class WorkerProcess {
       queueMicrotask(() => onExit(exit));
       return exit;
     });
+  }
+
+  /** Alive and not condemned: once the container decided to kill a worker, nothing it says counts. */
+  get #listening(): boolean {
+    return this.#alive && this.#reason === undefined;
+  }
+
+  #violation(e: unknown): void {
+    this.#stderr += `\n[keynode] protocol violation: ${(e as Error).message}`;
+    this.kill('ERR_WORKER_CRASHED');
+  }
+
+  /**
+   * Handles the inbox a bounded amount per turn and per second. The pipe is paused while frames wait, so a
+   * worker that writes faster than that blocks in its own write, not the container.
+   */
+  #drain(): void {
+    if (this.#drainScheduled) return;
+    let frames = 0;
+    let bytes = 0;
+    while (this.#inboxHead < this.#inbox.length && this.#listening) {
+      const now = performance.now();
+      const wait = Math.max(this.#frameRate.wait(now), this.#byteRate.wait(now));
+      if (wait > 0 || frames >= FRAMES_PER_TURN || bytes >= BYTES_PER_TURN) return this.#drainLater(wait);
+      const frame = this.#inbox[this.#inboxHead++]!;
+      frames++;
+      bytes += frame.length;
+      this.#frameRate.spend(1, now);
+      this.#byteRate.spend(frame.length, now);
+      try {
+        this.#handle(checkFromWorker(decode(new Uint8Array(frame))));
+      } catch (e) {
+        return this.#violation(e);
+      }
+    }
+    this.#inbox = [];
+    this.#inboxHead = 0;
+    this.#child.stdout!.resume();
+  }
+
+  #drainLater(ms: number): void {
+    this.#drainScheduled = true;
+    this.#child.stdout!.pause();
+    const again = () => {
+      this.#drainScheduled = false;
+      if (this.#listening) return this.#drain();
+      // Condemned meanwhile: the rest is dropped, and the pipe drains so that the exit is seen.
+      this.#inbox = [];
+      this.#child.stdout!.resume();
+    };
+    if (ms > 0) setTimeout(again, ms);
+    else setImmediate(again);
+  }
+
+  /** The protocol's order, enforced: an honest worker never sends a frame the container does not expect now. */
+  #handle(msg: FromWorker): void {
+    if (!this.isReady && msg.type !== 'ready') throw new KeynodeError('ERR_BAD_MESSAGE', `${msg.type} before ready`);
+    // A worker answers a release before anything else: frames behind it belong to the next node, and the
+    // container must know that nothing of that node's eval ran until then (see mayHaveRun).
+    if (this.#releasesSent > this.#releasesAnswered && msg.type !== 'released') throw new KeynodeError('ERR_BAD_MESSAGE', `${msg.type} before released`);
+    switch (msg.type) {
+      case 'ready':
+        if (this.isReady) throw new KeynodeError('ERR_BAD_MESSAGE', 'ready twice');
+        this.isReady = true;
+        this.#onReady();
+        return;
+      case 'released': {
+        const done = this.#releases.shift();
+        if (!done) throw new KeynodeError('ERR_BAD_MESSAGE', 'released without a release');
+        this.#releasesAnswered++;
+        this.#busy();
+        done(msg.heapUsed);
+        return;
+      }
+      case 'idle':
+        if (!this.#evalOut || !this.#resulted) throw new KeynodeError('ERR_BAD_MESSAGE', 'idle with no eval answered');
+        this.#evalOut = false;
+        this.#busy();
+        break;
+      case 'result':
+        if (!this.#evalOut || this.#resulted) throw new KeynodeError('ERR_BAD_MESSAGE', 'a result with no eval in flight');
+        this.#resulted = true;
+        break;
+      default:
+        if (!this.#evalOut || this.#resulted) throw new KeynodeError('ERR_BAD_MESSAGE', `${msg.type} with no eval in flight`);
+    }
+    this.onMessage(msg);
+  }
+
+  /** Tells the CPU watch whether anything is asked of the worker now (its CPU then is the work's, not charged). */
+  #busy(): void {
+    this.#cpu?.busy(this.#evalOut || this.#releasesSent > this.#releasesAnswered);
   }
 
   static start(options: WorkerStartOptions): WorkerProcess {
@@ -242,19 +390,44 @@ export class WorkerProcess {
    * may follow at once.
    */
   release(timeoutMs: number): Promise<number | undefined> {
-    if (!this.#alive) return Promise.resolve(undefined);
+    if (!this.#listening) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.kill('ERR_WORKER_CRASHED'), timeoutMs);
       this.#releases.push((heapUsed) => {
         clearTimeout(timer);
         resolve(heapUsed);
       });
+      this.#releasesSent++;
+      this.#busy();
       this.send({ type: 'release' });
     });
   }
 
-  send(msg: ToWorker): void {
-    if (!this.#alive) return;
+  /**
+   * Sends an eval. The ticket tells, once the worker is gone, whether the eval may have run (mayHaveRun);
+   * one that may have must never run again, whatever the worker said or did not say about it.
+   */
+  sendEval(msg: Extract<ToWorker, { type: 'eval' }>): EvalTicket {
+    if (!this.#listening) return { written: false, gate: 0 };
+    this.#evalOut = true;
+    this.#resulted = false;
+    this.logs.startEval();
+    this.#busy();
+    return { written: this.send(msg), gate: this.#releasesSent };
+  }
+
+  /**
+   * Whether the eval of this ticket may have run: its frame was written, and the worker answered every
+   * release sent before it (a worker holds the frames behind a release until it answers, and the container
+   * kills one that sends anything else first, so until then no frame of that eval was acted upon).
+   */
+  mayHaveRun(ticket: EvalTicket): boolean {
+    return ticket.written && this.#releasesAnswered >= ticket.gate;
+  }
+
+  /** Writes a frame; false when it was not written (the worker is gone or condemned). */
+  send(msg: ToWorker): boolean {
+    if (!this.#listening) return false;
     const stdin = this.#child.stdin!;
     // Frames sent in one tick (become + eval, reply after reply) leave in one write: one wake-up of the worker.
     if (!this.#corked) {
@@ -271,12 +444,21 @@ export class WorkerProcess {
       this.#stderr += `\n[keynode] the worker stopped reading; ${this.#child.stdin!.writableLength} bytes were waiting for it`;
       this.kill('ERR_OUT_OF_MEMORY');
     }
+    return true;
   }
 
   /** Kills at once; the first reason given is the one reported. */
   kill(reason: ErrorCode): void {
     this.#reason ??= reason;
-    if (this.#alive) this.#child.kill('SIGKILL');
+    if (!this.#alive) return;
+    this.#child.kill('SIGKILL');
+    this.#cpu?.stop();
+    // Frames waiting are not handled now; the pipe drains so that the exit is seen.
+    if (!this.#drainScheduled) {
+      this.#inbox = [];
+      this.#inboxHead = 0;
+      this.#child.stdout?.resume();
+    }
   }
 
   /** Asks the worker to exit, and kills it if it has not within `graceMs`. */

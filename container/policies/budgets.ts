@@ -4,10 +4,11 @@
  * every spawner carves its children's `maxNodes` out of what it has left, and gets it back when they are
  * destroyed. `maxAwake` and `memoryMB` are ceilings checked on wake along the node's whole chain (itself,
  * its ancestors, the top principal, the operator), counted in memory over awake nodes only: sleeping
- * nodes count against `maxNodes` alone.
+ * nodes count against `maxNodes` alone. `storageMB` is a ceiling on the same chain too, counted on disk
+ * (see policies/storage): a child shares its ancestors' room unless given less.
  */
-import { decode, encode, KeynodeError, type BudgetSpec, type NodeId } from '../../protocol/index.js';
-import type { NodeRecord, Store, Txn } from '../../store/index.js';
+import { decode, encode, KeynodeError, STORAGE_MB, storageBytes, type BudgetSpec, type NodeId } from '../../protocol/index.js';
+import { ownUsageKey, usageKey, type NodeRecord, type StorageAccount, type Store, type Txn } from '../../store/index.js';
 
 /** What the store keeps per budget holder: principals' granted limits and every holder's node count. */
 export interface HolderRecord {
@@ -18,7 +19,8 @@ export interface HolderRecord {
 export interface BudgetReport {
   principal: NodeId;
   limits: BudgetSpec;
-  used: { nodes: number; awake: number; memoryMB: number };
+  /** `storageBytes` exactly, `storageMB` the same in MiB: what the holder's subtree stores. */
+  used: { nodes: number; awake: number; memoryMB: number; storageMB: number; storageBytes: number };
 }
 
 export interface ChainLink {
@@ -37,6 +39,8 @@ export class Budgets {
   readonly #node: (id: NodeId) => Promise<NodeRecord | undefined>;
   readonly #awake = new Map<NodeId, { count: number; mem: number }>();
   readonly #locks = new Map<NodeId, Promise<unknown>>();
+  /** Granted principals' limits (a few per tenant, not per node). */
+  readonly #grants = new Map<NodeId, BudgetSpec>();
 
   constructor(store: Store, operator: NodeId, capacity: BudgetSpec, node: (id: NodeId) => Promise<NodeRecord | undefined>) {
     this.#store = store;
@@ -67,7 +71,9 @@ export class Budgets {
     if (id === this.#operator) return this.#capacity;
     const rec = await this.#node(id);
     if (rec) return rec.budget;
-    return (await this.#holder(id)).limits;
+    const grant = (await this.#holder(id)).limits;
+    // A grant made before storageMB existed is bounded by the capacity alone, and says so.
+    return grant && grant.storageMB === undefined ? { ...grant, storageMB: this.#capacity.storageMB } : grant;
   }
 
   /** A holder's stored record (its node count), to carve from and then write back in one batch. */
@@ -81,9 +87,14 @@ export class Budgets {
    */
   carve(holder: NodeId, limits: BudgetSpec | undefined, count: number, asked: Partial<BudgetSpec>, record: HolderRecord): BudgetSpec {
     if (!limits) throw exhausted(`principal ${holder} has no budget on this container; the operator grants one (keynode grant)`);
-    const child: BudgetSpec = { maxNodes: asked.maxNodes ?? 0, maxAwake: asked.maxAwake ?? limits.maxAwake, memoryMB: asked.memoryMB ?? limits.memoryMB };
+    const child: BudgetSpec = { maxNodes: asked.maxNodes ?? 0, maxAwake: asked.maxAwake ?? limits.maxAwake, memoryMB: asked.memoryMB ?? limits.memoryMB, storageMB: asked.storageMB ?? limits.storageMB };
     if (child.maxAwake > limits.maxAwake || child.memoryMB > limits.memoryMB) {
       throw exhausted(`a child may not have more than its spawner: asked maxAwake ${child.maxAwake} and memoryMB ${child.memoryMB}, the spawner has ${limits.maxAwake} and ${limits.memoryMB}`);
+    }
+    // A record older than storageMB has none: its child gets no limit of its own either (the chain still applies).
+    if (child.storageMB === undefined) delete (child as Partial<BudgetSpec>).storageMB;
+    else if (storageBytes(child.storageMB) > storageBytes(limits.storageMB)) {
+      throw exhausted(`a child may not have more than its spawner: asked storageMB ${child.storageMB}, the spawner has ${limits.storageMB}`);
     }
     const need = count * (1 + child.maxNodes);
     const left = limits.maxNodes - record.usedNodes;
@@ -103,8 +114,14 @@ export class Budgets {
     return undefined;
   }
 
-  /** Adds the release to `txn`; call inside `locked(holder)` with `holder` from `creditHolder(rec)`. */
+  /**
+   * Adds the release to `txn`; call inside `locked(holder)` with `holder` from `creditHolder(rec)`. What the
+   * node stored itself goes back to every holder above it; what its surviving children store stays counted
+   * there, as their own later writes and deletes will be.
+   */
   async release(rec: NodeRecord, holder: NodeId | undefined, txn: Txn): Promise<void> {
+    const above = (await this.chain(rec)).slice(1).map((l) => usageKey(l.id));
+    txn.uncount(ownUsageKey(rec.id), above, [ownUsageKey(rec.id), usageKey(rec.id)]);
     const own = await this.#holder(rec.id);
     txn.del('b', rec.id);
     if (holder === undefined) return;
@@ -119,11 +136,13 @@ export class Budgets {
     if (principal === this.#operator) throw new KeynodeError('ERR_BAD_POLICY', 'the operator already holds the whole capacity');
     if (asked.maxNodes === undefined || asked.maxAwake === undefined || asked.memoryMB === undefined) {
       // A grant with maxAwake 0 would let a principal spawn nodes that can never wake: say all three.
-      throw new KeynodeError('ERR_BAD_POLICY', 'a grant names all of maxNodes, maxAwake and memoryMB');
+      throw new KeynodeError('ERR_BAD_POLICY', 'a grant names all of maxNodes, maxAwake and memoryMB (storageMB is optional)');
     }
-    const limits: BudgetSpec = { maxNodes: asked.maxNodes, maxAwake: asked.maxAwake, memoryMB: asked.memoryMB };
-    if (limits.maxAwake > this.#capacity.maxAwake || limits.memoryMB > this.#capacity.memoryMB) {
-      throw exhausted(`a grant may not exceed the container's capacity (maxAwake ${this.#capacity.maxAwake}, memoryMB ${this.#capacity.memoryMB})`);
+    // Like a child's, a grant's storageMB defaults to its parent's, here the capacity: the tenant is bounded
+    // only by what the container has left, unless the operator gives it less.
+    const limits: BudgetSpec = { maxNodes: asked.maxNodes, maxAwake: asked.maxAwake, memoryMB: asked.memoryMB, storageMB: asked.storageMB ?? this.#capacity.storageMB };
+    if (limits.maxAwake > this.#capacity.maxAwake || limits.memoryMB > this.#capacity.memoryMB || limits.storageMB > this.#capacity.storageMB) {
+      throw exhausted(`a grant may not exceed the container's capacity (maxAwake ${this.#capacity.maxAwake}, memoryMB ${this.#capacity.memoryMB}, storageMB ${this.#capacity.storageMB})`);
     }
     await this.locked(this.#operator, () =>
       this.locked(principal, async () => {
@@ -137,28 +156,57 @@ export class Budgets {
         const t = this.#store.txn();
         t.put('b', this.#operator, encode(root)).put('b', principal, encode(holder));
         await t.commit();
+        this.#grants.set(principal, limits);
       }),
     );
     return this.report(principal);
   }
 
   async report(principal: NodeId): Promise<BudgetReport> {
-    const limits = await this.limitsOf(principal);
-    if (!limits) throw exhausted(`principal ${principal} has no budget on this container`);
+    // A principal without a grant has a budget of zero in every dimension: a fact to report, not a failure.
+    const limits = (await this.limitsOf(principal)) ?? (Object.fromEntries(Object.keys(this.#capacity).map((k) => [k, 0])) as unknown as BudgetSpec);
     const awake = this.#awake.get(principal) ?? { count: 0, mem: 0 };
-    return { principal, limits, used: { nodes: (await this.#holder(principal)).usedNodes, awake: awake.count, memoryMB: awake.mem } };
+    const [stored] = await this.#store.counters([usageKey(principal)]);
+    return {
+      principal,
+      limits,
+      used: { nodes: (await this.#holder(principal)).usedNodes, awake: awake.count, memoryMB: awake.mem, storageMB: stored! / STORAGE_MB, storageBytes: stored! },
+    };
   }
 
-  /** The holders a node's wake counts against, nearest first. */
+  /** The holders a node's wake (and every commit it makes) counts against, nearest first. */
   async chain(rec: NodeRecord): Promise<ChainLink[]> {
     const ids = [rec.id, ...[...rec.ancestors].reverse()];
     if (!ids.includes(this.#operator)) ids.push(this.#operator);
+    // The top of every chain is a principal, never a node: its grant comes from memory, not two misses and a read.
+    const top = rec.ancestors[0];
+    const all = await Promise.all(ids.map((id) => (id === rec.id ? rec.budget : id === top ? this.#grantOf(id) : this.limitsOf(id))));
     const links: ChainLink[] = [];
-    for (const id of ids) {
-      const limits = id === rec.id ? rec.budget : await this.limitsOf(id);
+    for (const [i, id] of ids.entries()) {
+      const limits = all[i];
       if (limits) links.push({ id, limits }); // an ancestor destroyed since no longer limits anyone
     }
     return links;
+  }
+
+  /** A principal's limits (the capacity for the operator), kept in memory once read: grant() replaces them. */
+  async #grantOf(id: NodeId): Promise<BudgetSpec | undefined> {
+    if (id === this.#operator) return this.#capacity;
+    const known = this.#grants.get(id);
+    if (known) return known;
+    const limits = await this.limitsOf(id);
+    if (limits && !this.#grants.has(id)) this.#grants.set(id, limits);
+    return limits;
+  }
+
+  /**
+   * The storage counters a node's bytes count against, with their ceilings: its own (no ceiling), then every
+   * holder of its chain (itself, its ancestors, the top principal, the operator).
+   */
+  async storageAccount(rec: NodeRecord): Promise<StorageAccount> {
+    const chain = await this.chain(rec);
+    const counters = [{ key: ownUsageKey(rec.id), max: Infinity }, ...chain.map(({ id, limits }) => ({ key: usageKey(id), max: storageBytes(limits.storageMB) }))];
+    return { id: rec.id, parent: rec.parent, counters };
   }
 
   /**

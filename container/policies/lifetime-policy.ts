@@ -4,13 +4,17 @@
  * - destroy: Linked and Ephemeral children first (any depth), then the process, the state, the budget share;
  * - Ephemeral: a client's holds lapse after a grace period unless renewed; a node's lapse when it sleeps or
  *   crashes without the child's ID in its refs or indexes; all of them lapse with the boot that held their keys;
- * - Resetting: state emptied after `seconds` without an eval (deadline in the store);
- * - Leased: the check runs every `seconds` as the leased node; false, or its node gone, destroys; failures
- *   retry with backoff and destroy after `leaseFailures` in a row.
+ * - Resetting: state emptied after `seconds` without an eval (deadline in the store); an eval running or
+ *   queued is activity, and the reset never waits for one;
+ * - Leased: the check runs every `seconds` as the leased node, bounded by the leased node's
+ *   sandbox.timeoutMs; false, or its node gone, destroys; failures retry with backoff and destroy after
+ *   `leaseFailures` in a row.
+ * Deadlines run in their tenant's lane of the schedule (see lifetimes/schedule.ts): a tenant whose checks
+ * hang, or whose nodes are busy, delays only its own deadlines.
  */
 import { decode, encode, KeynodeError, LEASE_GRANT, type NodeId } from '../../protocol/index.js';
 import { type NodeRecord, type Txn } from '../../store/index.js';
-import { DeadlineSchedule, type Deadline } from '../../lifetimes/index.js';
+import { DeadlineSchedule, type Deadline, type DeadlineWork } from '../../lifetimes/index.js';
 import type { AwakeNode } from '../supervisor/awake-node.js';
 import type { Runtime } from '../runtime.js';
 import { HeldChildren } from './held-children.js';
@@ -22,6 +26,44 @@ interface LifeState {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Beyond the node's timeoutMs, what a deadline's own writes (a destroy, a reset of its state) may take. */
+const BOUND_SLACK_MS = 2000;
+
+/** The tenant a node lives under: the top-level principal, as for worker reuse. */
+function tenantOf(rec: NodeRecord): string {
+  return rec.ancestors[0] ?? rec.parent;
+}
+
+/** `p`, or a timeout after `ms`, or an abort; `p` failing later is not an unhandled rejection. */
+function within<T>(p: Promise<T>, ms: number, signal: AbortSignal, message: string): Promise<T> {
+  p.catch(() => {});
+  return new Promise<T>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', aborted);
+    };
+    const aborted = () => {
+      done();
+      reject(new KeynodeError('ERR_UNAVAILABLE', 'the container is shutting down'));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new KeynodeError('ERR_EVAL_TIMEOUT', message));
+    }, ms);
+    if (signal.aborted) return aborted();
+    signal.addEventListener('abort', aborted);
+    p.then(
+      (v) => {
+        done();
+        resolve(v);
+      },
+      (e: unknown) => {
+        done();
+        reject(e);
+      },
+    );
+  });
+}
 
 /** What the policy reports as it acts (the container re-emits these for embedders and tests). */
 export interface LifetimeEvents {
@@ -40,6 +82,8 @@ export class LifetimePolicy {
   readonly #holdTimer: NodeJS.Timeout;
   readonly #onError: (e: unknown, what: string) => void;
   readonly #events: LifetimeEvents;
+  /** Aborted at close: lease checks in flight are abandoned, their deadlines kept for the next start. */
+  readonly #closing = new AbortController();
 
   constructor(runtime: Runtime, onError: (e: unknown, what: string) => void, events: LifetimeEvents) {
     this.#rt = runtime;
@@ -58,6 +102,7 @@ export class LifetimePolicy {
 
   async close(): Promise<void> {
     clearInterval(this.#holdTimer);
+    this.#closing.abort();
     await this.schedule.close();
   }
 
@@ -193,23 +238,36 @@ export class LifetimePolicy {
 
   // --- deadlines -------------------------------------------------------------------------------
 
-  async #due(d: Deadline): Promise<void> {
+  /**
+   * A due deadline: its node's record decides what runs, in which tenant's lane, bounded by what: the node's
+   * own sandbox.timeoutMs (a lease check waits that long at most for its answer; a reset waits at most for
+   * an eval that has just returned to settle).
+   */
+  async #due(d: Deadline): Promise<DeadlineWork | undefined> {
     const rt = this.#rt;
     const rec = await rt.store.getNode(d.id);
     const lt = rec?.lifetime;
     if (!rec || (d.kind === 'reset' && lt?.kind !== 'resetting') || (d.kind === 'lease' && lt?.kind !== 'leased')) {
       const txn = rt.store.txn();
       this.schedule.remove(txn, d);
-      return txn.commit(); // the node is gone (or changed): its deadline goes with it
+      await txn.commit(); // the node is gone (or changed): its deadline goes with it
+      return undefined;
     }
-    try {
-      if (d.kind === 'reset') await this.#reset(rec, d);
-      else await this.#lease(rec, d);
-    } catch (e) {
-      // Never drop a deadline on an unexpected error: try again shortly.
-      this.#onError(e, `${d.kind} of ${d.id}`);
-      await this.#reschedule(d, Date.now() + 1000);
-    }
+    return {
+      group: tenantOf(rec),
+      boundMs: rec.sandbox.timeoutMs + BOUND_SLACK_MS,
+      run: async () => {
+        try {
+          if (d.kind === 'reset') await this.#reset(rec, d);
+          else await this.#lease(rec, d);
+        } catch (e) {
+          if (this.#closing.signal.aborted) return; // the deadline stays for the next start
+          // Never drop a deadline on an unexpected error: try again shortly.
+          this.#onError(e, `${d.kind} of ${d.id}`);
+          await this.#reschedule(d, Date.now() + 1000);
+        }
+      },
+    };
   }
 
   async #reschedule(d: Deadline, at: number, state?: LifeState): Promise<void> {
@@ -226,15 +284,28 @@ export class LifetimePolicy {
     return v ? (decode(v) as LifeState) : {};
   }
 
+  /**
+   * An eval running or waiting on the node is activity going on: the node is in use and is not reset. The
+   * reset never waits for those evals (a queue of 1,024 of them, each up to its timeoutMs, would hold this
+   * tenant's deadlines for hours): it moves a period on, and the period counts again from the last of them.
+   */
   async #reset(rec: NodeRecord, d: Deadline): Promise<void> {
     const period = (rec.lifetime as { seconds: number }).seconds * 1000;
-    // Between evals, never during one: the reset queues on the node like an eval, without waking it.
-    await this.#rt.supervisor.runTask(rec, async () => {
+    const sup = this.#rt.supervisor;
+    const inUse = () => {
+      const awake = sup.get(rec.id);
+      return awake !== undefined && (awake.running !== undefined || awake.queue.some((j) => !j.task));
+    };
+    if (inUse()) return this.#reschedule(d, Date.now() + period);
+    // Between evals, never during one: the task runs at the node's next point between evals, ahead of any
+    // eval that arrived meanwhile (see Supervisor.runTask), without waking it.
+    await sup.runTask(rec, async () => {
       const now = Date.now();
-      const awake = this.#rt.supervisor.get(rec.id);
+      if (inUse()) return this.#reschedule(d, now + period);
+      const awake = sup.get(rec.id);
       const last = Math.max((await this.#state(rec.id)).last ?? 0, awake?.worker ? awake.lastActivity : 0);
       if (now - last < period) return this.#reschedule(d, last + period);
-      await this.#rt.store.resetState(rec.id);
+      await this.#rt.store.resetState(await this.#rt.budgets.storageAccount(rec));
       await this.#reschedule(d, now + period, { last: now });
       this.#events.reset(rec.id);
     });
@@ -245,20 +316,24 @@ export class LifetimePolicy {
     const lt = rec.lifetime as Extract<NodeRecord['lifetime'], { kind: 'leased' }>;
     const period = lt.seconds * 1000;
     let verdict: boolean | 'gone' | Error;
+    // The leased node's own sandbox bounds its check, wherever the check runs and however it fails to answer.
+    const timeoutMs = rec.sandbox.timeoutMs;
     try {
       // The node whose capability the check was passed down from signs it; if that node is gone, so is the check.
       const signer = lt.check.as ? await rt.lookup(lt.check.as) : rec;
-      const bytes = await rt.callAs({
+      const call = rt.callAs({
         from: signer,
         target: lt.check.node,
         fn: lt.check.fn,
         args: encode([]),
-        // The check node's own timeoutMs bounds the check; a short lease period must not kill its worker.
-        deadline: Date.now() + rt.options.maxEvalTimeoutMs,
+        deadline: Date.now() + timeoutMs,
         grant: lt.check.grant ? { name: lt.check.grantName ?? LEASE_GRANT, grant: lt.check.grant, ...(lt.check.args ? { args: lt.check.args } : {}) } : undefined,
       });
-      verdict = decode(bytes) === true;
+      // A check queued behind the check node's other evals is failed only when it reaches the head; this
+      // lane's slot is given back at the bound instead (the queued eval then fails without running).
+      verdict = decode(await within(call, timeoutMs, this.#closing.signal, `the lease check did not answer within ${timeoutMs} ms (the leased node's sandbox.timeoutMs)`)) === true;
     } catch (e) {
+      if (this.#closing.signal.aborted) return; // shutting down: the deadline stays for the next start
       const code = (e as KeynodeError).code;
       verdict = code === 'ERR_NODE_NOT_FOUND' || code === 'ERR_NODE_DESTROYED' ? 'gone' : (e as Error);
     }

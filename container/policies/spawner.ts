@@ -4,7 +4,7 @@
  * capabilities and lease checks bound to grants, and every record written in one batch. No process starts.
  */
 import {
-  checkSandbox, checkSpawnSpec, encode, isPlainObject, KeynodeError, nameToId,
+  checkSandbox, checkSpawnSpec, encode, isPlainObject, KeynodeError,
   type Bodies, type BudgetSpec, type NodeId, type SandboxSpec, type SpawnSpec,
 } from '../../protocol/index.js';
 import { RecordTemplate, type NodeRecord } from '../../store/index.js';
@@ -12,6 +12,7 @@ import { SEALED_BYTES } from '../seal.js';
 import type { LifetimePolicy } from './lifetime-policy.js';
 import type { Runtime } from '../runtime.js';
 import { childRecords, yieldToLoop, YIELD_EVERY } from './binding.js';
+import { contactWithin, sameCall } from './contacts.js';
 import type { MintedKey } from './keygen.js';
 
 export interface SpawnedNode {
@@ -38,9 +39,10 @@ function sandboxDenied(message: string): KeynodeError {
 
 /**
  * A node never grants a child more than it has: lifetimes it may give, contacts within its own, resources no
- * bigger, spawn rights no wider. (Capabilities are checked when they are bound.)
+ * bigger, spawn rights no wider. (Capabilities are checked when they are bound.) `origin` is this container's:
+ * contacts and lease checks compare as the contact check does, by node ID and, for a node elsewhere, origin.
  */
-export function checkNarrower(parent: NodeRecord, sandbox: SandboxSpec, lifetime?: SpawnSpec['lifetime']): void {
+export function checkNarrower(parent: NodeRecord, sandbox: SandboxSpec, lifetime: SpawnSpec['lifetime'] | undefined, origin: string): void {
   const mine = parent.sandbox;
   if (lifetime) {
     if (mine.spawn === false) throw sandboxDenied(`node ${parent.id} may not spawn (sandbox.spawn is false)`);
@@ -58,20 +60,18 @@ export function checkNarrower(parent: NodeRecord, sandbox: SandboxSpec, lifetime
     const extra = sandbox.spawn.lifetimes.filter((l) => !allowed.includes(l));
     if (extra.length) throw sandboxDenied(`a child may not spawn lifetimes its parent may not: ${extra.join(', ')}`);
   }
-  // A lease check is a call the container makes for the child: it must stay where the parent may call.
-  if (lifetime?.kind === 'leased' && mine.contacts !== 'any') {
-    const target = nameToId(lifetime.check.node);
-    const own = new Set(mine.contacts.map(nameToId));
-    const asCap = Object.values(mine.capabilities).some((c) => nameToId(c.node) === target && c.fn === lifetime.check.fn);
-    if (target !== parent.id && !own.has(target) && !asCap) throw sandboxDenied(`a child's lease check may call only nodes its parent may contact; ${lifetime.check.node} is not one`);
+  if (mine.contacts === 'any') return;
+  const own = { id: parent.id, contacts: mine.contacts };
+  // A lease check is a call the container makes for the child: it goes only where the parent may call, or
+  // is exactly a capability the parent holds (which the child then gets, grant and all).
+  if (lifetime?.kind === 'leased') {
+    const check = lifetime.check;
+    const asCap = Object.values(mine.capabilities).some((c) => sameCall(c, check, origin));
+    if (!asCap && !contactWithin(own, check.node, origin)) throw sandboxDenied(`a child's lease check may call only nodes its parent may contact; ${check.node} is not one`);
   }
-  if (mine.contacts !== 'any') {
-    if (sandbox.contacts === 'any') throw sandboxDenied("a child may not have contacts 'any' when its parent has a list");
-    const own = new Set(mine.contacts.map(nameToId));
-    for (const c of sandbox.contacts) {
-      const id = nameToId(c);
-      if (id !== parent.id && !own.has(id)) throw sandboxDenied(`a child may not contact ${c}: its parent may not`);
-    }
+  if (sandbox.contacts === 'any') throw sandboxDenied("a child may not have contacts 'any' when its parent has a list");
+  for (const c of sandbox.contacts) {
+    if (!contactWithin(own, c, origin)) throw sandboxDenied(`a child may not contact ${c}: its parent may not (a node elsewhere must be listed by the same URL)`);
   }
 }
 
@@ -134,7 +134,7 @@ export class Spawner {
       }
     }
     const spec = checkSpawnSpec(parent ? inherit(raw, parent) : raw, this.#rt.limits);
-    if (parent) checkNarrower(parent, spec.sandbox, spec.lifetime);
+    if (parent) checkNarrower(parent, spec.sandbox, spec.lifetime, this.#rt.origin);
     const depth = parent ? parent.ancestors.length + 1 : 1;
     if (depth > this.#rt.options.maxDepth) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `spawn trees are at most ${this.#rt.options.maxDepth} deep`);
     return new Promise<SpawnedNode[]>((resolve, reject) => this.#enqueue(from, { parent, count, spec, keys, resolve, reject }));
@@ -304,13 +304,13 @@ export class Spawner {
       const { capabilities, ...current } = rec.sandbox;
       next.sandbox = { ...checkSandbox({ ...current, ...(body.sandbox as object) }, this.#rt.limits), capabilities };
       const parentRec = await this.#rt.find(from);
-      if (parentRec) checkNarrower(parentRec, next.sandbox);
+      if (parentRec) checkNarrower(parentRec, next.sandbox, undefined, this.#rt.origin);
     }
     if (body.acl !== undefined) next.acl = checkSpawnSpec({ lifetime: { kind: 'root' }, acl: body.acl }, this.#rt.limits).acl;
     // Written only if the node still exists: an update must never bring back a node destroyed meanwhile.
     if (this.#rt.destroying.has(id) || !(await this.#rt.store.getNode(id))) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
     await this.#rt.store.txn().put('n', id, encode(next)).commit();
-    this.#rt.supervisor.refresh(next);
+    this.#rt.recordChanged(next);
     return next;
   }
 }

@@ -5,7 +5,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { KeynodeError, NodeId, NodeStatus } from '../../protocol/index.js';
 import type { NodeRecord } from '../../store/index.js';
-import type { WorkerProcess } from '../fleet/worker-process.js';
+import type { EvalTicket, WorkerProcess } from '../fleet/worker-process.js';
 import type { WorkerSource } from '../fleet/fleet.js';
 
 /** Work the container does on a node's state between evals (a Resetting node's reset). */
@@ -19,14 +19,24 @@ export interface Task {
 export interface Job {
   task?: undefined;
   fn: string;
+  /** SHA-256 of `fn` (hex): the worker is sent the hash alone once it has compiled the function. */
+  h: string;
   args: Uint8Array;
   from: NodeId;
   /** Set when the eval is part of a call chain, so a nested eval cannot outlive its caller. */
   deadline?: number;
   /** Nodes of this container whose evals are waiting on this one (to refuse calls back into them). */
   chain?: NodeId[];
-  /** Requeued once already because its worker died before starting it. */
+  /**
+   * Decides again, as the eval leaves the queue, whether its sender may still run it on the node's current
+   * record (throws the refusal). Access can be revoked while an eval waits; a check made only on arrival
+   * would let a queue of them run for as long as the queue lasts.
+   */
+  admit?: (rec: NodeRecord) => void;
+  /** Requeued once already because its worker died before it could have started it. */
   retried?: boolean;
+  /** The worker said it does not have this function: send the source this time. */
+  withSource?: boolean;
   resolve(value: Uint8Array): void;
   reject(error: KeynodeError): void;
 }
@@ -40,7 +50,9 @@ export class AwakeNode {
   status: AwakeStatus = 'asleep';
   worker: WorkerProcess | undefined;
   readonly queue: (Job | Task)[] = [];
-  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number; started?: boolean } | undefined;
+  /** `ticket`: whether its worker may have run it (see WorkerProcess.mayHaveRun). */
+  /** `acted`: the eval made a ctx request or logged, so something of it was seen outside its worker. */
+  running: { job: Job; evalId: number; timer: NodeJS.Timeout; deadline: number; ticket?: EvalTicket; acted?: boolean } | undefined;
   lastActivity = Date.now();
   /** After a result, the worker has not said idle yet: the eval's kill timer still runs, no new eval starts. */
   settling: NodeJS.Timeout | undefined;
@@ -72,6 +84,11 @@ export class AwakeNode {
   selfDestruct: number | undefined;
   /** ctx requests of the running eval not answered yet. */
   requests = 0;
+  /**
+   * Hashes of functions sent to this wake's worker with their source, oldest first: a guess of what its
+   * Compartment has compiled, kept smaller than the worker's own cache. A wrong guess costs a resend.
+   */
+  readonly code = new Set<string>();
   /** Bytes of the evals in `queue`. */
   queuedBytes = 0;
   /** Called when the eval in flight has its outcome (graceful shutdown waits on this). */

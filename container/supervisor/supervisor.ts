@@ -8,12 +8,13 @@
  * takes, in this order: a spare of its tenant, the worker of the tenant's least recently used idle node
  * that is not hot (see #victim), a blank from the pool, a new process.
  */
-import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type WireError, type WorkerRequest, type Write } from '../../protocol/index.js';
+import { KeynodeError, type ErrorCode, type FromWorker, type NodeId, type ToWorker, type WireError, type WorkerRequest, type Write } from '../../protocol/index.js';
 import { AwakeNode, type Job, type Task } from './awake-node.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { WorkerExit, WorkerProcess } from '../fleet/worker-process.js';
 import type { NodeRecord } from '../../store/index.js';
 import { workerNodeOf } from '../fleet/worker-node.js';
+import { fitError, requestTooLarge, resultTooLarge } from '../fleet/frame-bounds.js';
 import { watchMemory } from './memory-watch.js';
 
 export interface SupervisorHooks {
@@ -65,6 +66,17 @@ const EXIT_MESSAGES: Partial<Record<ErrorCode, string>> = {
   ERR_NODE_DESTROYED: 'the node was destroyed',
   ERR_UNAVAILABLE: 'the container is shutting down',
 };
+
+/** Worker functions kept in the container's guess of each worker's cache (the worker keeps more). */
+const CODE_GUESS = 128;
+
+/** The eval frame: the function by hash when this wake's worker has compiled it, else with its source. */
+function evalFrame(node: AwakeNode, job: Job, id: number): Extract<ToWorker, { type: 'eval' }> {
+  if (!job.withSource && node.code.has(job.h)) return { type: 'eval', id, h: job.h, args: job.args, from: job.from };
+  if (node.code.size >= CODE_GUESS) node.code.delete(node.code.values().next().value!);
+  node.code.add(job.h);
+  return { type: 'eval', id, h: job.h, fn: job.fn, args: job.args, from: job.from };
+}
 
 export class Supervisor {
   readonly #awake = new Map<NodeId, AwakeNode>();
@@ -143,7 +155,11 @@ export class Supervisor {
     return n;
   }
 
-  /** Runs `task` on the node's state when no eval is running on it, without waking it. */
+  /**
+   * Runs `task` on the node's state when no eval is running on it, without waking it: at the next point
+   * between evals, ahead of the evals queued (a task must not wait behind a queue of 1,024 evals; it sees
+   * them waiting and decides). Tasks keep their order among themselves.
+   */
   runTask(rec: NodeRecord, task: () => Promise<void>): Promise<void> {
     return new Promise((resolve, reject) => {
       let node = this.#awake.get(rec.id);
@@ -151,7 +167,8 @@ export class Supervisor {
         node = new AwakeNode(rec);
         this.#awake.set(rec.id, node);
       }
-      node.queue.push({ task, resolve, reject });
+      const firstEval = node.queue.findIndex((j) => !j.task);
+      node.queue.splice(firstEval < 0 ? node.queue.length : firstEval, 0, { task, resolve, reject });
       this.#pump(node);
     });
   }
@@ -166,6 +183,8 @@ export class Supervisor {
       t.reject(e);
     }
     if (node.status === 'committing') node.status = before === 'asleep' ? 'asleep' : 'idle';
+    // A graceful shutdown that found the node 'committing' waits for this as for an eval's outcome.
+    for (const settled of node.settled.splice(0)) settled();
     if (!node.worker && !node.queue.length) return this.#forget(node, 'idle');
     this.#pump(node);
   }
@@ -185,6 +204,12 @@ export class Supervisor {
     const job = node.queue.shift() as Job | undefined;
     if (!job) return;
     node.queuedBytes -= job.fn.length + job.args.length;
+    try {
+      job.admit?.(node.rec); // against the node's policies now: access revoked while the eval waited applies to it
+    } catch (e) {
+      job.reject(e instanceof KeynodeError ? e : new KeynodeError('ERR_ACCESS_DENIED', String(e)));
+      return this.#pump(node);
+    }
     const remaining = job.deadline === undefined ? Infinity : job.deadline - Date.now();
     if (remaining <= 0) {
       job.reject(new KeynodeError('ERR_EVAL_TIMEOUT', 'the calling eval ran out of time before this one could start'));
@@ -194,11 +219,12 @@ export class Supervisor {
     const limit = Math.min(node.rec.sandbox.timeoutMs, remaining);
     const worker = node.worker;
     const timer = setTimeout(() => worker.kill('ERR_EVAL_TIMEOUT'), limit);
-    node.running = { job, evalId, timer, deadline: Date.now() + limit };
+    const running: NonNullable<AwakeNode['running']> = { job, evalId, timer, deadline: Date.now() + limit };
+    node.running = running;
     node.evals++;
     node.status = 'active';
     node.lastActivity = Date.now();
-    worker.send({ type: 'eval', id: evalId, fn: job.fn, args: job.args, from: job.from });
+    running.ticket = worker.sendEval(evalFrame(node, job, evalId));
   }
 
   async #wake(node: AwakeNode): Promise<void> {
@@ -227,6 +253,7 @@ export class Supervisor {
     }
     if (node.destroyed || !worker.alive || node.worker !== worker) return;
     this.wakes++;
+    node.code.clear(); // a new Compartment: nothing compiled yet
     worker.send({ type: 'become', node: workerNodeOf(node.rec, this.#hooks.publicUrl(node.id)) });
     node.wokenAt = Date.now();
     node.evals = 0;
@@ -343,8 +370,7 @@ export class Supervisor {
       case 'ready':
         return;
       case 'started':
-        if (node.running?.evalId === msg.id) node.running.started = true;
-        return;
+        return; // the worker's word only: whether an eval may have run is the container's to know (see #onExit)
       case 'idle':
         if (node.running) return; // idle is only meaningful between evals
         clearTimeout(node.settling);
@@ -356,12 +382,23 @@ export class Supervisor {
         this.#pump(node);
         if (node.quiet) this.#fleet.notify(); // a wake waiting for a worker may take this one
         return;
-      case 'log':
-        if (node.running?.evalId === msg.eval) this.#hooks.onLog(node, msg.line);
+      case 'log': {
+        // The node's policy and the bounds on lines are the container's to apply: the worker may not have.
+        if (node.running?.evalId !== msg.eval) return;
+        node.running.acted = true;
+        if (!node.rec.sandbox.log) return;
+        const line = worker.logs.admit(msg.line);
+        if (line !== undefined) this.#hooks.onLog(node, line);
         return;
+      }
       case 'request': {
-        const reply = (r: { ok: true; value: unknown } | { ok: false; error: WireError }) => worker.send({ type: 'reply', id: msg.id, ...r });
+        const reply = (r: { ok: true; value: unknown } | { ok: false; error: WireError }): void => {
+          worker.send({ type: 'reply', id: msg.id, ...r });
+        };
         if (node.running?.evalId !== msg.eval) return reply({ ok: false, error: { code: 'ERR_EVAL_ENDED', message: 'this eval has already returned' } });
+        node.running.acted = true;
+        const tooLarge = requestTooLarge(msg.req, node.rec.sandbox.maxMessageBytes);
+        if (tooLarge) return reply({ ok: false, error: tooLarge.toWire() });
         // Each request's reply is held in memory until the worker reads it: a bounded number at a time.
         if (node.requests >= MAX_REQUESTS_IN_FLIGHT) {
           return reply({ ok: false, error: { code: 'ERR_OVERLOADED', message: `more than ${MAX_REQUESTS_IN_FLIGHT} ctx requests in flight in one eval; await some first` } });
@@ -381,14 +418,41 @@ export class Supervisor {
   async #onResult(node: AwakeNode, worker: WorkerProcess, msg: Extract<FromWorker, { type: 'result' }>): Promise<void> {
     const running = node.running;
     if (!running || running.evalId !== msg.id) return worker.kill('ERR_WORKER_CRASHED'); // a result nobody asked for
+    const note = worker.logs.endEval();
+    if (note !== undefined && node.rec.sandbox.log) this.#hooks.onLog(node, note);
+    const tooLarge = msg.ok ? resultTooLarge(msg.value, node.rec.sandbox.maxMessageBytes) : undefined;
+    if (tooLarge) {
+      // An honest worker refuses such a result itself: this one is not honest, and serves nothing more.
+      clearTimeout(running.timer);
+      node.running = undefined;
+      node.selfDestruct = undefined;
+      running.job.reject(tooLarge);
+      for (const settled of node.settled.splice(0)) settled();
+      return worker.kill('ERR_WORKER_CRASHED');
+    }
+    const unknownCode = !msg.ok && msg.error.code === 'ERR_UNKNOWN_CODE';
+    // Clients read ERR_UNKNOWN_CODE as "nothing ran, send the source": a worker that had the source lies.
+    if (unknownCode && !running.acted && running.job.withSource) return worker.kill('ERR_WORKER_CRASHED');
     // The kill timer keeps running until the worker says idle (see node-worker/main.ts).
     node.settling = running.timer;
     node.running = undefined;
     node.lastActivity = Date.now();
+    if (unknownCode && !running.acted) {
+      // The worker no longer has the function it was named by hash (its word; but nothing of the eval was
+      // seen outside the worker, and its writes go with the error): again, with the source.
+      node.code.delete(running.job.h);
+      running.job.withSource = true;
+      node.queue.unshift(running.job);
+      node.queuedBytes += running.job.fn.length + running.job.args.length;
+      node.status = 'idle';
+      return this.#pump(node);
+    }
+    // Of an eval that acted (a ctx request, a log line), the code is never passed on as such (a nested call's refusal, say).
+    if (unknownCode && !msg.ok) msg.error = { code: 'ERR_UNAVAILABLE', message: `a call this eval made was refused: ${msg.error.message}` };
     if (!msg.ok) {
       node.selfDestruct = undefined; // a failed eval's destroySelf is thrown away with its writes
       node.status = 'idle';
-      running.job.reject(KeynodeError.fromWire(msg.error));
+      running.job.reject(KeynodeError.fromWire(fitError(msg.error, node.rec.sandbox.maxMessageBytes)));
       for (const settled of node.settled.splice(0)) settled();
       return this.#pump(node);
     }
@@ -424,10 +488,11 @@ export class Supervisor {
     if (running) {
       clearTimeout(running.timer);
       node.running = undefined;
-      if (!running.started && !running.job.retried) {
-        // The worker died before it began this eval (it was already dying when we sent it, or it never got
-        // past the release of the node before): nothing of it ran, so the eval goes back to the head of the
-        // queue for the next process instead of failing.
+      if (!(running.ticket && worker.mayHaveRun(running.ticket)) && !running.job.retried) {
+        // The eval never reached a worker that could act on it (not written: the worker was dead or condemned
+        // already; or behind a release it never answered): nothing of it ran, so it goes back to the head of
+        // the queue for the next process instead of failing. One that may have run is never run again, whatever
+        // the worker said (`started` or not): what its code did through ctx (a call, a spawn) happened.
         running.job.retried = true;
         node.queue.unshift(running.job);
         node.queuedBytes += running.job.fn.length + running.job.args.length;

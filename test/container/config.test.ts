@@ -41,4 +41,22 @@ describe('container options', () => {
     expect(normalizeOptions({ poolMin: 12 }).poolMax).toBe(12);
     expect(DEFAULTS.workerReuse).toBe('tenant');
   });
+
+  it('outgoing shares per peer: read from KEYNODE_*, and a tenant share larger than the peer total is refused', () => {
+    expect(optionsFromEnv({ KEYNODE_PEER_CONNECTIONS: '64', KEYNODE_PEER_TENANT_REQUESTS: '8', KEYNODE_PEER_TENANT_QUEUE: '32' })).toEqual({ peerConnections: 64, peerTenantRequests: 8, peerTenantQueue: 32 });
+    expect(() => normalizeOptions({ peerConnections: 8, peerTenantRequests: 16 })).toThrow(/peerTenantRequests/);
+    expect(normalizeOptions({ peerTenantQueue: 0 }).peerTenantQueue).toBe(0); // past its share a call is refused at once
+    expect(() => normalizeOptions({ peerTenantQueue: -1 })).toThrow(/peerTenantQueue/);
+    expect(DEFAULTS.peerTenantRequests).toBeLessThan(DEFAULTS.peerConnections);
+  });
+
+  it('capacity.storageMB: 10 GiB by default, fractions allowed, from KEYNODE_CAPACITY_STORAGE_MB, and filled in when a capacity names only the other three', () => {
+    expect(DEFAULTS.capacity.storageMB).toBe(10_240);
+    expect(optionsFromEnv({ KEYNODE_CAPACITY_STORAGE_MB: '0.5' }).capacity).toEqual({ ...DEFAULTS.capacity, storageMB: 0.5 });
+    expect(normalizeOptions({ capacity: { maxNodes: 10, maxAwake: 1, memoryMB: 64 } }).capacity.storageMB).toBe(10_240);
+    expect(normalizeOptions({ capacity: { maxNodes: 10, maxAwake: 1, memoryMB: 64, storageMB: 2.5 } }).capacity.storageMB).toBe(2.5);
+    for (const storageMB of [-1, Infinity, Number.NaN, '5' as unknown as number]) {
+      expect(() => normalizeOptions({ capacity: { ...DEFAULTS.capacity, storageMB } })).toThrow(/capacity.storageMB/);
+    }
+  });
 });

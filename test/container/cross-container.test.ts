@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type KeynodeError } from 'keynode';
-import { decode, sealEnvelope } from '../../dist/protocol/index.js';
+import { decode, newBoxPair, sealEnvelope, sealKeys } from '../../dist/protocol/index.js';
 import { startContainer } from '../helpers/containers.js';
 
 describe('ctx.at across nodes and containers', () => {
@@ -37,6 +37,24 @@ describe('ctx.at across nodes and containers', () => {
     expect(cycle.code).toBe('ERR_CYCLE');
   });
 
+  it('a call chain that comes back to a waiting node through another container ends with ERR_CYCLE, not a timeout', async () => {
+    const a = await startContainer();
+    const b = await startContainer();
+    const x = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any', timeoutMs: 20_000 } });
+    const y = await b.client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any', timeoutMs: 20_000 }, acl: [x.url] });
+    await a.client.update(x, { acl: [y.url] });
+    const t0 = performance.now();
+    const err = (await a.client
+      .at(x, (ctx, yUrl: string, xUrl: string) => ctx.at(yUrl, (inner, back: string) => inner.at(back, () => 'deadlock?'), xUrl), y.url, x.url)
+      .catch((e: unknown) => e)) as KeynodeError;
+    expect(err.code).toBe('ERR_CYCLE');
+    // Refused as soon as the call arrives back at A, far inside the 20 s it would otherwise wait.
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    // The chain is in the authenticated request: both nodes are free again and answer at once.
+    expect(await a.client.at(x, () => 'x free')).toBe('x free');
+    expect(await b.client.at(y, () => 'y free')).toBe('y free');
+  });
+
   it('sandbox.contacts bounds ctx.at before any message leaves the node', async () => {
     const { client } = await startContainer();
     const target = await client.spawn({ lifetime: Lifetime.root(), acl: ['public'] });
@@ -45,6 +63,35 @@ describe('ctx.at across nodes and containers', () => {
     const err = (await client.at(closed, (ctx, t: string) => ctx.at(t, () => 1), target.url).catch((e: unknown) => e)) as KeynodeError;
     expect(err.code).toBe('ERR_SANDBOX');
     expect(await client.at(listed, (ctx, t: string) => ctx.at(t, () => 1), target.url)).toBe(1);
+  });
+});
+
+describe('describe and logs across containers', () => {
+  it("a client connected to A describes and reads the logs of its node on B by the node's URL", async () => {
+    const a = await startContainer();
+    const b = await startContainer();
+    const me = Identity.generate();
+    await b.client.grant(me, { maxNodes: 1, maxAwake: 1, memoryMB: 256 });
+    const onB = await connect(b.url, { identity: me });
+    const onA = await connect(a.url, { identity: me });
+    try {
+      const node = await onB.spawn({ lifetime: Lifetime.root() });
+      await onB.at(node, (ctx) => ctx.log('hello from B'));
+      const info = await onA.describe(node.url);
+      expect({ id: info.id, url: info.url, parent: info.parent }).toEqual({ id: node.id, url: node.url, parent: me.id });
+      expect((await onA.logs(node.url, { wait: 10_000 })).map((l) => l.line)).toEqual(['hello from B']);
+      // Still checked by B: a stranger connected to A gets B's refusal, not a client-side error.
+      const stranger = await connect(a.url);
+      try {
+        const denied = (await stranger.describe(node.url).catch((e: unknown) => e)) as KeynodeError;
+        expect(denied.code).toBe('ERR_ACCESS_DENIED');
+      } finally {
+        await stranger.close();
+      }
+    } finally {
+      await onA.close();
+      await onB.close();
+    }
   });
 });
 
@@ -81,7 +128,11 @@ describe('envelopes name the container they are for', () => {
     const b = await startContainer();
     const seed = new Uint8Array(randomBytes(32));
     const key = Identity.fromSecretKey(seed);
-    for (const c of [a, b]) await c.client.request('spawn', { lifetime: { kind: 'root' }, count: 1, keys: [{ seed }] } as never);
+    // The chosen seed travels sealed to each container's box key, never in clear.
+    for (const c of [a, b]) {
+      const seeds = sealKeys([seed], await (await c.client.channel()).boxKey(), newBoxPair());
+      await c.client.request('spawn', { lifetime: { kind: 'root' }, count: 1, keys: [{}], seeds } as never);
+    }
     const post = async (url: string, body: Uint8Array) => {
       const res = await request(`${url}/${key.id}`, { method: 'POST', body, headers: { 'content-type': 'application/msgpack' } });
       return decode(new Uint8Array(await res.body.arrayBuffer())) as { ok: boolean; error?: { code: string } };

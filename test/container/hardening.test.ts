@@ -11,6 +11,15 @@ import { startContainer, tempDir } from '../helpers/containers.js';
 const codeOf = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: unknown) => e)) as KeynodeError | undefined)?.code;
 
 describe('hardening', () => {
+  it('index entries() is bounded in bytes, not only in rows: a page too big is refused, a smaller one works', async () => {
+    const { client } = await startContainer({ maxBodyBytes: 256 * 1024, maxMessageBytes: 64 * 1024 });
+    const node = await client.spawn({ lifetime: Lifetime.root(), sandbox: { maxMessageBytes: 64 * 1024 } });
+    // 8 values of 60 KiB: 480 KiB, past the 256 KiB a frame may carry, written over a few evals.
+    for (let i = 0; i < 4; i++) await client.at(node, async (ctx, i: number) => { for (const j of [0, 1]) await ctx.index('big').put(`k${i}${j}`, 'x'.repeat(60 * 1024)); }, i);
+    expect(await codeOf(client.at(node, (ctx) => ctx.index('big').entries()))).toBe('ERR_TOO_LARGE');
+    expect(await client.at(node, async (ctx) => (await ctx.index('big').entries({ limit: 3 })).length)).toBe(3);
+  });
+
   it('ctx.destroySelf: a failed eval takes its request with it, and only an ancestor may ask', async () => {
     const { client, url, container } = await startContainer();
     const node = await client.spawn({ lifetime: Lifetime.root(), acl: ['public'] });

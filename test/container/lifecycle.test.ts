@@ -87,7 +87,7 @@ describe('node lifecycle', () => {
     const { pid } = await client.describe(node);
     const woke = once(container, 'wake');
     // An eval that is certainly running when the kill lands: it says so in its log, then waits forever. (Killed
-    // before it started, the eval would rightly be given to the next process instead of failing.)
+    // before its frame reached the worker, the eval would rightly be given to the next process instead of failing.)
     const inflight = client.at(node, (ctx) => {
       ctx.log('running');
       return new Promise(() => {});

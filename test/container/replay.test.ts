@@ -115,3 +115,31 @@ describe('ReplayGuard: nonces', () => {
     for (const n of seen) expect(codeOf(() => guard.checkNonce(alice, n, BOOT + 2))).toBe('ERR_REPLAY');
   });
 });
+
+describe('ReplayGuard: shares', () => {
+  it('one sender holds at most its share of the cache; others are not refused', () => {
+    const guard = new ReplayGuard(SKEW, BOOT, 100, { perSender: 10, perAddress: 50 });
+    for (let i = 0; i < 10; i++) guard.checkNonce(alice, nonce(), BOOT, '10.0.0.1');
+    expect(codeOf(() => guard.checkNonce(alice, nonce(), BOOT, '10.0.0.2'))).toBe('ERR_OVERLOADED');
+    expect(codeOf(() => guard.checkNonce(bob, nonce(), BOOT, '10.0.0.1'))).toBeUndefined();
+  });
+
+  it('a flood from fresh keys on one address stops at that address\'s share; another address is served', () => {
+    const guard = new ReplayGuard(SKEW, BOOT, 200, { perSender: 10, perAddress: 50 });
+    const refused: (string | undefined)[] = [];
+    for (let i = 0; i < 80; i++) refused.push(codeOf(() => guard.checkNonce(Identity.generate().id, nonce(), BOOT, '::ffff:10.0.0.9')));
+    expect(refused.filter((c) => c === undefined)).toHaveLength(50);
+    expect(refused.filter((c) => c === 'ERR_OVERLOADED')).toHaveLength(30);
+    expect(codeOf(() => guard.checkNonce(alice, nonce(), BOOT, '10.0.0.1'))).toBeUndefined();
+    // IPv6: one /64 is one address.
+    for (let i = 0; i < 50; i++) guard.checkNonce(Identity.generate().id, nonce(), BOOT, `2001:db8:1:2::${i.toString(16)}`);
+    expect(codeOf(() => guard.checkNonce(bob, nonce(), BOOT, '2001:db8:1:2:ffff::1'))).toBe('ERR_OVERLOADED');
+  });
+
+  it('shares are given back as the window moves', () => {
+    const guard = new ReplayGuard(SKEW, BOOT, 100, { perSender: 3, perAddress: 50 });
+    for (let i = 0; i < 3; i++) guard.checkNonce(alice, nonce(), BOOT);
+    expect(codeOf(() => guard.checkNonce(alice, nonce(), BOOT))).toBe('ERR_OVERLOADED');
+    expect(codeOf(() => guard.checkNonce(alice, nonce(), BOOT + 3 * SKEW))).toBeUndefined();
+  });
+});

@@ -3,7 +3,7 @@
  * started with the CLI (for kill -9 and restarts). Every one is stopped after its test file, pass or fail.
  */
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +45,9 @@ export async function startContainer(options: Partial<ContainerOptions> = {}): P
   // Lifetimes in tests run on millisecond periods.
   const container = await Container.start({ port: 0, logLevel: 'silent', poolMin: 1, minPeriodMs: 10, ...options, data });
   defer(() => container.close());
-  const client = await connect(container.url, { identity: container.operator });
+  // Over TLS, the operator's client trusts the container's own (self-signed, in tests) certificate.
+  const ca = options.tlsCert ? await readFile(options.tlsCert) : undefined;
+  const client = await connect(container.url, { identity: container.operator, ...(ca ? { ca } : {}) });
   defer(() => client.close());
   return { container, url: container.url, operator: container.operator, data, client };
 }

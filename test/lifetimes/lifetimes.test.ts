@@ -197,12 +197,13 @@ describe('Ephemeral', () => {
   });
 
   it('is destroyed when its client stops renewing (process gone) after the grace period', async () => {
-    const { container, url, operator } = await startContainer({ holdGraceMs: 300 });
+    // A grace long enough that renewals (every quarter of it) arrive on a loaded machine too.
+    const { container, url, operator } = await startContainer({ holdGraceMs: 1000 });
     const owner = await connect(url, { identity: operator });
     const node = await owner.spawn({ lifetime: Lifetime.ephemeral() });
     const end = destroyed(container, node.id);
     // While the client lives it renews: the node outlives several grace periods.
-    const alive = Date.now() + 1000;
+    const alive = Date.now() + 3000;
     while (Date.now() < alive) await owner.at(node, () => 1);
     expect((await owner.describe(node)).id).toBe(node.id);
     await owner.close(); // no more renewals: the hold lapses

@@ -38,10 +38,11 @@ describe('budgets: grants and maxNodes', () => {
     const { url, client: op } = await startContainer({ capacity: { maxNodes: 100, maxAwake: 10, memoryMB: 4096 } });
     const alice = await newClient(url);
     const granted = await op.grant(alice.here, { maxNodes: 3, maxAwake: 2, memoryMB: 256 });
-    expect(granted).toEqual({ principal: alice.here.id, limits: { maxNodes: 3, maxAwake: 2, memoryMB: 256 }, used: { nodes: 0, awake: 0, memoryMB: 0 } });
+    // storageMB, not named, defaults to the capacity's (10 GiB).
+    expect(granted).toEqual({ principal: alice.here.id, limits: { maxNodes: 3, maxAwake: 2, memoryMB: 256, storageMB: 10240 }, used: { nodes: 0, awake: 0, memoryMB: 0, storageMB: 0, storageBytes: 0 } });
     // The grant is carved out of the operator's capacity.
     expect((await op.budget()).used.nodes).toBe(3);
-    expect((await op.budget()).limits).toEqual({ maxNodes: 100, maxAwake: 10, memoryMB: 4096 });
+    expect((await op.budget()).limits).toEqual({ maxNodes: 100, maxAwake: 10, memoryMB: 4096, storageMB: 10240 });
 
     const a = await alice.spawn({ lifetime: Lifetime.root() });
     const [b, c] = await alice.spawnMany(2, { lifetime: Lifetime.root() });
@@ -69,7 +70,7 @@ describe('budgets: grants and maxNodes', () => {
     expect((await alice.budget()).used.awake).toBe(1);
     // Destroying an awake node returns its node and its awake slot.
     await alice.destroy(d);
-    expect((await alice.budget()).used).toEqual({ nodes: 2, awake: 0, memoryMB: 0 });
+    expect((await alice.budget()).used).toEqual({ nodes: 2, awake: 0, memoryMB: 0, storageMB: 0, storageBytes: 0 });
     await alice.spawn({ lifetime: Lifetime.root() });
 
     // A later grant replaces the earlier one; it cannot go below what is in use.
@@ -115,7 +116,7 @@ describe('budgets: grants and maxNodes', () => {
     expect(err.code).toBe('ERR_ACCESS_DENIED');
     const self = await failure(alice.grant(alice.here, { maxNodes: 100, maxAwake: 1, memoryMB: 64 }));
     expect(self.code).toBe('ERR_ACCESS_DENIED');
-    expect((await alice.budget()).limits).toEqual({ maxNodes: 4, maxAwake: 1, memoryMB: 128 });
+    expect((await alice.budget()).limits).toEqual({ maxNodes: 4, maxAwake: 1, memoryMB: 128, storageMB: 10240 });
     expect((await failure(bob.spawn({ lifetime: Lifetime.root() }))).code).toBe('ERR_BUDGET_EXHAUSTED');
 
     expect((await failure(bob.budget(alice.here))).code).toBe('ERR_ACCESS_DENIED');
@@ -131,13 +132,13 @@ describe('budgets: carving children from a node', () => {
     container.on('destroy', (id) => destroyed.push(id));
     const spawnLinked = { spawn: { lifetimes: ['linked' as const] } };
     const n = await op.spawn({ lifetime: Lifetime.root(), sandbox: spawnLinked, budget: { maxNodes: 3 } });
-    // Unset budget fields come from the spawner: maxAwake and memoryMB the operator's capacity.
-    expect(await op.budget(n)).toEqual({ principal: n.id, limits: { maxNodes: 3, maxAwake: 10, memoryMB: 4096 }, used: { nodes: 0, awake: 0, memoryMB: 0 } });
+    // Unset budget fields come from the spawner: maxAwake, memoryMB and storageMB the operator's capacity.
+    expect(await op.budget(n)).toEqual({ principal: n.id, limits: { maxNodes: 3, maxAwake: 10, memoryMB: 4096, storageMB: 10240 }, used: { nodes: 0, awake: 0, memoryMB: 0, storageMB: 0, storageBytes: 0 } });
     expect((await op.budget()).used.nodes).toBe(4);
 
     const c = await op.at(n, (ctx) => ctx.spawn({ lifetime: ctx.Lifetime.linked(), sandbox: { spawn: { lifetimes: ['linked'] } }, budget: { maxNodes: 1 } }));
     expect((await op.budget(n)).used.nodes).toBe(2);
-    expect((await op.budget(c)).limits).toEqual({ maxNodes: 1, maxAwake: 10, memoryMB: 4096 });
+    expect((await op.budget(c)).limits).toEqual({ maxNodes: 1, maxAwake: 10, memoryMB: 4096, storageMB: 10240 });
     expect((await op.describe(c)).parent).toBe(n.id);
 
     // Third level: the grandchild's own default budget is maxNodes 0, so it cannot spawn at all.
@@ -339,7 +340,7 @@ describe('budgets: maxAwake and memoryMB on wake', () => {
     const d2 = await alice.describe(n2);
     expect(d2.memoryMB).toBe(36);
     expect(d2.sandbox.memoryMB).toBe(64);
-    expect((await alice.budget()).used).toEqual({ nodes: 3, awake: 2, memoryMB: 100 });
+    expect((await alice.budget()).used).toMatchObject({ nodes: 3, awake: 2, memoryMB: 100 });
     expect(sleeps).toEqual([]);
 
     // Nothing left (fewer than 16 MB): the least recently used idle node goes to sleep to make room.
@@ -347,7 +348,7 @@ describe('budgets: maxAwake and memoryMB on wake', () => {
     expect(sleeps).toEqual([[n1.id, 'idle']]);
     expect((await alice.describe(n3)).memoryMB).toBe(64);
     expect((await alice.describe(n2)).pid).toBe(d2.pid);
-    expect((await alice.budget()).used).toEqual({ nodes: 3, awake: 2, memoryMB: 100 });
+    expect((await alice.budget()).used).toMatchObject({ nodes: 3, awake: 2, memoryMB: 100 });
   });
 
   it('a node\'s own memoryMB budget caps the memory its process is granted', async () => {
@@ -357,7 +358,7 @@ describe('budgets: maxAwake and memoryMB on wake', () => {
     const small = await alice.spawn({ lifetime: Lifetime.root(), budget: { memoryMB: 40 } });
     expect(await alice.at(small, () => 'ok')).toBe('ok');
     expect((await alice.describe(small)).memoryMB).toBe(40);
-    expect((await op.budget(small)).used).toEqual({ nodes: 0, awake: 1, memoryMB: 40 });
+    expect((await op.budget(small)).used).toMatchObject({ nodes: 0, awake: 1, memoryMB: 40 });
     expect((await alice.budget()).used.memoryMB).toBe(40);
   });
 
@@ -366,14 +367,14 @@ describe('budgets: maxAwake and memoryMB on wake', () => {
     const alice = await newClient(url);
     await op.grant(alice.here, { maxNodes: 20, maxAwake: 1, memoryMB: 128 });
     const nodes = await alice.spawnMany(20, { lifetime: Lifetime.root() });
-    expect((await alice.budget()).used).toEqual({ nodes: 20, awake: 0, memoryMB: 0 });
+    expect((await alice.budget()).used).toMatchObject({ nodes: 20, awake: 0, memoryMB: 0 });
     const { sleeps } = watch(container);
 
     expect(await alice.at(nodes[0]!, (ctx) => ctx.here.id)).toBe(nodes[0]!.id);
     expect((await alice.budget()).used.awake).toBe(1);
     expect(await alice.at(nodes[19]!, (ctx) => ctx.here.id)).toBe(nodes[19]!.id);
     expect(sleeps).toEqual([[nodes[0]!.id, 'idle']]);
-    expect((await alice.budget()).used).toEqual({ nodes: 20, awake: 1, memoryMB: 64 });
+    expect((await alice.budget()).used).toMatchObject({ nodes: 20, awake: 1, memoryMB: 64 });
     expect((await failure(alice.spawn({ lifetime: Lifetime.root() }))).code).toBe('ERR_BUDGET_EXHAUSTED');
   });
 });

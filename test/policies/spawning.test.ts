@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type Client } from 'keynode';
-import { grantMessage } from '../../dist/protocol/index.js';
+import { grantMessage, newBoxPair, openKeys, sealKeys, type SealedBox } from '../../dist/protocol/index.js';
 import { defer, startContainer } from '../helpers/containers.js';
 import { allNodes, failure } from './util.js';
 
@@ -84,13 +84,15 @@ describe('spawning: what it costs and in what order', () => {
     let done = false;
     const t0 = performance.now();
     // A raw request: the client only decodes the reply, it builds no handles, so its own stretch stays short.
-    const batch = op.request('spawn', { lifetime: { kind: 'root' }, count: 10_000 } as never).finally(() => (done = true));
+    const box = newBoxPair();
+    const batch = op.request('spawn', { lifetime: { kind: 'root' }, count: 10_000, sealTo: box.publicKey } as never).finally(() => (done = true));
     let evals = 0;
     while (!done) {
       await op.at(other, () => 1);
       evals++;
     }
-    const { nodes } = (await batch) as { nodes: { id: string; url: string; secretKey: Uint8Array }[] };
+    const reply = (await batch) as { nodes: { id: string; url: string }[]; keys: SealedBox };
+    const { nodes } = reply;
     const batchMs = performance.now() - t0;
     ticking = false;
     expect(new Set(nodes.map((n) => n.id)).size).toBe(10_000);
@@ -102,7 +104,8 @@ describe('spawning: what it costs and in what order', () => {
     // The nodes work: a sealed key opens to the seed the client got, and an eval runs.
     const last1 = nodes[nodes.length - 1]!;
     const rec = await container.runtime.lookup(last1.id);
-    expect(container.runtime.keyring.unseal(last1.id, rec.sealedKey!)).toEqual(last1.secretKey);
+    // The keys came back in one box, sealed to the key the spawn named.
+    expect(container.runtime.keyring.unseal(last1.id, rec.sealedKey!)).toEqual(openKeys(reply.keys, box, nodes.length)[nodes.length - 1]);
     expect(await op.at(last1.url, () => 'here')).toBe('here');
   });
 
@@ -129,10 +132,12 @@ describe('spawning: what it costs and in what order', () => {
     const fn = '(ctx) => 1';
     const seeds = Array.from({ length: 50 }, () => Identity.generate());
     const grant = (holder: string) => homeKey.sign(grantMessage(home.id, holder, 'c', fn));
-    const keys = seeds.map((s) => ({ seed: s.exportSecretKey(), grants: { c: grant(s.id) } }));
+    const keys = seeds.map((s) => ({ grants: { c: grant(s.id) } }));
     keys[37]!.grants.c = grant(seeds[36]!.id); // a real grant, for another holder
     const before = (await allNodes(op)).length;
-    const body = { lifetime: { kind: 'root' }, sandbox: { capabilities: { c: { node: home.id, fn } } }, count: 50, keys };
+    // The chosen seeds travel sealed to the container's box key.
+    const sealed = sealKeys(seeds.map((s) => s.exportSecretKey()), await (await op.channel()).boxKey(), newBoxPair());
+    const body = { lifetime: { kind: 'root' }, sandbox: { capabilities: { c: { node: home.id, fn } } }, count: 50, keys, seeds: sealed };
     expect((await failure(op.request('spawn', body as never))).code).toBe('ERR_ACCESS_DENIED');
     expect((await allNodes(op)).length).toBe(before);
     keys[37]!.grants.c = grant(seeds[37]!.id);

@@ -220,8 +220,18 @@ describe('parseEnvelope rejects malformed envelopes', () => {
     expect(codeOf(() => parseEnvelope(rewrite(wire, patch)))).toBe('ERR_BAD_MESSAGE');
   });
 
-  it.each([0, 1, 3, 99, -1])('v: %s → ERR_BAD_VERSION', (v) => {
+  it.each([0, 1, 2, 4, 99, -1])('v: %s → ERR_BAD_VERSION', (v) => {
     expect(codeOf(() => parseEnvelope(rewrite(wire, (m) => (m.v = v))))).toBe('ERR_BAD_VERSION');
+  });
+
+  it('a v2 envelope (the previous protocol) is refused with a message naming both versions', () => {
+    let message = '';
+    try {
+      parseEnvelope(rewrite(wire, (m) => (m.v = 2)));
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/version 2 .*speaks 3/);
   });
 
   const notEnvelopes: [string, Uint8Array][] = [

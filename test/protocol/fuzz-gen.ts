@@ -8,6 +8,7 @@
  * The bytes are written by a small MessagePack writer of our own, so a case can use any encoding the format
  * allows (uint64, float32, ext types, long forms of short values) or lie in a header about what follows.
  */
+import { createHmac, type KeyObject } from 'node:crypto';
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { decode, encode, isNodeId, parseEnvelope, parseNodeUrl, PROTOCOL_VERSION, verifyEnvelope } from '../../dist/protocol/index.js';
 
@@ -384,6 +385,10 @@ function isNodeName(v: unknown): boolean {
   }
 }
 const onlyKeys = (v: Record<string, unknown>, keys: string[]) => Object.keys(v).every((k) => keys.includes(k));
+/** Integer counts, and storageMB a number of MiB that may have a fraction. */
+const isBudget = (v: Record<string, unknown>) =>
+  onlyKeys(v, ['maxNodes', 'maxAwake', 'memoryMB', 'storageMB']) &&
+  Object.entries(v).every(([k, x]) => (k === 'storageMB' ? typeof x === 'number' && Number.isFinite(x) && x >= 0 && x <= 2 ** 40 : isInt(x, 0, 1e12)));
 
 export interface Limits {
   maxMemoryMB: number;
@@ -417,6 +422,8 @@ export function bodyTemplates(ctx: FuzzContext): Record<string, { base: () => Re
         f('fn', (v) => typeof v === 'string' && !FN_GARBAGE.includes(v)),
         f('args', (v) => v instanceof Uint8Array && (() => { const d = tryDecode(v); return d.ok && Array.isArray(d.value); })()),
         f('cap', (v) => absent(v)), // no grant in this pool verifies
+        // A chain naming the node itself is a cycle; anything but a short list of node IDs is malformed.
+        o('chain', (v) => Array.isArray(v) && v.length <= 64 && v.every((x) => isNodeId(x)) && !v.includes(ctx.nodeId)),
       ],
     },
     spawn: {
@@ -435,11 +442,14 @@ export function bodyTemplates(ctx: FuzzContext): Record<string, { base: () => Re
         o('sandbox.maxMessageBytes', (v, l) => isInt(v, 1024, l.maxMessageBytes)),
         o('sandbox.log', (v) => v === null || typeof v === 'boolean'),
         o('acl', (v) => Array.isArray(v) && v.length <= 1024 && v.every((e) => e === 'public' || isNodeName(e))),
-        o('budget', (v) => isPlain(v) && onlyKeys(v, ['maxNodes', 'maxAwake', 'memoryMB']) && Object.values(v).every((x) => isInt(x, 0, 1e12))),
+        o('budget', (v) => isPlain(v) && isBudget(v)),
         o('budget.maxNodes', (v) => isInt(v, 0, 1e12)),
         f('budget.maxAwake', (v) => absent(v) || isInt(v, 0, 1e12)),
         o('count', (v) => isInt(v, 1, 10_000)),
-        o('keys', (v) => Array.isArray(v) && v.every((k) => isPlain(k) && k.seed instanceof Uint8Array && k.seed.length === 32)),
+        // Seeds never travel in clear: only a list of nils (keys the container makes) is accepted without `seeds`.
+        o('keys', (v) => Array.isArray(v) && v.every((k) => k === null || k === undefined)),
+        o('seeds', () => false),
+        o('sealTo', (v) => v instanceof Uint8Array && v.length === 32),
       ],
     },
     describe: { to: 'container', base: () => ({ node: ctx.decoyId }), fields: [nodeIdField('node')] },
@@ -459,7 +469,7 @@ export function bodyTemplates(ctx: FuzzContext): Record<string, { base: () => Re
       base: () => ({ principal: ctx.strangerId, budget: { maxNodes: 1 } }),
       fields: [
         nodeIdField('principal'),
-        o('budget', (v) => absent(v) || (isPlain(v) && onlyKeys(v, ['maxNodes', 'maxAwake', 'memoryMB']) && Object.values(v).every((x) => isInt(x, 0, 1e12)))),
+        o('budget', (v) => absent(v) || (isPlain(v) && isBudget(v))),
         o('budget.maxNodes', (v) => absent(v) || isInt(v, 0, 1e12)),
       ],
     },
@@ -507,6 +517,10 @@ export interface FuzzContext {
   limits: Limits;
   /** Valid envelopes already delivered (checkpoint evals): replays draw from these. */
   delivered: Uint8Array[];
+  /** A session of the operator's (protocol v3), for session frames; `next` hands out unused counters. */
+  session: { sid: Uint8Array; request: KeyObject; next(): number };
+  /** Valid session frames already delivered (checkpoint evals). */
+  deliveredFrames: Uint8Array[];
 }
 
 export interface Step {
@@ -866,7 +880,7 @@ const families: Record<string, Builder> = {
   versionType(rng, ctx) {
     const body = pack({ fn: ctx.increment, args: encode([]) });
     if (rng.chance(0.5)) {
-      const v = rng.pick<unknown>([0, 1, 3, 99, -1, 255, 65536, 2 ** 32, 2 ** 53, 1.5, new F64(NaN), Infinity, new U64(2n ** 64n - 1n)]);
+      const v = rng.pick<unknown>([0, 1, 2, 4, 99, -1, 255, 65536, 2 ** 32, 2 ** 53, 1.5, new F64(NaN), Infinity, new U64(2n ** 64n - 1n)]);
       return { what: `v=${describeValue(v)}`, steps: [{ method: 'POST', path: nodePath(ctx), body: packEnvelope(envelopeFields(rng, ctx, 'eval', ctx.nodeId, body, { v })), codes: ['ERR_BAD_VERSION'] }] };
     }
     if (rng.chance(0.2)) {
@@ -955,6 +969,77 @@ const families: Record<string, Builder> = {
     return { what: `${t} sent twice`, steps: [{ method: 'POST', path: '/', body: wire }, { method: 'POST', path: '/', body: copy, codes: ['ERR_REPLAY'] }] };
   },
 
+  /**
+   * Session frames (protocol v3): a broken MAC or trailer, an unknown session, a field of the wrong type or
+   * value (MACed correctly over the wrong bytes), a replay of a delivered frame, an eval by a hash the
+   * container does not have or that is malformed, an `extra` that speaks for someone without proof.
+   */
+  session(rng, ctx) {
+    const path = nodePath(ctx);
+    const body = pack({ fn: ctx.increment, args: encode([]) });
+    const good = (): unknown[] => [PROTOCOL_VERSION, ctx.session.sid, ctx.session.next(), 'eval', ctx.nodeId, body, null];
+    switch (rng.int(8)) {
+      case 0: {
+        const bytes = sessionFrame(ctx, good()).slice();
+        bytes[bytes.length - 1 - rng.int(32)] ^= 1 << rng.int(8);
+        return { what: 'session frame with a MAC bit flipped', steps: [{ method: 'POST', path, body: bytes, codes: ['ERR_BAD_SIGNATURE'] }] };
+      }
+      case 1: {
+        const fields = good();
+        fields[1] = rng.bytes(16);
+        return { what: 'session frame naming an unknown session', steps: [{ method: 'POST', path, body: sessionFrame(ctx, fields), codes: ['ERR_NO_SESSION', 'ERR_OVERLOADED'] }] };
+      }
+      case 2:
+      case 3: {
+        const fields = good();
+        const at = rng.int(7);
+        const keys = ['v', 'sid', 'n', 'type', 'to', 'body', 'extra'] as const;
+        let value = rng.chance(0.15) ? undefined : hostileValue(rng, ctx);
+        if (value !== undefined && !wrongForFrame(keys[at]!, value, ctx)) value = FRAME_WRONG[keys[at]!];
+        const list = value === undefined ? fields.filter((_, i) => i !== at) : fields.map((x, i) => (i === at ? value : x));
+        return { what: `session frame with ${keys[at]} ${value === undefined ? 'missing' : `= ${describeValue(value)}`}`, steps: [{ method: 'POST', path, body: sessionFrame(ctx, list) }] };
+      }
+      case 4: {
+        if (ctx.deliveredFrames.length === 0) break;
+        return { what: 'replay of a delivered session frame', steps: [{ method: 'POST', path, body: rng.pick(ctx.deliveredFrames), codes: ['ERR_REPLAY'] }] };
+      }
+      case 5: {
+        const fields = good();
+        const known = rng.chance(0.5);
+        const h = known ? Array.from(rng.bytes(32), (b) => b.toString(16).padStart(2, '0')).join('') : rng.pick<unknown>(['', 'abc', 'G'.repeat(64), 'A'.repeat(64), 1, rng.bytes(32), null, ['a']]);
+        fields[5] = pack(new Entries([['h', h], ['args', encode([])]]));
+        return { what: `eval by hash ${describeValue(h)}`, steps: [{ method: 'POST', path, body: sessionFrame(ctx, fields), codes: known ? ['ERR_UNKNOWN_CODE'] : ['ERR_BAD_MESSAGE'] }] };
+      }
+      case 6: {
+        const fields = good();
+        fields[6] = rng.pick<unknown>([{ as: ctx.strangerId }, { as: ctx.strangerId, proof: rng.bytes(64) }, { proof: rng.bytes(64) }, { as: ctx.strangerId, proof: rng.bytes(63) }, { as: 'x', proof: rng.bytes(64) }, { as: ctx.strangerId, extra: 1 }]);
+        const v = fields[6] as Record<string, unknown>;
+        const codes = v.as === ctx.strangerId && v.proof instanceof Uint8Array && v.proof.length === 64 ? ['ERR_BAD_SIGNATURE'] : v.as === ctx.strangerId && v.proof === undefined && !('extra' in v) ? ['ERR_ACCESS_DENIED'] : ['ERR_BAD_MESSAGE'];
+        return { what: `session frame with extra ${describeValue(v)}`, steps: [{ method: 'POST', path, body: sessionFrame(ctx, fields), codes }] };
+      }
+      default:
+        break;
+    }
+    // The trailer before the MAC is not a 32-byte bin header, or the frame is a prefix of a valid one.
+    const bytes = sessionFrame(ctx, good());
+    if (rng.chance(0.5)) {
+      const b = bytes.slice();
+      b[b.length - 33] = rng.pick([0x00, 0x1f, 0x21, 0xff]);
+      return { what: 'session frame with a bad MAC header', steps: [{ method: 'POST', path, body: b, codes: ['ERR_BAD_MESSAGE'] }] };
+    }
+    return { what: 'prefix of a session frame', steps: [{ method: 'POST', path, body: bytes.subarray(0, rng.int(bytes.length)), codes: ['ERR_BAD_MESSAGE'] }] };
+  },
+
+  /** Hellos (session handshakes) with a key of the wrong type, size or value, or sent to a node's URL. */
+  hello(rng, ctx) {
+    const epk = rng.pick<unknown>([undefined, new Uint8Array(32), Uint8Array.of(1, ...new Uint8Array(31)), rng.bytes(31), rng.bytes(33), 'key', 32, null, [rng.bytes(32)], hostileValue(rng, ctx)]);
+    const wrong = !(epk instanceof Uint8Array && epk.length === 32) || epk.every((b, i) => b === (i === 0 ? 1 : 0)) || epk.every((b) => b === 0);
+    const bytes = pack(wrong ? (epk === undefined ? {} : { epk }) : { epk: new Uint8Array(32) });
+    const toNode = rng.chance(0.2);
+    const wire = signed(rng, ctx, 'hello', 'container', bytes);
+    return { what: `hello with epk ${describeValue(epk)}${toNode ? ' to a node URL' : ''}`, steps: [{ method: 'POST', path: toNode ? nodePath(ctx) : '/', body: wire, codes: ['ERR_BAD_MESSAGE', 'ERR_OVERLOADED'] }] };
+  },
+
   /** `ts` outside the window, before the container started, zero, negative, fractional, or not a number. */
   skew(rng, ctx) {
     const now = Date.now();
@@ -1022,7 +1107,42 @@ export const FAMILY_WEIGHTS: readonly (readonly [string, number])[] = [
   ['skew', 4],
   ['oversize', 2],
   ['route', 3],
+  ['session', 14],
+  ['hello', 3],
 ];
+
+const D_REQUEST = utf8.encode('keynode/session-request/3\n');
+
+/** A session frame of these (possibly hostile) fields, MACed correctly over exactly its bytes. */
+export function sessionFrame(ctx: FuzzContext, fields: unknown[]): Uint8Array {
+  const head = pack(fields);
+  // Eight elements with the MAC: a fixarray header for the fields plus one (the writer uses fixarray up to 15).
+  if (head[0]! >= 0x90 && head[0]! < 0x9f) head[0] = head[0]! + 1;
+  const mac = createHmac('sha256', ctx.session.request).update(D_REQUEST).update(head).digest();
+  return concat(head, Uint8Array.of(0xc4, 32), mac);
+}
+
+/** A value that is known to be refused in this frame field (when the generator drew an acceptable one). */
+const FRAME_WRONG = { v: 2, sid: new Uint8Array(15), n: 0, type: 'hello', to: 'x', body: 'not bytes', extra: 7 } as const;
+
+function wrongForFrame(key: keyof typeof FRAME_WRONG, value: unknown, ctx: FuzzContext): boolean {
+  const d = tryDecode(pack(value));
+  if (!d.ok) return true;
+  const v = d.value;
+  switch (key) {
+    case 'v': return v !== PROTOCOL_VERSION;
+    case 'sid': return !(v instanceof Uint8Array && Buffer.from(v).equals(Buffer.from(ctx.session.sid)));
+    case 'n': return !(typeof v === 'number' && Number.isSafeInteger(v) && v > 0); // an unused positive counter would run
+    case 'type': return v !== 'eval' && v !== 'destroy';
+    case 'to': return v !== ctx.nodeId;
+    case 'body': {
+      if (!(v instanceof Uint8Array)) return true;
+      const b = tryDecode(v);
+      return !b.ok || !isPlain(b.value) || (b.value.fn === undefined && b.value.h === undefined);
+    }
+    case 'extra': return !(v === null || (isPlain(v) && Object.keys(v).length === 0));
+  }
+}
 
 /** Case `index` of run `seed`. */
 export function makeCase(seed: number, index: number, ctx: FuzzContext): FuzzCase {

@@ -12,7 +12,11 @@
  * Families (fuzz-gen.ts): random bytes; truncated and byte-mutated valid envelopes; wrong types in every
  * envelope field (and missing, duplicated, oddly keyed fields); validly signed bodies of every message type
  * with wrong types, absurd values or missing fields; headers declaring huge lengths; deep nesting; bad
- * base32 IDs; unknown versions and types; wrong keys; replays; clock skew; oversized bodies; wrong routes.
+ * base32 IDs; unknown versions and types; wrong keys; replays; clock skew; oversized bodies; wrong routes;
+ * session frames (protocol v3: broken MACs and trailers, unknown sessions, every frame field of the wrong
+ * type or value, replayed frames, evals by unknown or malformed hash, speaking for someone without proof)
+ * and hellos with bad keys. Checkpoints run a valid eval both as a one-off and in a session (its reply's
+ * MAC checked).
  * Besides the seeded cases: every prefix of two valid messages, a concurrent replay, and regressions for
  * what the fuzzing found.
  */
@@ -20,10 +24,11 @@ import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Identity, Lifetime } from 'keynode';
-import { decode, ERROR_STATUS, sealEnvelope } from '../../dist/protocol/index.js';
+import { decode, encode, ERROR_STATUS, newBoxPair, sealEnvelope, sealKeys } from '../../dist/protocol/index.js';
 import { startContainer, type TestContainer } from '../helpers/containers.js';
+import { handshake, type RawSession } from '../helpers/wire.js';
 import {
-  hex, makeCase, replyDecoder, Rng, validEval, type FuzzCase, type FuzzContext, type Step,
+  hex, makeCase, pack, replyDecoder, Rng, sessionFrame, validEval, type FuzzCase, type FuzzContext, type Step,
 } from './fuzz-gen.js';
 
 const SEED = (process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : 0x6b6e0001) >>> 0;
@@ -50,6 +55,7 @@ interface Failure {
 let c: TestContainer;
 let pool: Pool;
 let ctx: FuzzContext;
+let session: RawSession;
 /** Valid evals sent so far: the node's counter must equal it. */
 let count = 0;
 const failures: Failure[] = [];
@@ -64,6 +70,7 @@ beforeAll(async () => {
   const decoy = await c.client.spawn({ lifetime: Lifetime.root() });
   const stranger = Identity.generate();
   pool = new Pool(c.url, { connections: CONCURRENCY, headersTimeout: TIMEOUT_MS, bodyTimeout: TIMEOUT_MS });
+  session = await handshake(c.url, c.container.id, c.operator);
   ctx = {
     operator: c.operator,
     stranger,
@@ -78,6 +85,8 @@ beforeAll(async () => {
     maxBodyBytes: MAX_BODY,
     limits: { maxMemoryMB: c.container.options.maxMemoryMB, maxTimeoutMs: c.container.options.maxEvalTimeoutMs, maxMessageBytes: MAX_BODY },
     delivered: [],
+    session: { sid: session.sid, request: session.keys.request, next: () => session.next++ },
+    deliveredFrames: [],
   };
   // The node is awake and counting before the first hostile byte.
   await checkpoint('start');
@@ -100,6 +109,7 @@ interface Reply {
   contentType: string | undefined;
   bytes: Uint8Array;
   ms: number;
+  auth: string | undefined;
 }
 
 async function send(step: Step): Promise<Reply> {
@@ -113,7 +123,8 @@ async function send(step: Step): Promise<Reply> {
   });
   const bytes = new Uint8Array(await res.body.arrayBuffer());
   const type = res.headers['content-type'];
-  return { status: res.statusCode, contentType: Array.isArray(type) ? type[0] : type, bytes, ms: performance.now() - started };
+  const auth = res.headers['x-keynode-auth'];
+  return { status: res.statusCode, contentType: Array.isArray(type) ? type[0] : type, bytes, ms: performance.now() - started, auth: typeof auth === 'string' ? auth : undefined };
 }
 
 /** What is wrong with this reply to a hostile request, or undefined. */
@@ -169,6 +180,16 @@ async function checkpoint(label: string): Promise<void> {
   expect(reply.ms, `valid eval latency at ${label}`).toBeLessThan(TIMEOUT_MS);
   ctx.delivered.push(wire);
   if (ctx.delivered.length > 20) ctx.delivered.shift();
+  // And a valid eval in the operator's session, whose reply must carry this session's MAC for it.
+  const frame = sessionFrame(ctx, [3, session.sid, session.next++, 'eval', ctx.nodeId, pack({ fn: ctx.increment, args: encode([]) }), null]);
+  const inSession = await send({ method: 'POST', path: `/${ctx.nodeId}`, body: frame });
+  const sessionAnswer = replyDecoder.decode(inSession.bytes) as { ok: boolean; value?: Uint8Array; error?: unknown };
+  expect({ label, status: inSession.status, ok: sessionAnswer.ok, error: sessionAnswer.error }).toEqual({ label, status: 200, ok: true, error: undefined });
+  expect(session.authentic({ body: inSession.bytes, auth: inSession.auth } as never, frame.subarray(frame.length - 32)), `session reply MAC at ${label}`).toBe(true);
+  count++;
+  expect(decode(sessionAnswer.value!), `counter at ${label} (session)`).toBe(count);
+  ctx.deliveredFrames.push(frame);
+  if (ctx.deliveredFrames.length > 20) ctx.deliveredFrames.shift();
   const desc = await send({ method: 'POST', path: '/', body: sealEnvelope(ctx.operator, 'describe', ctx.containerId as never, { node: ctx.nodeId }) });
   expect({ label, status: desc.status }).toEqual({ label, status: 200 });
 }
@@ -293,9 +314,12 @@ describe(`fuzzing the HTTP edge (seed ${SEED})`, () => {
     const budget = async () => (((await c.client.request('budget', { principal: principal.id })) as { used: { nodes: number } }).used.nodes);
     const seed = new Uint8Array(32).fill(0x5a);
     const wrong: string[] = [];
+    // Seeds travel sealed to the container's box key (it is in /.well-known/keynode too).
+    const boxKey = await (await c.client.channel()).boxKey();
+    const sealed = (keys: Uint8Array[]) => sealKeys(keys, boxKey, newBoxPair());
     for (const [what, body] of [
-      ['the same seed twice', { lifetime: Lifetime.root(), count: 2, keys: [{ seed }, { seed }] }],
-      ["the spawner's own seed", { lifetime: Lifetime.root(), keys: [{ seed: principal.exportSecretKey() }] }],
+      ['the same seed twice', { lifetime: Lifetime.root(), count: 2, keys: [{}, {}], seeds: sealed([seed, seed]) }],
+      ["the spawner's own seed", { lifetime: Lifetime.root(), keys: [{}], seeds: sealed([principal.exportSecretKey()]) }],
     ] as const) {
       const reply = await send({ method: 'POST', path: '/', body: sealEnvelope(principal, 'spawn', ctx.containerId as never, body as never) });
       const { problem } = check(reply, { method: 'POST', path: '/', codes: ['ERR_BAD_POLICY'] });

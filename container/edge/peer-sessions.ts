@@ -1,0 +1,72 @@
+/**
+ * @module container/edge/peer-sessions
+ * Calls from this container's nodes to nodes on other containers, in one session per peer container: the
+ * session's principal is this container (its operator key signs the hello), and each request names the node
+ * it is sent for with that node's signature over the session, made once per session and node (the peer
+ * keeps it), so the peer accepts calls only for nodes whose keys this container holds. Replies are checked
+ * like a client checks them (client/session.ts).
+ */
+import { KeynodeError, type Bodies, type Identity, type NodeId, type Signer } from '../../protocol/index.js';
+import { SessionChannel, type Transport } from '../../client/session.js';
+import type { RemotePeers } from './remote.js';
+
+const MAX_PEERS = 1024;
+/** The one discovery of a peer outlives no caller by much: a host that hangs is asked again later. */
+const DISCOVER_TIMEOUT_MS = 10_000;
+
+export class PeerSessions {
+  readonly #identity: Identity;
+  readonly #remote: RemotePeers;
+  readonly #channels = new Map<string, Promise<SessionChannel>>();
+
+  constructor(identity: Identity, remote: RemotePeers) {
+    this.#identity = identity;
+    this.#remote = remote;
+  }
+
+  /** POSTs go through the remote's gate, as the tenant the call is for (a hello too: it is made for a call). */
+  #transport(origin: string): Transport {
+    const timeout = (o: { timeoutMs?: number | undefined }) => o.timeoutMs ?? DISCOVER_TIMEOUT_MS;
+    return {
+      post: (path, bytes, o) => this.#remote.post(origin + path, () => bytes, o.deadline ?? Date.now() + timeout(o), o.tenant ?? ''),
+      get: (path, o) => this.#remote.getText(origin + path, timeout(o)),
+    };
+  }
+
+  /**
+   * The session channel to the container at `origin`, discovered once (its ID and signed clock). Callers
+   * asking at once share one discovery, and each waits no longer than its own `timeoutMs`.
+   */
+  async #channel(origin: string, timeoutMs: number): Promise<SessionChannel> {
+    let channel = this.#channels.get(origin);
+    if (!channel) {
+      channel = SessionChannel.discover({ origin, identity: this.#identity, transport: this.#transport(origin) }, { timeoutMs: DISCOVER_TIMEOUT_MS });
+      channel.catch(() => this.#channels.delete(origin));
+      if (this.#channels.size >= MAX_PEERS) this.#channels.delete(this.#channels.keys().next().value!);
+      this.#channels.set(origin, channel);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new KeynodeError('ERR_UNAVAILABLE', `${origin} did not say who it is within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([channel, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Runs `fn` on node `to` at `url`, sent as `as` (whose key signs the proof), within `timeoutMs`; `tenant`
+   * is whose share of the sockets to that peer the call uses.
+   */
+  async eval(url: string, as: Signer, to: NodeId, fn: string, h: string, args: Uint8Array, extra: { cap?: Bodies['eval']['cap']; chain?: NodeId[] }, timeoutMs: number, tenant: string): Promise<Uint8Array> {
+    const origin = new URL(url).origin;
+    // The call's deadline bounds each of its requests (a hello, the eval, a resend with the source), not each anew.
+    const deadline = Date.now() + timeoutMs;
+    const channel = await this.#channel(origin, timeoutMs);
+    const value = await channel.eval(to, fn, h, args, extra, { as, timeoutMs, tenant, deadline });
+    if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_REPLY', `${url} returned a malformed eval result`);
+    return value;
+  }
+}
