@@ -14,6 +14,7 @@ import type { Ctx } from './ctx.js';
 import { NodeHandle } from './handle.js';
 import { clientKeys, spawnBody, type SandboxOptions, type SpawnOptions, type AclEntry } from './options.js';
 import { nodeName } from '../lifetimes/index.js';
+import { sourceOf } from './function-source.js';
 
 export interface ConnectOptions {
   /** Who this program is. Default: a fresh identity (fine for tests; real programs load one). */
@@ -42,26 +43,6 @@ export type NodeLike = string | { readonly id: string; readonly url?: string };
 type Fn<A extends unknown[], R> = (ctx: Ctx, ...args: A) => R;
 
 const codec = makeCodec((url) => new NodeHandle(url));
-const sources = new WeakMap<Function, string>();
-
-/** The function's source, checked here so a method shorthand or bound function fails before it travels. */
-function sourceOf(fn: Function): string {
-  if (typeof fn !== 'function') throw new KeynodeError('ERR_BAD_FUNCTION', 'at(node, fn, ...args): fn must be a function');
-  let src = sources.get(fn);
-  if (src !== undefined) return src;
-  src = Function.prototype.toString.call(fn);
-  if (/\[native code\]\s*\}$/.test(src) || /^class\b/.test(src)) {
-    throw new KeynodeError('ERR_BAD_FUNCTION', 'the function must be an ordinary or async function written in source, not native, bound or a class');
-  }
-  try {
-    // Compiles without running: proves the source is one function expression on its own.
-    new Function(`return (${src}\n);`);
-  } catch {
-    throw new KeynodeError('ERR_BAD_FUNCTION', 'the function must be a function expression or arrow function (a method shorthand such as `f(ctx) {}` cannot be shipped; write `f: (ctx) => {}`)');
-  }
-  sources.set(fn, src);
-  return src;
-}
 
 function abortError(signal: AbortSignal): KeynodeError {
   return new KeynodeError('ERR_ABORTED', `the call was aborted: ${String(signal.reason ?? 'aborted')}`, { cause: signal.reason });
@@ -205,7 +186,7 @@ export class Client {
   async call<A extends unknown[], R>(node: NodeLike, fn: Fn<A, R>, args: A, options?: CallOptions): Promise<Awaited<R>> {
     const { id, url } = this.#target(node);
     const source = sourceOf(fn);
-    const encoded = codec.encode(args);
+    const encoded = codec.encode(args, 'args');
     if (options?.signal?.aborted) throw abortError(options.signal);
     const channel = await this.channel(url);
     const value = await channel.eval(id, source, codeHash(source), encoded, {}, options ?? {});

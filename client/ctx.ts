@@ -2,6 +2,7 @@
  * @module client/ctx
  * Types of what a function sees inside a node. They describe the runtime's `ctx`; nothing here runs.
  */
+import type { SandboxOptions } from './options.js';
 
 /** A reference to a node, as `ctx.here`, a spawned child, or a node reference in arguments and results. */
 export interface NodeRefLike {
@@ -38,8 +39,10 @@ export interface Ctx {
   readonly caps: Readonly<Record<string, (...args: any[]) => Promise<any>>>;
   /** Spawns a child of this node (sandbox.spawn must allow its lifetime); options as in client.spawn. */
   spawn(options: {
-    lifetime: { kind: string };
-    sandbox?: Record<string, unknown>;
+    lifetime: ReturnType<Ctx['Lifetime'][keyof Ctx['Lifetime']]>;
+    sandbox?: Omit<SandboxOptions, 'capabilities'> & {
+      capabilities?: Record<string, { node: string | NodeRefLike; fn: ((ctx: Ctx, ...args: never[]) => unknown) | string; args?: readonly unknown[] }>;
+    };
     acl?: (string | NodeRefLike)[];
     budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number; storageMB?: number };
   }): Promise<NodeRefLike>;

@@ -3,6 +3,7 @@
  * Lifetime values: when a node is destroyed without anyone asking.
  */
 import { encode, parseNodeUrl, isNodeId, KeynodeError, type LifetimeSpec } from '../protocol/index.js';
+import { sourceOf } from '../client/function-source.js';
 
 /** A node named by URL or ID, or anything carrying them (a handle, `ctx.here`). */
 export type NodeName = string | { readonly id: string; readonly url?: string };
@@ -31,7 +32,8 @@ export function nodeName(node: NodeName): string {
 export const CALL_NODE = Symbol.for('keynode.call.node');
 
 export function callSpec(call: Call): { node: string; fn: string; args?: Uint8Array } {
-  const fn = typeof call.fn === 'function' ? call.fn.toString() : call.fn;
+  // Checked as at() checks it: a lease check or capability with an outside variable fails here, not later.
+  const fn = typeof call.fn === 'function' ? sourceOf(call.fn) : call.fn;
   if (typeof fn !== 'string') throw new KeynodeError('ERR_BAD_FUNCTION', 'a call needs { node, fn } with fn a function');
   if (call.args !== undefined && !Array.isArray(call.args)) throw new KeynodeError('ERR_BAD_POLICY', 'a call\'s bound `args` is an array');
   const spec: { node: string; fn: string; args?: Uint8Array } = { node: nodeName(call.node), fn };

@@ -5,12 +5,14 @@
  * stops working when its eval ends, so a dangling promise cannot write after the commit.
  */
 import type { WorkerNode, WorkerRequest, Write } from '../protocol/messages.js';
+import { analyzed } from './analysis.js';
 import { hostError } from './host-errors.js';
 
 declare function harden<T>(value: T): T;
 
 export interface Codec {
-  encode(v: unknown): Uint8Array;
+  /** `label` names the value in a refusal ('args', 'value'): `value.items[2] is a function`. */
+  encode(v: unknown, label?: string): Uint8Array;
   decode(b: Uint8Array): unknown;
 }
 
@@ -50,12 +52,22 @@ function checkKey(key: unknown): string {
   return key;
 }
 
+/** JSON for a log line, with what JSON leaves out shown rather than lost. */
+function logJson(_key: string, v: unknown): unknown {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v instanceof Map) return { Map: [...v] };
+  if (v instanceof Set) return { Set: [...v] };
+  return v;
+}
+
 /** Formats log arguments without letting a hostile value break the worker. */
 export function formatLogArgs(args: unknown[]): string {
   const parts = args.map((a) => {
     if (typeof a === 'string') return a;
     try {
-      const s = JSON.stringify(a, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+      // Not the stack: its frames name the worker's files.
+      if (a instanceof Error) return `${a.name}: ${a.message}`;
+      const s = JSON.stringify(a, logJson);
       return s === undefined ? String(a) : s;
     } catch {
       try {
@@ -67,6 +79,15 @@ export function formatLogArgs(args: unknown[]): string {
   });
   const line = parts.join(' ');
   return line.length > MAX_LOG_LINE ? `${line.slice(0, MAX_LOG_LINE)}…[truncated]` : line;
+}
+
+/** Appends a line to the eval's log, up to the per-eval cap (shared by ctx.log and console). */
+export function appendLog(deps: Pick<ContextDeps, 'log'>, scope: EvalScope, line: string): void {
+  if (++scope.logLines > MAX_LOG_LINES_PER_EVAL) {
+    if (scope.logLines === MAX_LOG_LINES_PER_EVAL + 1) deps.log(scope, `[log] more than ${MAX_LOG_LINES_PER_EVAL} lines in one eval; the rest are dropped`);
+    return;
+  }
+  deps.log(scope, line);
 }
 
 export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): unknown {
@@ -98,7 +119,7 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
       async set(value: unknown): Promise<void> {
         canWrite();
         // Encoded now: later changes to `value` do not leak into the commit, and bad values fail here.
-        scope.writes.set(key, { op: 'ref', name, value: codec.encode(value) });
+        scope.writes.set(key, { op: 'ref', name, value: codec.encode(value, 'value') });
       },
     });
   };
@@ -124,7 +145,7 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
       async put(rawKey: unknown, value: unknown): Promise<void> {
         canWrite();
         const k = checkKey(rawKey);
-        scope.writes.set(wkey(k), { op: 'put', name, key: k, value: codec.encode(value) });
+        scope.writes.set(wkey(k), { op: 'put', name, key: k, value: codec.encode(value, 'value') });
       },
       async delete(rawKey: unknown): Promise<void> {
         canWrite();
@@ -159,7 +180,10 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
     const nodeName = typeof target === 'string' ? target : (target as { url?: unknown })?.url;
     if (typeof nodeName !== 'string') fail('ERR_BAD_MESSAGE', 'ctx.at(node, fn, ...args): node is a node URL, ID or handle');
     if (typeof fn !== 'function') fail('ERR_BAD_MESSAGE', 'ctx.at(node, fn, ...args): fn must be a function');
-    const bytes = (await ask({ op: 'at', node: nodeName, fn: String(fn), args: codec.encode(args) })) as Uint8Array;
+    const source = String(fn);
+    // Checked here too, for an error at the caller with its line and column; the target checks again.
+    analyzed(source);
+    const bytes = (await ask({ op: 'at', node: nodeName, fn: source, args: codec.encode(args, 'args') })) as Uint8Array;
     return codec.decode(bytes);
   };
 
@@ -167,7 +191,7 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
   for (const name of node.capabilities) {
     caps[name] = async (...args: unknown[]) => {
       live();
-      const bytes = (await ask({ op: 'cap', name, args: codec.encode(args) })) as Uint8Array;
+      const bytes = (await ask({ op: 'cap', name, args: codec.encode(args, 'args') })) as Uint8Array;
       return codec.decode(bytes);
     };
   }
@@ -185,11 +209,7 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
     log(...args: unknown[]): void {
       live();
       if (!node.log) return;
-      if (++scope.logLines > MAX_LOG_LINES_PER_EVAL) {
-        if (scope.logLines === MAX_LOG_LINES_PER_EVAL + 1) deps.log(scope, `[log] more than ${MAX_LOG_LINES_PER_EVAL} lines in one eval; the rest are dropped`);
-        return;
-      }
-      deps.log(scope, formatLogArgs(args));
+      appendLog(deps, scope, formatLogArgs(args));
     },
     async spawn(options: unknown): Promise<unknown> {
       live();

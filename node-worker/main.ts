@@ -13,15 +13,16 @@ import { makeCodec, NodeRef } from '../protocol/codec.js';
 import { KeynodeError, type RemoteError, type WireError } from '../protocol/errors.js';
 import type { ToWorker, WorkerNode, WorkerRequest } from '../protocol/messages.js';
 import { frame, listen, redirect, send } from './channel.js';
+import { makeConsole } from './console.js';
 import { hostCall, hostError, isGenuine } from './host-errors.js';
-import { makeContext, type EvalScope } from './context.js';
+import { appendLog, makeContext, type EvalScope } from './context.js';
 import { nodeGlobals, Sandbox } from './sandbox.js';
 
 declare function lockdown(options: Record<string, string>): void;
 declare function harden<T>(value: T): T;
 
 // Captured before lockdown tames the shared versions; only the compartment's globals receive them.
-const powerful = { Date, Math };
+const powerful = { Date, Math, Intl };
 
 // SES's own minified build: the same code in fewer bytes to read and compile at every process start.
 require(require.resolve('ses').replace(/ses\.cjs$/, 'ses.umd.min.js'));
@@ -29,6 +30,9 @@ lockdown({
   errorTaming: 'unsafe', // keep stacks: users debug their own functions with them
   overrideTaming: 'severe',
   consoleTaming: 'unsafe',
+  // Locale methods as in Node ((1234.5).toLocaleString('de-DE') is '1.234,5'): they read the host's locale
+  // data, which is no authority, and SES's 'safe' replaces them with locale-blind versions.
+  localeTaming: 'unsafe',
   // SES would exit the process on an uncaught error. A stray throw from a dangling user promise must not
   // kill an idle node, and a real crash is caught by the container anyway (the process exits).
   errorTrapping: 'none',
@@ -40,9 +44,16 @@ harden(NodeRef);
 process.on('uncaughtException', (e) => process.stderr.write(`uncaught: ${safeText(e)}\n`));
 process.on('unhandledRejection', (e) => process.stderr.write(`unhandled rejection: ${safeText(e)}\n`));
 
-const globals = nodeGlobals(powerful);
+/** The eval whose log `console` writes to: the last one started, until it ends. */
+let logging: { scope: EvalScope; node: WorkerNode } | undefined;
+const sendLog = (scope: EvalScope, line: string) => send({ type: 'log', eval: scope.id, line });
+const nodeConsole = makeConsole((line) => {
+  const l = logging;
+  if (l && !l.scope.ended && l.node.log) appendLog({ log: sendLog }, l.scope, line);
+}, () => powerful.Date.now());
+const globals = nodeGlobals(powerful, nodeConsole.console);
 const raw = makeCodec((url) => harden(new NodeRef(url)));
-const codec = { encode: (v: unknown) => hostCall(() => raw.encode(v)), decode: (b: Uint8Array) => hostCall(() => raw.decode(b)) };
+const codec = { encode: (v: unknown, label?: string) => hostCall(() => raw.encode(v, label)), decode: (b: Uint8Array) => hostCall(() => raw.decode(b)) };
 
 /** Everything this process holds of the node it serves now; `release` drops all of it at once. */
 interface Serving {
@@ -147,17 +158,20 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
     const fn = sandbox.compile(msg.h, msg.fn);
     const args = codec.decode(msg.args);
     if (!Array.isArray(args)) throw hostError('ERR_BAD_MESSAGE', 'eval arguments must be an array');
-    const ctx = makeContext({ node, here, codec, request: requester(pending), log: (sc, line) => send({ type: 'log', eval: sc.id, line }) }, scope, msg.from);
+    const ctx = makeContext({ node, here, codec, request: requester(pending), log: sendLog }, scope, msg.from);
+    nodeConsole.reset();
+    logging = { scope, node };
     const value = await fn(ctx, ...args);
     // End the scope before encoding: a getter on the result must not be able to write after this point.
     scope.ended = true;
-    const bytes = codec.encode(value);
+    const bytes = codec.encode(value, 'result');
     if (bytes.length > s.node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${node.maxMessageBytes}`);
     send({ type: 'result', id: msg.id, ok: true, value: bytes, writes: [...scope.writes.values()] });
   } catch (e) {
     scope.ended = true;
     send({ type: 'result', id: msg.id, ok: false, error: toWire(e) });
   }
+  if (logging?.scope === scope) logging = undefined;
   // Only once every microtask has run: work the eval left behind (a dangling promise loop) keeps this
   // worker from saying idle, so it is charged to that eval's time limit, not to the next eval.
   setImmediate(() => send({ type: 'idle' }));
@@ -246,7 +260,7 @@ async function rehearse(): Promise<void> {
     if (msg.type === 'released') done();
   });
   handle({ type: 'become', node: { id, url: `http://localhost/${id}`, parent: id, refs: 'readwrite', log: true, capabilities: [], spawn: false, maxMessageBytes: 1024 } });
-  const fn = 'async (ctx, a) => { const before = await ctx.ref("x").get(); await ctx.ref("x").set({ a, before }); ctx.log("warm", a); return { a, t: typeof ctx }; }';
+  const fn = 'async (ctx, a) => { const before = await ctx.ref("x").get(); await ctx.ref("x").set({ a, before, m: new Map([[1, 2n]]) }); ctx.log("warm", a); console.log("%s", a); return { a, t: typeof ctx }; }';
   handle({ type: 'eval', id: 0, h: 'rehearsal', fn, args: codec.encode([1, 'x', [true]]), from: id });
   await finished;
   redirect(restore);

@@ -5,50 +5,25 @@
  * serves another node afterwards builds a new Compartment: nothing of the old one is reachable from it.
  */
 import { randomFillSync } from 'node:crypto';
-import { TextDecoder as NodeTextDecoder, TextEncoder as NodeTextEncoder } from 'node:util';
+import { rewriteScript } from '../protocol/function-source.js';
+import { analyzed, setNodeGlobals } from './analysis.js';
+import { helperValues } from './compiler-helpers.js';
 import { hostError } from './host-errors.js';
+import { webGlobals } from './web-globals.js';
 
 declare const Compartment: new (options: { globals?: Record<string, unknown>; __options__: true }) => {
   globalThis: object;
-  evaluate(source: string): unknown;
+  evaluate(source: string, options?: Record<string, unknown>): unknown;
 };
 declare function harden<T>(value: T): T;
 
 type UserFn = (...args: unknown[]) => unknown;
 
-/** Node's own errors have prototypes lockdown never froze; rethrown as plain TypeErrors they leak nothing. */
-function plain<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    throw new TypeError(String((e as Error)?.message ?? e));
-  }
-}
-
-const utf8 = new NodeTextEncoder();
-
-/** Node's TextEncoder/TextDecoder, behind classes whose prototypes are hardened with the compartment. */
-class SafeTextEncoder {
-  get encoding(): string {
-    return 'utf-8';
-  }
-  encode(input: unknown = ''): Uint8Array {
-    return utf8.encode(String(input));
-  }
-}
-
-class SafeTextDecoder {
-  readonly #decoder: NodeTextDecoder;
-  constructor(label: unknown = 'utf-8', options?: { fatal?: unknown; ignoreBOM?: unknown }) {
-    this.#decoder = plain(() => new NodeTextDecoder(String(label), { fatal: Boolean(options?.fatal), ignoreBOM: Boolean(options?.ignoreBOM) }));
-  }
-  get encoding(): string {
-    return this.#decoder.encoding;
-  }
-  decode(input?: unknown, options?: { stream?: unknown }): string {
-    return plain(() => this.#decoder.decode(input as Uint8Array | undefined, { stream: Boolean(options?.stream) }));
-  }
-}
+/**
+ * SES rejects source text that merely looks like a direct eval (`eval(`), strings included. No direct eval
+ * can happen here: `eval` in a node is its own global (below), so `eval(x)` is a plain call of it.
+ */
+const EVALUATE = { __rejectSomeDirectEvalExpressions__: false };
 
 /**
  * `Math` with `random()` from the operating system's CSPRNG. V8's own Math.random is one xorshift128+ state
@@ -73,20 +48,80 @@ function csprngMath(original: Math): Math {
   return Object.create(Object.getPrototypeOf(original), descriptors) as Math;
 }
 
+/**
+ * `Intl`, frozen. Lockdown leaves it out of compartments (it is not an ECMAScript intrinsic), so nothing froze
+ * it: hardened here. A Segmenter's segments and their iterator have prototypes only instances reach, and
+ * making one to freeze them costs every worker ICU's break iterator (~1.5 MB): nodes get a Segmenter of ours
+ * instead, whose segments are arrays of plain segment records. V8's legacy v8BreakIterator is left out.
+ */
+function nodeIntl(intl: typeof Intl): typeof Intl {
+  harden(intl);
+  const Native = intl.Segmenter;
+  let wrapping: Intl.Segments | undefined;
+  class Segments {
+    readonly #inner: Intl.Segments;
+    constructor() {
+      if (!wrapping) throw new TypeError('Illegal constructor');
+      this.#inner = wrapping;
+      wrapping = undefined;
+    }
+    containing(index?: number): Intl.SegmentData | undefined {
+      const found = this.#inner.containing(index);
+      return found && { ...found };
+    }
+    [Symbol.iterator](): IterableIterator<Intl.SegmentData> {
+      return Array.from(this.#inner, (d) => ({ ...d }))[Symbol.iterator]();
+    }
+  }
+  class Segmenter {
+    readonly #inner: Intl.Segmenter;
+    constructor(locales?: string | string[], options?: Intl.SegmenterOptions) {
+      this.#inner = new Native(locales, options);
+    }
+    segment(input: unknown): Segments {
+      wrapping = this.#inner.segment(String(input));
+      return new Segments();
+    }
+    resolvedOptions(): Intl.ResolvedSegmenterOptions {
+      return this.#inner.resolvedOptions();
+    }
+    static supportedLocalesOf(locales: string | string[], options?: { localeMatcher?: 'lookup' | 'best fit' }): string[] {
+      return Native.supportedLocalesOf(locales, options);
+    }
+    get [Symbol.toStringTag](): string {
+      return 'Intl.Segmenter';
+    }
+  }
+  // Only instances reach Segments: harden reaching the namespace would not reach it.
+  harden(Segments);
+  const descriptors = Object.getOwnPropertyDescriptors(intl) as Record<PropertyKey, PropertyDescriptor>;
+  delete descriptors.v8BreakIterator;
+  if (Native) descriptors.Segmenter = { ...descriptors.Segmenter, value: Segmenter };
+  return harden(Object.create(Object.getPrototypeOf(intl), descriptors) as typeof Intl);
+}
+
 const CACHE_MAX = 256;
 
 /** The globals every node's Compartment gets besides the shared, frozen intrinsics. */
-export interface NodeGlobals {
-  Date: DateConstructor;
-  Math: Math;
-  TextEncoder: unknown;
-  TextDecoder: unknown;
-}
+export type NodeGlobals = Readonly<Record<string, unknown>>;
 
-/** `powerful` holds the start compartment's Date and Math, captured before lockdown tamed the shared ones. */
-export function nodeGlobals(powerful: { Date: DateConstructor; Math: Math }): NodeGlobals {
-  // Date.now() and Math.random() grant no authority over anything outside the node's own process.
-  return harden({ Date: powerful.Date, Math: csprngMath(powerful.Math), TextEncoder: SafeTextEncoder, TextDecoder: SafeTextDecoder });
+/**
+ * `powerful` holds the start compartment's Date and Math, captured before lockdown tamed the shared ones, and
+ * Intl. `console` writes to the running eval's log.
+ */
+export function nodeGlobals(powerful: { Date: DateConstructor; Math: Math; Intl: typeof Intl }, console: object): NodeGlobals {
+  // Date.now() and Math.random() grant no authority over anything outside the node's own process. SES keeps
+  // the float arrays out of compartments for a NaN side channel (NaN bit patterns) that matters to
+  // deterministic replay, not to isolation: they are hardened intrinsics, safe to share.
+  return harden({
+    ...webGlobals(),
+    Date: powerful.Date,
+    Math: csprngMath(powerful.Math),
+    Intl: nodeIntl(powerful.Intl),
+    Float32Array,
+    Float64Array,
+    console,
+  });
 }
 
 export class Sandbox {
@@ -94,8 +129,17 @@ export class Sandbox {
   readonly #compiled = new Map<string, UserFn>();
 
   constructor(globals: NodeGlobals) {
-    this.#compartment = new Compartment({ globals: { ...globals }, __options__: true });
+    let compartment: { evaluate(source: string, options?: Record<string, unknown>): unknown } | undefined;
+    // Indirect eval, as SES can only offer (code sees the node's globals, not the caller's locals), with the
+    // same rewriting as shipped functions: eval('"<!--"') works as it does in Node.
+    const { eval: evaluate } = {
+      eval(source: unknown): unknown {
+        return typeof source === 'string' ? compartment!.evaluate(rewriteScript(source), EVALUATE) : source;
+      },
+    };
+    this.#compartment = compartment = new Compartment({ globals: { ...globals, eval: evaluate }, __options__: true });
     harden(this.#compartment.globalThis);
+    setNodeGlobals(Object.getOwnPropertyNames(this.#compartment.globalThis));
     // SES builds a Compartment's evaluator on its first evaluation: do it now, before any node's code.
     this.#compartment.evaluate('0');
   }
@@ -113,10 +157,14 @@ export class Sandbox {
     let fn = this.#compiled.get(h);
     if (fn) return fn;
     if (source === undefined) throw hostError('ERR_UNKNOWN_CODE', 'this worker does not have that function');
+    const { source: text, helpers, family } = analyzed(source);
     let value: unknown;
     try {
-      // The newline keeps a trailing line comment in the source from swallowing the closing paren.
-      value = this.#compartment.evaluate(`(${source}\n)`);
+      // Called with no `this`, as a function in a module: an arrow's `this` is undefined, not globalThis.
+      // The compiler helpers it calls arrive as parameters; the newline keeps a trailing line comment from
+      // swallowing the closing paren.
+      const make = this.#compartment.evaluate(`(function (${helpers.join(', ')}) { return (${text}\n); })`, EVALUATE) as (...h: unknown[]) => unknown;
+      value = make.apply(undefined, helperValues(family, helpers));
     } catch (e) {
       throw hostError('ERR_BAD_FUNCTION', `the function does not compile: ${(e as Error)?.message ?? String(e)}`);
     }

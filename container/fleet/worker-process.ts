@@ -42,8 +42,10 @@ function packageDirs(name: string): string[] {
   return [...dirs];
 }
 
-// The worker may read its own code, the protocol it shares with us, and its two libraries. Nothing else.
-const READABLE = [WORKER_DIST, ...packageDirs('ses'), ...packageDirs('@msgpack/msgpack')];
+// The worker may read its own code (with its minified copy of acorn, the parser that reads shipped
+// functions), the protocol it shares with us, and its libraries: SES, MessagePack and the compiler helpers
+// it gives shipped functions (tslib). Nothing else.
+const READABLE = [WORKER_DIST, ...packageDirs('ses'), ...packageDirs('@msgpack/msgpack'), ...packageDirs('tslib')];
 
 /**
  * Whether a worker running as uid/gid could read its code: every directory on the way must be searchable and

@@ -22,7 +22,12 @@ const escapes: Record<string, string> = {
   'this at top of sloppy function': "function () { return this.process.pid }",
   'arguments.callee.caller': 'function f() { return f.caller.constructor("return process")() }',
   'Error.prepareStackTrace': "() => { Error.prepareStackTrace = (e, s) => s[0].getThis(); const t = new Error().stack; return t && t.process ? t.process.pid : null }",
-  'host globals': "() => [typeof setTimeout, typeof setImmediate, typeof fetch, typeof Buffer, typeof WebAssembly, typeof SharedArrayBuffer, typeof console].join() === 'undefined,undefined,undefined,undefined,undefined,undefined,undefined' ? (() => { throw new Error('blocked') })() : 'leak'",
+  'host globals': "() => [typeof setTimeout, typeof setImmediate, typeof fetch, typeof Buffer, typeof WebAssembly, typeof SharedArrayBuffer, typeof process].join() === 'undefined,undefined,undefined,undefined,undefined,undefined,undefined' ? (() => { throw new Error('blocked') })() : 'leak'",
+  'process via console': "() => { const c = console; return [c.log, c.constructor, Object.getPrototypeOf(c)].some((x) => x && x.process) ? 'leak' : (() => { throw new Error('blocked') })() }",
+  'process via a URL': "() => { const u = new URL('http://a'); for (const p of [u, Object.getPrototypeOf(u), u.searchParams]) for (const k of Reflect.ownKeys(p)) { try { const v = p[k]; if (v && typeof v === 'object' && 'pid' in v) return v.pid; } catch {} } throw new Error('blocked') }",
+  'Function constructor via a web global': "() => URL.constructor('return process')().pid",
+  'host require via an Intl constructor': "() => Intl.NumberFormat.constructor('return require')()('fs')",
+  'eval reaching the caller': "() => { const process = 'local'; return eval('typeof process === \"undefined\" ? null : process.pid') }",
 };
 
 describe('sandbox', () => {

@@ -42,7 +42,7 @@ async function nobodyHarmed(): Promise<void> {
 }
 
 function codeOf(o: Outcome): string {
-  return o.ok ? `ok: ${JSON.stringify(o.value)?.slice(0, 200)}` : o.code;
+  return o.ok ? `ok: ${JSON.stringify(o.value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))?.slice(0, 200)}` : o.code;
 }
 
 describe('thrown values', () => {
@@ -121,7 +121,10 @@ describe('results', () => {
     ['a function', `() => () => 1`, ['ERR_RESULT']],
     ['a function nested in an object', `() => ({ a: [1, { f() {} }] })`, ['ERR_RESULT']],
     ['a symbol', `() => Symbol('s')`, ['ERR_RESULT']],
-    ['a BigInt beyond 64 bits', `() => 10n ** 30n`, ['ERR_RESULT']],
+    ['a BigInt beyond 64 bits', `() => 10n ** 30n`, ['ok']],
+    ['a huge BigInt', `() => 7n ** 200000n`, ['ok', 'ERR_TOO_LARGE']],
+    ['a Map that contains itself', `() => { const m = new Map(); m.set('m', m); return m; }`, ['ERR_RESULT']],
+    ['Maps nested 10,000 deep', `() => { let m = new Map(); for (let i = 0; i < 10000; i++) m = new Map([[i, m]]); return m; }`, ['ERR_RESULT']],
     ['a Proxy with benign traps', `() => new Proxy({}, { ownKeys: () => ['a'], getOwnPropertyDescriptor: () => ({ value: 1, enumerable: true, configurable: true }), get: () => 'trap' })`, ['ok']],
     ['a revoked Proxy', `() => { const { proxy, revoke } = Proxy.revocable({}, {}); revoke(); return proxy; }`, ['ERR_RESULT', 'ERR_USER']],
     ['a revoked Proxy inside an object', `() => { const { proxy, revoke } = Proxy.revocable({}, {}); revoke(); return { inner: proxy }; }`, ['ERR_RESULT', 'ERR_USER']],
