@@ -55,7 +55,9 @@ describe('health endpoints and SIGTERM', () => {
       socket.on('error', () => {});
       await once(socket, 'connect');
       socket.write('GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
-      await new Promise((r) => setTimeout(r, 50)); // let the server see the request begin; not a wait for an outcome
+      // The server runs in this process: once this timer fires, an event-loop turn has read those bytes, so
+      // close() finds a request in progress on this socket rather than an idle one to drop.
+      await new Promise((r) => setTimeout(r, 50));
       const closed = container.close();
       expect(container.status).toBe('closing');
       let answer = '';
