@@ -241,16 +241,21 @@ export class Mover {
     const report: DrainReport = { moved: 0, nodes: 0, failed: [], peers: Object.fromEntries(peers.map((p) => [p, 0])), ms: 0, nodesPerSecond: 0 };
     let next = 0;
     let after: NodeId | undefined;
-    let page: NodeRecord[] = [];
+    const page: NodeRecord[] = [];
     let done = false;
+    // One page read at a time, shared by the workers waiting for it (each node is taken once).
+    let reading: Promise<void> | undefined;
     const take = async (): Promise<NodeRecord | undefined> => {
       for (;;) {
         if (page.length) return page.shift();
         if (done) return undefined;
-        const batch = await rt.store.listNodes(after, 1000);
-        if (batch.length < 1000) done = true;
-        if (batch.length) after = batch.at(-1)!.id;
-        page.push(...batch);
+        reading ??= rt.store.listNodes(after, 1000).then((batch) => {
+          if (batch.length < 1000) done = true;
+          if (batch.length) after = batch.at(-1)!.id;
+          page.push(...batch);
+          reading = undefined;
+        });
+        await reading;
       }
     };
     const worker = async () => {
