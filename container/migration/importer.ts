@@ -13,7 +13,7 @@ import {
   type Bodies, type NodeId,
 } from '../../protocol/index.js';
 import { entryBytes, nodeRange, usageKey, type NodeRecord } from '../../store/index.js';
-import type { Runtime } from '../runtime.js';
+import { movedError, type Runtime } from '../runtime.js';
 import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import { checkEntry, checkRecords, type Entry } from './package.js';
 import type { PhaseHook } from './pause.js';
@@ -250,7 +250,10 @@ export class Importer {
     } catch (cause) {
       throw new KeynodeError('ERR_UNAVAILABLE', `node ${id} is moving here from ${prepared.origin}, which does not answer; retry later`, { cause });
     }
-    const here = answer.url !== undefined && parseNodeUrl(answer.url).origin === new URL(this.#d.rt.origin).origin;
+    const at = typeof answer.url === 'string' ? parseNodeUrl(answer.url) : undefined;
+    const here = at !== undefined && at.id === id && at.origin === new URL(this.#d.rt.origin).origin;
+    // The source still has it (the move was abandoned, or is under way): it is served there, never here.
+    if (at !== undefined && at.id === id && !here) throw movedError(id, at.url);
     if (!here || answer.move !== prepared.move) throw new KeynodeError('ERR_UNAVAILABLE', `node ${id} is moving here from ${prepared.origin} and has not arrived; retry shortly`);
     await this.#activate(prepared.from, prepared.move, id);
     return true;

@@ -86,7 +86,7 @@ export class Mover {
     } catch {
       throw new KeynodeError('ERR_BAD_URL', `\`to\` must be a container's URL (http(s)://host:port), got ${JSON.stringify(String(to).slice(0, 200))}`);
     }
-    if (origin === new URL(this.#d.rt.origin).origin) throw new KeynodeError('ERR_NOT_MOVABLE', `the node lives on ${origin} already`);
+    if (origin === new URL(this.#d.rt.origin).origin) return origin;
     if (!this.#d.peers().includes(origin)) throw new KeynodeError('ERR_NOT_PEER', `${origin} is not one of this container's peers (--peers ${this.#d.peers().join(',') || '(none)'}); a node moves only within its fleet`);
     return origin;
   }
@@ -106,6 +106,11 @@ export class Mover {
   async #move(id: NodeId, origin: string, by: NodeId): Promise<MoveResult> {
     const { rt } = this.#d;
     const started = Date.now();
+    if (origin === new URL(rt.origin).origin) {
+      // It lives there already (a retry of a move that finished, answered by its new container): done.
+      checkAdminister(await rt.lookup(id), by, rt.operator);
+      return { id, url: rt.urlOf(id), from: origin, to: origin, nodes: 0, bytes: 0, ms: 0 };
+    }
     const fwd = await rt.store.getForward(id);
     if (fwd) {
       if (by !== rt.operator && !fwd.ancestors.includes(by)) throw new KeynodeError('ERR_ACCESS_DENIED', `only an ancestor of node ${id} or the operator may do that`);
