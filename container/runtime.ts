@@ -67,6 +67,7 @@ export class Runtime {
   readonly peers: PeerSessions;
   /** Nodes being moved: evals and changes that arrive for them wait for the move's outcome (migration/mover). */
   readonly holds = new Map<NodeId, Promise<void>>();
+  readonly #waitingForMove = new Map<NodeId, number>();
   /**
    * Where a node unknown here lives in the fleet, when some peer knows (migration/locator), after a move of
    * it prepared here has had its chance to activate; set by the container.
@@ -164,7 +165,7 @@ export class Runtime {
     // A node being moved: the eval runs here if the move fails, or is redirected having run nowhere.
     // A call between two nodes of the same move runs now: the move waits for it (and would wait forever).
     const held = this.holds.get(id);
-    if (held && this.holds.get(from) !== held) await held;
+    if (held && this.holds.get(from) !== held) await this.#waitForMove(id, held);
     const rec = await this.lookup(id);
     if (!options.granted) checkEval(rec, from);
     const size = Buffer.byteLength(fn, 'utf8') + args.length;
@@ -178,6 +179,20 @@ export class Runtime {
     };
     const h = options.hash ?? codeHash(fn);
     return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, h, args, from, deadline: options.deadline, chain: options.chain, admit, resolve, reject }));
+  }
+
+  /** Evals waiting for a move of their node are bounded as its queue is: a flood is refused, not held. */
+  async #waitForMove(id: NodeId, held: Promise<void>): Promise<void> {
+    const n = this.#waitingForMove.get(id) ?? 0;
+    if (n >= this.options.maxQueue) throw new KeynodeError('ERR_OVERLOADED', `node ${id} is moving and ${n} evals wait for it already; retry later`);
+    this.#waitingForMove.set(id, n + 1);
+    try {
+      await held;
+    } finally {
+      const left = this.#waitingForMove.get(id)! - 1;
+      if (left) this.#waitingForMove.set(id, left);
+      else this.#waitingForMove.delete(id);
+    }
   }
 
   /**

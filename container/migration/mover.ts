@@ -59,6 +59,8 @@ export interface MoverDeps {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Sublevels a destroy's cleanup clears by range (store.clearNodeData). */
+const RANGED_STATE = new Set(['r', 'i', 'z', 'l', 'h']);
 /** Errors that say "this peer, not now": a drain tries the next peer. */
 const TRY_ANOTHER = new Set(['ERR_BUDGET_EXHAUSTED', 'ERR_UNAVAILABLE', 'ERR_OVERLOADED', 'ERR_NOT_PEER', 'ERR_BAD_REPLY', 'ERR_TOO_LARGE']);
 
@@ -164,7 +166,9 @@ export class Mover {
       await this.#d.onPhase?.('prepared', id);
 
       const url = formatNodeUrl(origin, id);
-      await this.#forward(nodes, origin, targetId, move);
+      // Nodes with no entries in the ranges a destroy clears (a bare sleeping node) need no clearing after.
+      const stateful = new Set(parts.flat().filter(([sub]) => RANGED_STATE.has(sub)).map(([, key]) => key.slice(0, 52)));
+      await this.#forward(nodes, origin, targetId, move, stateful);
       await this.#d.onPhase?.('forwarded', id);
       await this.#activate(origin, move, id, url);
       return { id, url, from: rt.origin, to: origin, nodes: nodes.length, bytes, ms: Date.now() - started };
@@ -199,7 +203,7 @@ export class Mover {
   }
 
   /** The commit that hands the nodes over: one batch, through the storage meter. */
-  async #forward(nodes: NodeRecord[], origin: string, container: NodeId, move: string): Promise<void> {
+  async #forward(nodes: NodeRecord[], origin: string, container: NodeId, move: string, stateful: ReadonlySet<string>): Promise<void> {
     const { rt, lifetimes } = this.#d;
     const top = nodes[0]!;
     const holder = await rt.budgets.creditHolder(top);
@@ -218,7 +222,8 @@ export class Mover {
         const fwd: Forward = { url: formatNodeUrl(origin, n.id), container, move, at, ancestors: [...n.ancestors] };
         t.del('n', n.id).del('c', childKey(n.parent, n.id)).del('x', n.id).del('b', n.id).del('s', usageKey(n.id)).del('s', ownUsageKey(n.id));
         if (n.lifetime.kind === 'ephemeral') t.del('e', `${n.parent}${n.id}`);
-        t.put('m', n.id, encode(fwd)).put('g', n.id, EMPTY);
+        t.put('m', n.id, encode(fwd));
+        if (stateful.has(n.id)) t.put('g', n.id, EMPTY);
       }
       t.require('n', top.id, () => new KeynodeError('ERR_NODE_DESTROYED', `node ${top.id} was destroyed during its move`));
       await t.commit();
@@ -230,7 +235,7 @@ export class Mover {
       lifetimes.held.forget(n.id);
       await rt.logs.forget(n.id);
     }
-    for (const n of nodes) await rt.store.clearNodeData(n.id);
+    for (const n of nodes) if (stateful.has(n.id)) await rt.store.clearNodeData(n.id);
   }
 
   /**

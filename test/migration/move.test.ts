@@ -61,9 +61,12 @@ describe('move', () => {
       }
     });
     await firstWrites;
+    const before = acked.length;
     const result = await a.client.move(node, c.url);
     moved = true;
     await Promise.all(work);
+    expect(before).toBeLessThan(300);
+    expect(acked.length - before).toBeGreaterThan(0);
     expect(moved).toBe(true);
     expect(failed).toEqual([]);
     expect(result.url).toBe(`${c.url}/${node.id}`);
@@ -130,7 +133,7 @@ describe('move', () => {
     expect((await caught(viaC.at(`${c.url}/${nowhere}`, () => 1))).code).toBe('ERR_NODE_NOT_FOUND');
   });
 
-  it('a subtree moves whole: a Linked child and capabilities naming the node keep working', async () => {
+  it('a subtree moves whole: a Linked child comes along, and its parent reaches it by the URL it stored', async () => {
     const [a, b] = fleet as [TestContainer, TestContainer];
     const parent: NodeHandle = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'readwrite', spawn: { lifetimes: ['linked'] } }, budget: { maxNodes: 5 } });
     const child = await a.client.at(parent, async (ctx) => {
@@ -144,8 +147,61 @@ describe('move', () => {
     // The parent, now on B, reaches its child by the URL it stored (A's): the redirect is followed between containers.
     expect(await a.client.at(parent, async (ctx) => ctx.at(await ctx.ref('kid').get(), async (k: any) => k.ref('n').get()))).toBe(7);
     expect((await a.client.describe(child)).url.startsWith(b.url)).toBe(true);
-    // Destroying the parent on B takes its Linked child with it.
+    // Destroying the parent on B takes its Linked child with it, and gives B's capacity back what the move took.
+    const usedBefore = (await b.client.budget()).used.nodes;
     await a.client.destroy(parent);
+    expect((await b.client.budget()).used.nodes).toBe(usedBefore - 6);
     expect((await caught(a.client.at(`${b.url}/${child.split('/').pop()}`, () => 1))).code).toMatch(/ERR_NODE_(DESTROYED|NOT_FOUND)/);
+  });
+
+  it('capabilities and lease checks that name a node keep working after it moves', async () => {
+    const [a, b, c] = fleet as [TestContainer, TestContainer, TestContainer];
+    const home = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'readwrite' } });
+    await a.client.at(home, async (ctx) => ctx.ref('address').set('12 Elm Street'));
+    await a.client.at(home, async (ctx) => ctx.ref('active').set(true));
+    const guest = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { capabilities: { address: { node: home, fn: async (ctx) => ctx.ref('address').get() } } } });
+    const leased = await a.client.spawn({ lifetime: Lifetime.leased(0.2, { node: home, fn: async (ctx) => (await ctx.ref('active').get()) === true }) });
+    await a.client.move(home, b.url);
+    // The capability and the lease check still name home by its old URL: its container redirects, this one follows.
+    expect(await a.client.at(guest, (ctx) => ctx.caps.address())).toBe('12 Elm Street');
+    const renewed = (async () => {
+      for (;;) {
+        const [id, verdict] = await once(a.container, 'lease');
+        if (id === leased.id) return verdict;
+      }
+    })();
+    expect(await renewed).toBe('renewed');
+    // And from the guest's new container after it moves too.
+    await a.client.move(guest, c.url);
+    expect(await a.client.at(guest, (ctx) => ctx.caps.address())).toBe('12 Elm Street');
+    // The check turning false destroys the leased node, as before the move.
+    await a.client.at(home, async (ctx) => ctx.ref('active').set(false));
+    for (;;) {
+      const [id] = await once(a.container, 'destroy');
+      if (id === leased.id) break;
+    }
+  });
+
+  it("an Ephemeral child held by its parent's state moves with it and is still held; dropped, it is collected on the target", async () => {
+    const [a, b] = fleet as [TestContainer, TestContainer];
+    const parent = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'readwrite', spawn: { lifetimes: ['ephemeral'] }, timeoutMs: 10_000 }, budget: { maxNodes: 2 } });
+    const kid = await a.client.at(parent, async (ctx) => {
+      const k = await ctx.spawn({ lifetime: ctx.Lifetime.ephemeral(), sandbox: { refs: 'readwrite' } });
+      await ctx.ref('kid').set(k);
+      await ctx.at(k, async (x: any) => x.ref('n').set(1));
+      return k.id as string;
+    });
+    const r = await a.client.move(parent, b.url);
+    expect(r.nodes).toBe(2);
+    expect(await a.client.at(parent, async (ctx) => ctx.at(await ctx.ref('kid').get(), async (x: any) => x.ref('n').get()))).toBe(1);
+    const gone = (async () => {
+      for (;;) {
+        const [id] = await once(b.container, 'destroy');
+        if (id === kid) return;
+      }
+    })();
+    await a.client.at(parent, async (ctx) => ctx.ref('kid').set(null));
+    await b.container.supervisor.sleep(b.container.supervisor.get(parent.id)!);
+    await gone;
   });
 });
