@@ -9,7 +9,7 @@
  * the node is served by exactly one container at any time.
  */
 import {
-  decode, encode, isNodeId, KeynodeError, openKeys, parseNodeUrl, publicKeyFromSeed, idFromPublicKey, storageBytes,
+  boxShared, decode, encode, isNodeId, KeynodeError, openKeys, parseNodeUrl, publicKeyFromSeed, idFromPublicKey, storageBytes,
   type Bodies, type NodeId,
 } from '../../protocol/index.js';
 import { entryBytes, nodeRange, usageKey, type NodeRecord } from '../../store/index.js';
@@ -61,6 +61,7 @@ export class Importer {
   /** Nodes and bytes prepared and not yet activated, by move. */
   readonly #pending = new Map<string, { need: number; bytes: number }>();
   readonly #activating = new Map<NodeId, Promise<void>>();
+  readonly #shared = new Map<string, Uint8Array>();
 
   constructor(deps: ImporterDeps) {
     this.#d = deps;
@@ -105,7 +106,7 @@ export class Importer {
     if (typeof move !== 'string' || !MOVE_ID.test(move) || !isNodeId(node)) bad('`move` is 32 hex digits and `node` a node ID');
     if (!Number.isSafeInteger(parts) || parts < 0 || parts > MAX_PARTS) bad('`parts` is a count of parts');
     const records = checkRecords(body.records, node, rt.limits);
-    const seeds = openKeys(body.seeds, rt.keyring.box, records.length);
+    const seeds = openKeys(body.seeds, rt.keyring.box, records.length, (pk) => this.#sharedWith(pk));
     const ids = new Set<string>(records.map((r) => r.id));
     for (const [i, rec] of records.entries()) {
       // The ID is the public key: a key that is not the node's would let a peer sign as someone else.
@@ -156,6 +157,18 @@ export class Importer {
     if (old && old.move !== move) await this.#clearParts(node, old.move);
     await this.#d.onPhase?.('target-prepared', node);
     return { url: rt.urlOf(node) };
+  }
+
+  /** The box key shared with a sender, cached (bounded): a peer seals every move with the same key. */
+  #sharedWith(pk: Uint8Array): Uint8Array {
+    const k = Buffer.from(pk).toString('base64');
+    let shared = this.#shared.get(k);
+    if (!shared) {
+      shared = boxShared(pk, this.#d.rt.keyring.box);
+      if (this.#shared.size >= 1024) this.#shared.delete(this.#shared.keys().next().value!);
+      this.#shared.set(k, shared);
+    }
+    return shared;
   }
 
   async #prepared(node: NodeId): Promise<Prepared | undefined> {

@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  encode, formatNodeUrl, KeynodeError, newBoxPair, sealKeys, type NodeId,
+  boxShared, encode, formatNodeUrl, KeynodeError, sealKeysShared, type NodeId,
 } from '../../protocol/index.js';
 import { childKey, ownUsageKey, usageKey, type Forward, type NodeRecord } from '../../store/index.js';
 import { checkAdminister } from '../policies/access.js';
@@ -73,6 +73,8 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 export class Mover {
   readonly #d: MoverDeps;
   readonly #moving = new Set<NodeId>();
+  /** Box keys shared with each peer (one X25519 multiplication per peer, not per move). */
+  readonly #shared = new Map<string, { box: string; key: Uint8Array }>();
   /** Set by a drain: new spawns are refused, since everything here is leaving. */
   draining = false;
 
@@ -159,7 +161,13 @@ export class Mover {
       const { parts, bytes } = await collect(rt.store, nodes, Math.min(4 << 20, Math.floor(rt.options.maxBodyBytes / 2)));
       const timeout = this.#d.requestTimeoutMs;
       for (const [part, entries] of parts.entries()) await rt.peers.request(origin, 'moveChunk', { move, node: id, part, entries: entries as [string, string, Uint8Array][] }, timeout);
-      const sealed = sealKeys(seeds as Uint8Array[], box, newBoxPair());
+      // Sealed by this container's own box key, with the shared key per peer computed once.
+      let shared = this.#shared.get(origin);
+      if (!shared || shared.box !== Buffer.from(box).toString('base64')) {
+        shared = { box: Buffer.from(box).toString('base64'), key: boxShared(box, rt.keyring.box) };
+        this.#shared.set(origin, shared);
+      }
+      const sealed = sealKeysShared(seeds as Uint8Array[], shared.key, rt.keyring.box.publicKey);
       for (const s of seeds) s!.fill(0);
       const records = nodes.map(({ sealedKey: _k, boot: _b, ...r }) => r);
       await rt.peers.request(origin, 'movePrepare', { move, node: id, parts: parts.length, records, seeds: sealed }, timeout);
