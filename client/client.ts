@@ -148,11 +148,11 @@ export class Client {
 
   /** The parent changes its child's ACL or sandbox (capabilities stay as bound at spawn). */
   async update(node: NodeLike, change: { acl?: AclEntry[]; sandbox?: Omit<SandboxOptions, 'capabilities'> }, options?: CallOptions): Promise<NodeInfo> {
-    const { id } = this.#target(node);
+    const { id, url } = this.#target(node);
     const body: Bodies['update'] = { node: id };
     if (change.acl) body.acl = change.acl.map((e) => (e === 'public' ? e : nodeName(e)));
     if (change.sandbox) body.sandbox = spawnBody({ lifetime: { kind: 'root' }, sandbox: change.sandbox }).sandbox;
-    return (await this.request('update', body, options)) as NodeInfo;
+    return (await this.#follow(id, url, (at) => this.#send(at, 'update', undefined, body, this.here, options))) as NodeInfo;
   }
 
   #hold(handle: NodeHandle): void {

@@ -60,6 +60,8 @@ export class Importer {
   readonly #ephemeralSeeds = new Map<NodeId, Uint8Array>();
   /** Nodes and bytes prepared and not yet activated, by move. */
   readonly #pending = new Map<string, { need: number; bytes: number }>();
+  /** Bytes of parts received for moves not prepared yet, by move. */
+  readonly #parked = new Map<string, number>();
   readonly #activating = new Map<NodeId, Promise<void>>();
   readonly #shared = new Map<string, Uint8Array>();
 
@@ -73,12 +75,13 @@ export class Importer {
     return origin;
   }
 
-  /** Storage left on this container, less what prepared moves will take. */
+  /** Storage left on this container, less what prepared moves will take and parts waiting for their records hold. */
   async #roomBytes(): Promise<number> {
     const { rt } = this.#d;
     const [used] = await rt.store.counters([usageKey(rt.operator)]);
     let pending = 0;
     for (const p of this.#pending.values()) pending += p.bytes;
+    for (const b of this.#parked.values()) pending += b;
     return storageBytes(rt.options.capacity.storageMB) - used! - pending;
   }
 
@@ -95,6 +98,10 @@ export class Importer {
     }
     // Parts wait on disk for their records: a peer cannot park more there than this container has room for.
     if (bytes > (await this.#roomBytes())) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `this container has no room for ${bytes} more bytes of moved state`);
+    if (!this.#parked.has(move) && this.#parked.size >= MAX_PENDING) throw new KeynodeError('ERR_OVERLOADED', 'too many moves are sending parts here; retry later');
+    // Counted until the move is prepared (then as pending) or this container restarts: an abandoned move's
+    // parts take room from later ones rather than letting a peer fill the disk.
+    this.#parked.set(move, (this.#parked.get(move) ?? 0) + bytes);
     await this.#d.rt.store.sub('p').put(partKey(node, move, part), encode(entries));
     return null;
   }
@@ -140,6 +147,7 @@ export class Importer {
       const room = await this.#roomBytes();
       if (bytes > room) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `this container has ${room} bytes of storage left; the move needs ${bytes}`);
       this.#pending.set(move, { need, bytes });
+      this.#parked.delete(move);
     });
     const ephemeral: NodeId[] = [];
     for (const [i, rec] of records.entries()) {
