@@ -40,7 +40,7 @@ import { peerUrls } from './migration/peers.js';
 import { Locator } from './migration/locator.js';
 import { Importer } from './migration/importer.js';
 import { Mover } from './migration/mover.js';
-import { pauseHook, type PhaseHook } from './migration/pause.js';
+import { pauseHook } from './migration/pause.js';
 
 type Status = 'opening' | 'open' | 'closing' | 'closed';
 
@@ -142,16 +142,6 @@ export class Container extends EventEmitter<ContainerEvents> {
   get mover(): Mover {
     return this.#mover;
   }
-
-  /**
-   * Tests: called at each phase of every move through this container, as source and as target; a hook that
-   * waits holds the move there (KEYNODE_TEST_MOVE_PAUSE does this for a container in its own process).
-   */
-  set onMovePhase(hook: PhaseHook | undefined) {
-    this.#moveHook = hook;
-  }
-
-  #moveHook: PhaseHook | undefined;
 
   /** Worker processes that serve no node: spares, blanks, and where wakes got their workers so far. */
   get fleet(): ReturnType<Fleet['stats']> {
@@ -314,9 +304,8 @@ export class Container extends EventEmitter<ContainerEvents> {
   #wireMigration(runtime: Runtime, lifetimes: LifetimePolicy, operations: Operations): void {
     const o = this.options;
     const peers = peerUrls(o, new URL(this.#url).origin);
-    const envHook = pauseHook(process.env.KEYNODE_TEST_MOVE_PAUSE, (phase, node) => this.logger.info({ phase, node }, 'move paused'));
-    this.#moveHook = envHook;
-    const onPhase: PhaseHook = (phase, node) => this.#moveHook?.(phase, node) ?? Promise.resolve();
+    // Crash tests hold every move at one phase (KEYNODE_TEST_MOVE_PAUSE) and kill the container there.
+    const onPhase = pauseHook(process.env.KEYNODE_TEST_MOVE_PAUSE, (phase, node) => this.logger.info({ phase, node }, 'move paused'));
     const timeoutMs = Math.max(10_000, o.requestTimeoutMs);
     const locator = new Locator({
       peers,

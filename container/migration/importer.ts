@@ -9,7 +9,7 @@
  * the node is served by exactly one container at any time.
  */
 import {
-  boxShared, decode, encode, isNodeId, KeynodeError, openKeys, parseNodeUrl, publicKeyFromSeed, idFromPublicKey, storageBytes,
+  boxShared, decode, encode, formatNodeUrl, isNodeId, KeynodeError, openKeys, parseNodeUrl, publicKeyFromSeed, idFromPublicKey, storageBytes,
   type Bodies, type NodeId,
 } from '../../protocol/index.js';
 import { entryBytes, nodeRange, usageKey, type NodeRecord } from '../../store/index.js';
@@ -17,6 +17,12 @@ import { movedError, type Runtime } from '../runtime.js';
 import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import { checkEntry, checkRecords, type Entry } from './package.js';
 import type { PhaseHook } from './pause.js';
+
+/** Another node of a prepared move: where its move's record is. */
+interface Pointer {
+  top: NodeId;
+  move: string;
+}
 
 /** A move prepared here: what `activate` writes. */
 interface Prepared {
@@ -161,6 +167,8 @@ export class Importer {
     // A new attempt replaces an older one of the same node: the source committed neither.
     const old = await this.#prepared(node);
     const t = rt.store.txn().put('p', node, encode(prepared));
+    // Every other node of the move points at it: a request for any of them can find the move and activate it.
+    for (const rec of records.slice(1)) t.put('p', rec.id, encode({ top: node, move } satisfies Pointer));
     await t.commit();
     if (old && old.move !== move) await this.#clearParts(node, old.move);
     await this.#d.onPhase?.('target-prepared', node);
@@ -181,7 +189,19 @@ export class Importer {
 
   async #prepared(node: NodeId): Promise<Prepared | undefined> {
     const v = await this.#d.rt.store.sub('p').get(node);
-    return v ? (decode(v) as Prepared) : undefined;
+    if (!v) return undefined;
+    const p = decode(v) as Prepared | Pointer;
+    return 'top' in p ? undefined : p;
+  }
+
+  /** The prepared move a node belongs to (as its top, or pointed at from its top's), if any. */
+  async #preparedOf(id: NodeId): Promise<Prepared | undefined> {
+    const v = await this.#d.rt.store.sub('p').get(id);
+    if (!v) return undefined;
+    const p = decode(v) as Prepared | Pointer;
+    if (!('top' in p)) return p;
+    const top = await this.#prepared(p.top);
+    return top?.move === p.move ? top : undefined;
   }
 
   #clearParts(node: NodeId, move: string): Promise<void> {
@@ -229,7 +249,7 @@ export class Importer {
       const states = await rt.store.getMany('x', prepared.records.map((r) => r.id));
       for (const [i, rec] of prepared.records.entries()) {
         if (rec.lifetime.kind === 'ephemeral') rec.boot = rt.bootId;
-        t.putNode(rec).del('m', rec.id);
+        t.putNode(rec).del('m', rec.id).del('p', rec.id);
         const lt = rec.lifetime;
         if (lt.kind === 'resetting' || lt.kind === 'leased') {
           // A reset counts from the last activity the source recorded; a lease from the move.
@@ -263,20 +283,21 @@ export class Importer {
    * it committed its forwarding record to this move (one `locate`); then this activates it and returns true.
    */
   async arrived(id: NodeId): Promise<boolean> {
-    const prepared = await this.#prepared(id);
+    const prepared = await this.#preparedOf(id);
     if (!prepared) return false;
+    const top = prepared.records[0]!.id;
     let answer: { url?: string; move?: string };
     try {
-      answer = await this.#d.locate(prepared.origin, id);
+      answer = await this.#d.locate(prepared.origin, top);
     } catch (cause) {
       throw new KeynodeError('ERR_UNAVAILABLE', `node ${id} is moving here from ${prepared.origin}, which does not answer; retry later`, { cause });
     }
     const at = typeof answer.url === 'string' ? parseNodeUrl(answer.url) : undefined;
-    const here = at !== undefined && at.id === id && at.origin === new URL(this.#d.rt.origin).origin;
+    const here = at !== undefined && at.id === top && at.origin === new URL(this.#d.rt.origin).origin;
     // The source still has it (the move was abandoned, or is under way): it is served there, never here.
-    if (at !== undefined && at.id === id && !here) throw movedError(id, at.url);
+    if (at !== undefined && at.id === top && !here) throw movedError(id, formatNodeUrl(at.origin, id));
     if (!here || answer.move !== prepared.move) throw new KeynodeError('ERR_UNAVAILABLE', `node ${id} is moving here from ${prepared.origin} and has not arrived; retry shortly`);
-    await this.#activate(prepared.from, prepared.move, id);
+    await this.#activate(prepared.from, prepared.move, top);
     return true;
   }
 }

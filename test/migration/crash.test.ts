@@ -61,12 +61,19 @@ describe('crash in the middle of a move', () => {
   it('source killed after its forwarding record: the target serves the node (asked first, it activates itself), and a retry finishes the move', async () => {
     const { specs, source, target } = await pair('source', 'forwarded');
     const s = await client(source);
-    const node = await s.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'readwrite', timeoutMs: 10_000 } });
+    const node = await s.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'readwrite', timeoutMs: 10_000, spawn: { lifetimes: ['linked'] } }, budget: { maxNodes: 1 } });
     await s.at(node, SET, 'v1');
+    const kid = await s.at(node, async (ctx) => {
+      const k = await ctx.spawn({ lifetime: ctx.Lifetime.linked(), sandbox: { refs: 'readwrite' }, acl: [ctx.caller] });
+      await ctx.at(k, async (x: any) => x.ref('v').set('kid'));
+      return k.url as string;
+    });
     await killAt(s, node.url, target.url, source, 'forwarded');
     const again = await startMember(specs[0]!);
     const s2 = await client(again);
-    // Through the old URL: the source redirects, the target asks the source, sees the move committed, activates.
+    // Through the child's old URL first: the source redirects, the target finds the child's move, asks the
+    // source, sees it committed, and activates the whole move.
+    expect(await s2.at(kid, GET)).toBe('kid');
     expect(await s2.at(node.url, GET)).toBe('v1');
     expect(s2.urlOf(node)).toBe(`${target.url}/${node.id}`);
     const retry = await s2.move(node.url, target.url);
