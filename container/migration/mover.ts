@@ -132,6 +132,8 @@ export class Mover {
     try {
       // Evals that arrive from now on wait (runtime.evalOn); those queued already run and commit here.
       let nodes = await subtree(rt.store, top);
+      // One move per node at a time, nested ones included: two could hand one node to two targets.
+      if (nodes.some((n) => rt.holds.has(n.id))) throw new KeynodeError('ERR_NOT_MOVABLE', `node ${id}, or a node above or under it, is being moved; wait for that move`);
       for (;;) {
         for (const n of nodes) {
           if (rt.holds.has(n.id)) continue;
@@ -152,7 +154,12 @@ export class Mover {
       await rt.logs.flush();
       await this.#d.onPhase?.('quiesced', id);
 
-      const seeds = nodes.map((r) => (r.sealedKey ? rt.keyring.unseal(r.id, r.sealedKey) : rt.ephemeralKeys.get(r.id)));
+      // Copies: the seeds are wiped once sealed, and an Ephemeral node's key must live on if the move fails.
+      const seeds = nodes.map((r) => {
+        if (r.sealedKey) return rt.keyring.unseal(r.id, r.sealedKey);
+        const k = rt.ephemeralKeys.get(r.id);
+        return k && new Uint8Array(k);
+      });
       const lost = nodes.findIndex((_, i) => seeds[i] === undefined);
       if (lost >= 0) throw new KeynodeError('ERR_NOT_MOVABLE', `node ${nodes[lost]!.id} under ${id} is Ephemeral and lost its key with an earlier boot of this container`);
       const box = await rt.peers.boxKeyOf(origin, this.#d.requestTimeoutMs);
@@ -233,7 +240,8 @@ export class Mover {
         t.put('m', n.id, encode(fwd));
         if (stateful.has(n.id)) t.put('g', n.id, EMPTY);
       }
-      t.require('n', top.id, () => new KeynodeError('ERR_NODE_DESTROYED', `node ${top.id} was destroyed during its move`));
+      // Every node of the move is still here: none was destroyed, nor handed over by another move, meanwhile.
+      for (const n of nodes) t.require('n', n.id, () => new KeynodeError('ERR_NODE_DESTROYED', `node ${n.id} was destroyed or moved during the move of ${top.id}`));
       await t.commit();
     };
     await (holder === undefined ? commit() : rt.budgets.locked(holder, commit));

@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, KeynodeError, Lifetime, type Client, type NodeHandle } from 'keynode';
-import { defer, type TestContainer } from '../helpers/containers.js';
+import { defer, until, type TestContainer } from '../helpers/containers.js';
 import { startFleet } from '../helpers/fleet.js';
 
 let fleet: TestContainer[];
@@ -201,7 +201,11 @@ describe('move', () => {
       }
     })();
     await a.client.at(parent, async (ctx) => ctx.ref('kid').set(null));
-    await b.container.supervisor.sleep(b.container.supervisor.get(parent.id)!);
+    // Put the parent to sleep as soon as its worker says it is idle (rather than after the idle timeout).
+    const sup = b.container.supervisor;
+    await until(() => !sup.get(parent.id) || sup.get(parent.id)!.quiet, 20_000, 'the parent to be idle');
+    const awake = sup.get(parent.id);
+    if (awake) await sup.sleep(awake);
     await gone;
   });
 });
