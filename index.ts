@@ -4,7 +4,7 @@
  * @example
  * import { connect, Identity, Lifetime } from 'keynode';
  */
-export { Client, connect, NodeHandle, type BudgetReport, type CallOptions, type ConnectOptions, type NodeLike, type SpawnOptions, type SandboxOptions, type AclEntry, type Ctx, type Ref, type Index, type NodeRefLike } from './client/index.js';
+export { Client, connect, NodeHandle, type BudgetReport, type CallOptions, type DrainReport, type MoveResult, type ConnectOptions, type NodeLike, type SpawnOptions, type SandboxOptions, type AclEntry, type Ctx, type Ref, type Index, type NodeRefLike } from './client/index.js';
 export { Lifetime, type Call } from './lifetimes/index.js';
 export {
   Identity, KeynodeError, isKeynodeError, parseNodeUrl, formatNodeUrl, isNodeId, NodeRef, ERROR_STATUS,

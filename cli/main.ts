@@ -11,6 +11,7 @@ import { adminCommands } from './admin.js';
 import { backupCommands } from './backup.js';
 import { dashboardCommand } from './dashboard.js';
 import { identityCommands } from './identity.js';
+import { migrationCommands } from './migration.js';
 import { EXIT, report } from './output.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -112,6 +113,7 @@ program
   });
 
 adminCommands(program);
+migrationCommands(program);
 identityCommands(program);
 dashboardCommand(program);
 backupCommands(program);

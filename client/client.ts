@@ -6,7 +6,7 @@
  */
 import { Pool } from 'undici';
 import {
-  AUTH_HEADER, codeHash, Identity, isKeynodeError, isNodeId, KeynodeError, makeCodec, newBoxPair, openKeys, parseNodeUrl, resolveNode, sealKeys,
+  AUTH_HEADER, codeHash, Identity, isKeynodeError, isNodeId, KeynodeError, makeCodec, newBoxPair, openKeys, parseNodeUrl, redirectTarget, resolveNode, sealKeys,
   type Bodies, type BoxPair, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type SealedBox, type Signer,
 } from '../protocol/index.js';
 import { SessionChannel, type Transport } from './session.js';
@@ -79,6 +79,8 @@ export class Client {
   readonly #collected = new FinalizationRegistry<{ id: NodeId; url: string; seed: Uint8Array }>((held) => this.#release(held));
   #renewTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Where nodes that moved live now, learned from redirects (bounded: oldest forgotten first). */
+  readonly #moved = new Map<NodeId, string>();
 
   /** Use `connect()`. */
   constructor(url: string, channel: SessionChannel, identity: Identity, options: ConnectOptions, pool: Pool) {
@@ -146,11 +148,11 @@ export class Client {
 
   /** The parent changes its child's ACL or sandbox (capabilities stay as bound at spawn). */
   async update(node: NodeLike, change: { acl?: AclEntry[]; sandbox?: Omit<SandboxOptions, 'capabilities'> }, options?: CallOptions): Promise<NodeInfo> {
-    const { id } = this.#target(node);
+    const { id, url } = this.#target(node);
     const body: Bodies['update'] = { node: id };
     if (change.acl) body.acl = change.acl.map((e) => (e === 'public' ? e : nodeName(e)));
     if (change.sandbox) body.sandbox = spawnBody({ lifetime: { kind: 'root' }, sandbox: change.sandbox }).sandbox;
-    return (await this.request('update', body, options)) as NodeInfo;
+    return (await this.#follow(id, url, (at) => this.#send(at, 'update', undefined, body, this.here, options))) as NodeInfo;
   }
 
   #hold(handle: NodeHandle): void {
@@ -188,8 +190,7 @@ export class Client {
     const source = sourceOf(fn);
     const encoded = codec.encode(args, 'args');
     if (options?.signal?.aborted) throw abortError(options.signal);
-    const channel = await this.channel(url);
-    const value = await channel.eval(id, source, codeHash(source), encoded, {}, options ?? {});
+    const value = await this.#follow(id, url, async (at) => (await this.channel(at)).eval(id, source, codeHash(source), encoded, {}, options ?? {}));
     if (!(value instanceof Uint8Array)) throw new KeynodeError('ERR_BAD_REPLY', 'the container returned a malformed eval result');
     return codec.decode(value) as Awaited<R>;
   }
@@ -201,7 +202,31 @@ export class Client {
   async destroy(node: NodeLike, options?: CallOptions): Promise<void> {
     const { id, url } = this.#target(node);
     const signer = (node instanceof NodeHandle && node.identity()) || this.here;
-    await this.#send(url, 'destroy', id, {}, signer, options);
+    await this.#follow(id, url, (at) => this.#send(at, 'destroy', id, {}, signer, options));
+  }
+
+  /**
+   * Moves the node (and every node under it) to the container at `to`, a peer of the one it lives on (its
+   * ancestors and the operator may). Its ID stays; its URL's origin becomes `to`'s; the old URL answers with
+   * a redirect this library follows. Retrying a move that failed midway finishes it.
+   */
+  async move(node: NodeLike, to: string, options?: CallOptions): Promise<MoveResult> {
+    const { id, url } = this.#target(node);
+    const result = (await this.#follow(id, url, (at) => this.#send(at, 'move', undefined, { node: id, to }, this.here, options))) as MoveResult;
+    if (typeof result?.url !== 'string' || parseNodeUrl(result.url).id !== id) throw new KeynodeError('ERR_BAD_REPLY', 'the container answered a move without the node\'s new URL');
+    this.#remember(id, result.url);
+    return result;
+  }
+
+  /** Operator: moves every node off this client's container to its peers, then reports. */
+  async drain(options: { concurrency?: number } & CallOptions = {}): Promise<DrainReport> {
+    const { signal, concurrency } = options;
+    return (await this.request('drain', concurrency === undefined ? {} : { concurrency }, { signal })) as DrainReport;
+  }
+
+  /** The node's URL as this client knows it: its own, or where a redirect said it went. */
+  urlOf(node: NodeLike): string {
+    return this.#target(node).url;
   }
 
   /** Operator only: destroys any node, without its key (its Linked and Ephemeral children go with it). */
@@ -212,14 +237,14 @@ export class Client {
   /** Status and policies of a node (for its ancestors and the operator). */
   async describe(node: NodeLike, options?: CallOptions): Promise<NodeInfo> {
     const { id, url } = this.#target(node);
-    return (await this.#send(url, 'describe', undefined, { node: id }, this.here, options)) as NodeInfo;
+    return (await this.#follow(id, url, (at) => this.#send(at, 'describe', undefined, { node: id }, this.here, options))) as NodeInfo;
   }
 
   /** Log lines of a node after sequence number `after`; `wait` ms long-polls for new ones. */
   async logs(node: NodeLike, options: { after?: number; limit?: number; wait?: number } & CallOptions = {}): Promise<{ seq: number; ts: number; line: string }[]> {
     const { id, url } = this.#target(node);
     const { signal, ...rest } = options;
-    const value = (await this.#send(url, 'logs', undefined, { node: id, ...rest }, this.here, { signal })) as { lines: { seq: number; ts: number; line: string }[] };
+    const value = (await this.#follow(id, url, (at) => this.#send(at, 'logs', undefined, { node: id, ...rest }, this.here, { signal }))) as { lines: { seq: number; ts: number; line: string }[] };
     return value.lines;
   }
 
@@ -252,7 +277,33 @@ export class Client {
 
   #target(node: NodeLike): { id: NodeId; url: string } {
     const { id, url } = resolveNode(node);
-    return { id, url: url ?? `${this.url}/${id}` };
+    return { id, url: this.#moved.get(id) ?? url ?? `${this.url}/${id}` };
+  }
+
+  /**
+   * Sends to the node's container, and again to where an authenticated redirect says it lives now (the
+   * redirect means nothing ran there), at most MAX_REDIRECTS times and never back to a container already
+   * asked; remembers the last for later calls.
+   */
+  async #follow<T>(id: NodeId, url: string, send: (url: string) => Promise<T>): Promise<T> {
+    const seen = new Set([parseNodeUrl(url).origin]);
+    for (let at = url; ;) {
+      try {
+        const value = await send(at);
+        if (at !== url) this.#remember(id, at);
+        return value;
+      } catch (e) {
+        const next = redirectTarget(e, id, seen);
+        if (next === undefined) throw e;
+        at = next;
+      }
+    }
+  }
+
+  #remember(id: NodeId, url: string): void {
+    this.#moved.delete(id);
+    if (this.#moved.size >= MAX_REMEMBERED_MOVES) this.#moved.delete(this.#moved.keys().next().value!);
+    this.#moved.set(id, url);
   }
 
   #origin(url: string): string {
@@ -300,6 +351,28 @@ function rootMessage(e: unknown): string {
 }
 
 const MAX_KNOWN_CONTAINERS = 1024;
+const MAX_REMEMBERED_MOVES = 10_000;
+
+/** What a move reports: the node's URL now, and what moved (`nodes`: it and every node under it). */
+export interface MoveResult {
+  id: NodeId;
+  url: string;
+  from: string;
+  to: string;
+  nodes: number;
+  bytes: number;
+  ms: number;
+}
+
+/** What a drain reports. */
+export interface DrainReport {
+  moved: number;
+  nodes: number;
+  failed: { id: NodeId; code: string; message: string }[];
+  peers: Record<string, number>;
+  ms: number;
+  nodesPerSecond: number;
+}
 
 function newPool(origin: string, options: ConnectOptions): Pool {
   return new Pool(origin, { connections: options.connections ?? 16, pipelining: options.pipelining ?? 1, ...(options.ca ? { connect: { ca: options.ca } } : {}) });

@@ -36,6 +36,11 @@ import { StorageQuota } from './policies/storage.js';
 import { LifetimePolicy } from './policies/lifetime-policy.js';
 import { NodeRequests } from './node-requests.js';
 import { Spawner } from './policies/spawner.js';
+import { peerUrls } from './migration/peers.js';
+import { Locator } from './migration/locator.js';
+import { Importer } from './migration/importer.js';
+import { Mover } from './migration/mover.js';
+import { pauseHook } from './migration/pause.js';
 
 type Status = 'opening' | 'open' | 'closing' | 'closed';
 
@@ -70,6 +75,8 @@ export class Container extends EventEmitter<ContainerEvents> {
   #lifetimes!: LifetimePolicy;
   #dashboard: Dashboard | undefined;
   #sessions!: SessionEdge;
+  #mover!: Mover;
+  #importer!: Importer;
   readonly #bootedAt = Date.now();
 
   private constructor(options: ContainerOptions, logger?: Logger) {
@@ -129,6 +136,11 @@ export class Container extends EventEmitter<ContainerEvents> {
   /** Resolves when the pool of blank workers holds its floor (benchmarks measure wakes from a warm pool). */
   warm(): Promise<void> {
     return this.#fleet.warm();
+  }
+
+  /** Moves and drains from this container (container/migration). */
+  get mover(): Mover {
+    return this.#mover;
   }
 
   /** Worker processes that serve no node: spares, blanks, and where wakes got their workers so far. */
@@ -244,6 +256,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.supervisor = this.#supervisor;
     runtime.fleet = () => this.#fleet.stats();
     const operations = new Operations(runtime, spawner, lifetimes, this.id, new CodeCache());
+    this.#wireMigration(runtime, lifetimes, operations);
     const operator = this.#keyring.operator;
     this.#sessions = new SessionEdge({
       containerId: this.id,
@@ -286,6 +299,35 @@ export class Container extends EventEmitter<ContainerEvents> {
     void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
     this.#status = 'open';
     this.logger.info({ url: this.#url, data: o.data, operator: this.id }, 'keynode container started');
+  }
+
+  #wireMigration(runtime: Runtime, lifetimes: LifetimePolicy, operations: Operations): void {
+    const o = this.options;
+    const peers = peerUrls(o, new URL(this.#url).origin);
+    // Crash tests hold every move at one phase (KEYNODE_TEST_MOVE_PAUSE) and kill the container there.
+    const onPhase = pauseHook(process.env.KEYNODE_TEST_MOVE_PAUSE, (phase, node) => this.logger.info({ phase, node }, 'move paused'));
+    const timeoutMs = Math.max(10_000, o.requestTimeoutMs);
+    const locator = new Locator({
+      peers,
+      self: new URL(this.#url).origin,
+      ask: async (origin, id, ms) => (await runtime.peers.request(origin, 'locate', { node: id }, ms)) as { url?: unknown },
+    });
+    runtime.locate = (id) => locator.locate(id);
+    this.#importer = new Importer({
+      rt: runtime,
+      lifetimes,
+      // A peer's ID is learned from its signed answer at its configured URL; an import names its sender by the
+      // session it came in, so only a container holding a peer's key can move nodes here.
+      peerOrigin: async (from) => {
+        const ids = await Promise.all(peers().map((origin) => runtime.peers.containerIdOf(origin, 5_000).then((id) => [origin, id] as const, () => undefined)));
+        return ids.find((p) => p?.[1] === from)?.[0];
+      },
+      locate: async (origin, id) => (await runtime.peers.request(origin, 'locate', { node: id }, 5_000)) as { url?: string; move?: string },
+      forget: (id) => locator.forget(id),
+      onPhase,
+    });
+    this.#mover = new Mover({ rt: runtime, lifetimes, peers, forget: (id) => locator.forget(id), onPhase, requestTimeoutMs: timeoutMs });
+    operations.migration = { mover: this.#mover, importer: this.#importer };
   }
 
   /** Graceful and idempotent: stop accepting, let evals in flight finish or time out, sleep every node, close the store. */

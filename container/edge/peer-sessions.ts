@@ -6,11 +6,13 @@
  * keeps it), so the peer accepts calls only for nodes whose keys this container holds. Replies are checked
  * like a client checks them (client/session.ts).
  */
-import { KeynodeError, type Bodies, type Identity, type NodeId, type Signer } from '../../protocol/index.js';
+import { KeynodeError, type Bodies, type Identity, type MessageType, type NodeId, type Signer } from '../../protocol/index.js';
 import { SessionChannel, type Transport } from '../../client/session.js';
 import type { RemotePeers } from './remote.js';
 
 const MAX_PEERS = 1024;
+/** Moves and lookups share the sockets to a peer as one tenant of their own, beside the nodes' calls. */
+const MIGRATION_TENANT = 'keynode/migration';
 /** The one discovery of a peer outlives no caller by much: a host that hangs is asked again later. */
 const DISCOVER_TIMEOUT_MS = 10_000;
 
@@ -54,6 +56,24 @@ export class PeerSessions {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The ID of the container at `origin` (discovered once, its clock signed by that key). */
+  async containerIdOf(origin: string, timeoutMs = DISCOVER_TIMEOUT_MS): Promise<NodeId> {
+    return (await this.#channel(origin, timeoutMs)).containerId;
+  }
+
+  /** The key private keys are sealed to for the container at `origin` (from its signed hello reply). */
+  async boxKeyOf(origin: string, timeoutMs = DISCOVER_TIMEOUT_MS): Promise<Uint8Array> {
+    const deadline = Date.now() + timeoutMs;
+    return (await this.#channel(origin, timeoutMs)).boxKey({ timeoutMs, tenant: MIGRATION_TENANT, deadline });
+  }
+
+  /** A container message to the container at `origin`, in this container's session with it (moves, lookups). */
+  async request<T extends MessageType>(origin: string, type: T, body: Bodies[T], timeoutMs: number): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    const channel = await this.#channel(origin, timeoutMs);
+    return channel.request(type, channel.containerId, body, { timeoutMs, tenant: MIGRATION_TENANT, deadline });
   }
 
   /**

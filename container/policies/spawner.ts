@@ -294,6 +294,9 @@ export class Spawner {
 
   /** A parent widens or narrows its child's ACL and sandbox (not its capabilities, which are bound at spawn). */
   async update(from: NodeId, id: NodeId, body: { acl?: unknown; sandbox?: unknown }): Promise<NodeRecord> {
+    // A node being moved changes after the move (here or there), unless the change comes from inside the move.
+    const held = this.#rt.holds.get(id);
+    if (held && this.#rt.holds.get(from) !== held) await held;
     const rec = await this.#rt.lookup(id);
     if (rec.parent !== from) throw new KeynodeError('ERR_ACCESS_DENIED', `only the parent of node ${id} may change its ACL or sandbox`);
     const next: NodeRecord = { ...rec };
