@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { encode, KeynodeError, storageBytes, type Identity, type NodeId, type Reply } from '../protocol/index.js';
+import { encode, KeynodeError, storageBytes, type Identity, type MemberView, type NodeId, type Reply } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -36,6 +36,9 @@ import { StorageQuota } from './policies/storage.js';
 import { LifetimePolicy } from './policies/lifetime-policy.js';
 import { NodeRequests } from './node-requests.js';
 import { Spawner } from './policies/spawner.js';
+import { Membership } from './membership/membership.js';
+import { loadReport } from './membership/load-report.js';
+import { fleetMetrics } from './membership/metrics.js';
 
 type Status = 'opening' | 'open' | 'closing' | 'closed';
 
@@ -70,6 +73,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   #lifetimes!: LifetimePolicy;
   #dashboard: Dashboard | undefined;
   #sessions!: SessionEdge;
+  #membership: Membership | undefined;
   readonly #bootedAt = Date.now();
 
   private constructor(options: ContainerOptions, logger?: Logger) {
@@ -124,6 +128,25 @@ export class Container extends EventEmitter<ContainerEvents> {
   /** Open sessions: how many, opened and evicted so far, and each principal's (tests, metrics). */
   get sessions(): SessionTable {
     return this.#sessions.table;
+  }
+
+  /**
+   * The other members of this container's fleet (its `peers`, resolved and asked for their load), up or not.
+   * @example
+   * for (const m of container.members()) console.log(m.url, m.state, m.load?.awake);
+   */
+  members(): MemberView[] {
+    return this.#membership?.members() ?? [];
+  }
+
+  /** URLs of the members that answered the last load poll with the identity pinned for them. */
+  peerUrls(): string[] {
+    return this.#membership?.peerUrls() ?? [];
+  }
+
+  /** Asks every member for its load now (tests and `keynode peers` want fresh figures, not the last round's). */
+  refreshMembers(): Promise<void> {
+    return this.#membership?.refresh() ?? Promise.resolve();
   }
 
   /** Resolves when the pool of blank workers holds its floor (benchmarks measure wakes from a warm pool). */
@@ -245,6 +268,19 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.fleet = () => this.#fleet.stats();
     const operations = new Operations(runtime, spawner, lifetimes, this.id, new CodeCache());
     const operator = this.#keyring.operator;
+    const { refused: refusals } = fleetMetrics(metrics.registry, () => this.members());
+    const membership = new Membership({
+      self: { id: this.id, url: this.#url },
+      peers: o.peers ?? [],
+      identity: operator,
+      remote: this.#remote,
+      refreshMs: o.fleetRefreshMs,
+      resolveMs: o.fleetResolveMs,
+      logger: this.logger,
+      onRefused: (peer) => refusals.inc({ peer }),
+    });
+    this.#membership = membership;
+    operations.loadReport = (asker) => loadReport({ id: this.id, url: this.#url, runtime, budgets, capacity: o.capacity, members: () => membership.members() }, asker);
     this.#sessions = new SessionEdge({
       containerId: this.id,
       sign: (m) => operator.sign(m),
@@ -285,6 +321,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#fleet.fill();
     void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
     this.#status = 'open';
+    membership.start();
     this.logger.info({ url: this.#url, data: o.data, operator: this.id }, 'keynode container started');
   }
 
@@ -303,6 +340,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
     this.#dashboard?.close();
+    this.#membership?.close();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
     await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
     await this.#fleet?.close();

@@ -55,6 +55,8 @@ export interface Bodies {
   backup: { session?: string };
   /** To the container, always a one-off signed envelope: open a session (protocol/session.ts). */
   hello: { epk: Uint8Array };
+  /** To the container, from anyone in a session: its load, the asker's room there, and the fleet's members (protocol/load.ts). */
+  load: Record<string, never>;
 }
 
 /** A nacl box (X25519 + XSalsa20-Poly1305): `pk` is the sender's box key. */
@@ -66,7 +68,7 @@ export interface SealedBox {
 
 export type MessageType = keyof Bodies;
 export const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
-  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello',
+  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello', 'load',
 ]);
 
 /** A verified envelope: who sent what to whom. */

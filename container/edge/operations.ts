@@ -40,6 +40,8 @@ export class Operations {
   readonly #containerId: NodeId;
   readonly #code: CodeCache;
   readonly #backups: BackupReader;
+  /** Answers `load` (container/membership/load-report.ts); set once the container knows its fleet. */
+  loadReport: ((asker: NodeId) => Promise<unknown>) | undefined;
 
   constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId, code: CodeCache) {
     this.#rt = runtime;
@@ -167,6 +169,10 @@ export class Operations {
         const id = nodeField((env.body as Bodies['forceDestroy']).node, 'node');
         await this.#rt.destroy(id, 'destroyed by the operator');
         return null;
+      }
+      case 'load': {
+        if (!this.loadReport) throw new KeynodeError('ERR_UNAVAILABLE', 'this container is starting; retry shortly');
+        return this.loadReport(env.from);
       }
       case 'hello':
         throw new KeynodeError('ERR_BAD_MESSAGE', 'a hello is answered by the edge, never here');
