@@ -5,9 +5,8 @@
  * that member's container ID); `dns:` entries are resolved again every `fleetResolveMs`.
  *
  * A resolved address is not a member's URL: each pod's URL is its stable DNS name (`--public-url`). So an
- * address is asked who it is (`/.well-known/keynode` with a challenge it must sign), and the URL it states
- * is then reached on its own, expecting the same container ID: an address that lies about its URL finds
- * nobody to vouch for it there.
+ * address is asked which URL it serves (`/.well-known/keynode`), and that URL is then reached on its own:
+ * the member is whoever answers there, so an address that names someone else's URL adds nothing.
  *
  * Identities are pinned on first contact (trust on first use), per URL, for as long as this container runs:
  * a container that later answers at a pinned URL with another ID is refused (a log line and
@@ -184,8 +183,9 @@ export class Membership {
       return undefined;
     }
     if (!this.#members.has(url) && this.#members.size < MAX_MEMBERS) {
-      // Not trusted yet: the first poll reaches the URL itself and checks that the same container answers there.
-      this.#members.set(url, { url, via, state: 'down', error: 'not asked yet', busy: false, containerId: channel.containerId });
+      // The URL is a hint, not a fact: the first poll reaches the URL itself and pins whoever answers there,
+      // so an address that names another container's URL adds nothing (and cannot get that one refused).
+      this.#members.set(url, { url, via, state: 'down', error: 'not asked yet', busy: false });
     }
     return url;
   }
@@ -201,7 +201,7 @@ export class Membership {
           this.#members.delete(m.url);
           return;
         }
-        const pinned = this.#pins.get(m.url) ?? m.containerId;
+        const pinned = this.#pins.get(m.url);
         if (pinned !== undefined && pinned !== channel.containerId) return this.#refuse(m, pinned, channel.containerId);
         this.#pin(m.url, channel.containerId);
         m.containerId = channel.containerId;
