@@ -105,11 +105,19 @@ describe(`fleet of three containers`, () => {
     expect(bad.code).toBe('ERR_BAD_URL');
   });
 
-  it('a node\'s children are spawned next to it (ctx.spawn), whichever container it is on', async () => {
-    for (const m of fleet.members) {
-      const parent = await client.spawn({ lifetime: Lifetime.root(), sandbox: { spawn: { lifetimes: ['linked'] } }, budget: { maxNodes: 2 }, placement: { on: m.url } });
-      const childUrl = await client.at(parent, async (ctx) => (await ctx.spawn({ lifetime: { kind: 'linked' } })).url);
-      expect(originOf(childUrl)).toBe(m.url);
+  it('a node\'s children are spawned next to it (ctx.spawn), whichever container it is on; elsewhere is refused', async () => {
+    for (const [i, m] of fleet.members.entries()) {
+      const parent = await client.spawn({ lifetime: Lifetime.root(), sandbox: { spawn: { lifetimes: ['linked'] } }, budget: { maxNodes: 4 }, placement: { on: m.url } });
+      const urls = await client.at(parent, async (ctx, here: string) => [
+        (await ctx.spawn({ lifetime: ctx.Lifetime.linked() })).url,
+        (await ctx.spawn({ lifetime: ctx.Lifetime.linked(), placement: { near: ctx.here } })).url,
+        (await ctx.spawn({ lifetime: ctx.Lifetime.linked(), placement: { on: here } })).url,
+      ], m.url);
+      expect(urls.map(originOf)).toEqual([m.url, m.url, m.url]);
+      const other = fleet.members[(i + 1) % 3]!.url;
+      const err = (await client.at(parent, (ctx, there: string) => ctx.spawn({ lifetime: ctx.Lifetime.linked(), placement: { on: there } }), other).catch((e: unknown) => e)) as KeynodeError;
+      expect(err.code).toBe('ERR_BAD_POLICY');
+      expect(err.message).toContain(other);
     }
   });
 
