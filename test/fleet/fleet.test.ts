@@ -164,4 +164,23 @@ describe(`fleet of three containers`, () => {
       await fleet.restart(2);
     }
   }, 120_000);
+
+  it('a member replaced by another container at its URL is refused by the others, with a log line and a metric', async () => {
+    const replaced = fleet.members[1]!;
+    const before = replaced.operator.id;
+    await replaced.kill9();
+    await fleet.restart(1, { freshData: true });
+    const after = fleet.members[1]!.operator.id;
+    expect(after).not.toBe(before);
+    await until(async () => (await operators[0]!.load()).members.find((m) => m.url === replaced.url)?.state === 'refused', 30_000, 'the new ID refused');
+    const view = (await operators[0]!.load()).members.find((m) => m.url === replaced.url)!;
+    expect(view.error).toContain(after);
+    expect(fleet.members[0]!.logs()).toContain('another container ID than the one pinned');
+    const metrics = await (await fetch(`${fleet.members[0]!.url}/metrics`)).text();
+    expect(metrics).toContain(`keynode_peer_identity_refusals_total{peer="${replaced.url}"} 1`);
+    // A fleet client that already knew the member refuses the new one too (its session is pinned to the old ID).
+    const err = (await client.load(replaced.url).catch((e: unknown) => e)) as KeynodeError;
+    // (ERR_BAD_REPLY when its session's replies fail to verify; ERR_ACCESS_DENIED when a new hello, signed for the old ID, is refused.)
+    expect(['ERR_BAD_REPLY', 'ERR_ACCESS_DENIED']).toContain(err.code);
+  }, 120_000);
 });
