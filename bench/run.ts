@@ -9,7 +9,8 @@
  *                   take 2 to 3 times longer when the calibration line shows the machine loaded);
  * - BENCH_ONLY=a,b  only these sections: spawn, eval, wake, memory (the default set), and the long ones that
  *                   run only when named: awake (1,000 awake nodes), sleepers (10 million sleeping nodes),
- *                   migration (a move of a node with 10 MB of state; a drain of 10,000 sleeping nodes);
+ *                   migration (a move of a node with 10 MB of state; a drain of 10,000 sleeping nodes), fleet
+ *                   (three containers in network namespaces, or on loopback ports without root);
  * - BENCH_MEMORY_NODES=n  sleeping nodes for the memory section (default 100,000; 10,000 when quick);
  * - BENCH_AWAKE_NODES=n, BENCH_SLEEPERS=n, BENCH_DRAIN_NODES=n  sizes of the long sections.
  *
@@ -21,6 +22,7 @@ import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { benchAwake } from './awake.js';
 import { benchEval } from './eval.js';
+import { benchFleet } from './fleet.js';
 import { cleanup, log, notes, openRoot, QUICK, rows, RUNS } from './harness.js';
 import { benchMemory } from './memory.js';
 import { benchMigration } from './migration.js';
@@ -68,7 +70,7 @@ async function main(): Promise<void> {
   log(`keynode bench${QUICK ? ' (BENCH_QUICK=1)' : ''}: ${RUNS} runs per metric; progress on stderr, report on stdout`);
   try {
     const sections: [string, () => Promise<void>][] = [
-      ['spawn', benchSpawn], ['eval', benchEval], ['wake', benchWakes], ['memory', benchMemory], ['awake', benchAwake], ['sleepers', benchSleepers], ['migration', benchMigration],
+      ['spawn', benchSpawn], ['eval', benchEval], ['wake', benchWakes], ['memory', benchMemory], ['awake', benchAwake], ['sleepers', benchSleepers], ['migration', benchMigration], ['fleet', benchFleet],
     ];
     for (const [name, f] of sections) {
       if (!ONLY.has(name)) continue;

@@ -6,7 +6,7 @@
  */
 import { Pool } from 'undici';
 import {
-  AUTH_HEADER, codeHash, Identity, isKeynodeError, isNodeId, KeynodeError, makeCodec, newBoxPair, openKeys, parseNodeUrl, redirectTarget, resolveNode, sealKeys,
+  AUTH_HEADER, checkLoadReport, codeHash, originOf, type LoadReport, Identity, isKeynodeError, isNodeId, KeynodeError, makeCodec, newBoxPair, openKeys, parseNodeUrl, redirectTarget, resolveNode, sealKeys,
   type Bodies, type BoxPair, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type SealedBox, type Signer,
 } from '../protocol/index.js';
 import { SessionChannel, type Transport } from './session.js';
@@ -15,6 +15,7 @@ import { NodeHandle } from './handle.js';
 import { clientKeys, spawnBody, type SandboxOptions, type SpawnOptions, type AclEntry } from './options.js';
 import { nodeName } from '../lifetimes/index.js';
 import { sourceOf } from './function-source.js';
+import { Placer, type Placement } from './placement.js';
 
 export interface ConnectOptions {
   /** Who this program is. Default: a fresh identity (fine for tests; real programs load one). */
@@ -33,6 +34,13 @@ export interface ConnectOptions {
   containerId?: string;
   /** The most a container's clock may differ from this machine's before calls to it are refused (default 10 min). */
   maxClockOffsetMs?: number;
+  /**
+   * Treat the URL(s) as a fleet: learn its members from their load reports and place each spawn by load
+   * (client/placement.ts). Default: true when `connect` is given several URLs.
+   */
+  fleet?: boolean;
+  /** How old a member's load report may get before placement asks for a new one (default 1000 ms). */
+  loadMaxAgeMs?: number;
 }
 
 export interface CallOptions {
@@ -81,10 +89,13 @@ export class Client {
   #closed = false;
   /** Where nodes that moved live now, learned from redirects (bounded: oldest forgotten first). */
   readonly #moved = new Map<NodeId, string>();
+  /** Set for a fleet client: where its spawns go. */
+  readonly #placer: Placer | undefined;
 
-  /** Use `connect()`. */
-  constructor(url: string, channel: SessionChannel, identity: Identity, options: ConnectOptions, pool: Pool) {
+  /** Use `connect()`. `fleet`: the members' URLs when this is a fleet client. */
+  constructor(url: string, channel: SessionChannel, identity: Identity, options: ConnectOptions, pool: Pool, fleet?: readonly string[]) {
     this.url = url;
+    if (fleet) this.#placer = new Placer([url, ...fleet], (u) => this.load(u), options.loadMaxAgeMs ?? 1000);
     this.containerId = channel.containerId;
     this.here = identity;
     this.#options = options;
@@ -115,18 +126,84 @@ export class Client {
     return node!;
   }
 
-  /** Spawns `count` nodes with the same policies in one message (up to 10,000). */
+  /**
+   * Spawns `count` nodes with the same policies (up to 10,000 per container): on the container `placement`
+   * names, or for a fleet client spread by load over the members, one message per member chosen.
+   */
   async spawnMany(count: number, options: SpawnOptions, call?: CallOptions): Promise<NodeHandle[]> {
     if (typeof options !== 'object' || options === null || typeof options.lifetime?.kind !== 'string') {
       throw new KeynodeError('ERR_BAD_POLICY', 'spawn options need a `lifetime`: Lifetime.root(), .linked(), .ephemeral(), .resetting(s) or .leased(s, check)');
     }
+    const placement = options.placement;
+    if (placement !== undefined && placement !== 'load') return this.#spawnOn(this.#placed(placement), count, options, call);
+    if (!this.#placer) return this.#spawnOn(this.url, count, options, call);
+    return this.#spawnPlaced(this.#placer, count, options, call);
+  }
+
+  /** The container a `near` or `on` placement names. */
+  #placed(placement: Placement): string {
+    if (typeof placement === 'object' && placement !== null && 'on' in placement) {
+      const origin = originOf(placement.on);
+      if (!origin) throw new KeynodeError('ERR_BAD_URL', `placement.on must be a container URL (http(s)://host[:port]), got ${String(placement.on).slice(0, 80)}`);
+      return origin === this.url ? this.url : origin;
+    }
+    if (typeof placement === 'object' && placement !== null && 'near' in placement) return this.#origin(this.#target(placement.near as NodeLike).url);
+    throw new KeynodeError('ERR_BAD_POLICY', "`placement` is 'load', { near: node } or { on: url }");
+  }
+
+  /**
+   * Places `count` nodes over the fleet and spawns each member's share in one message. A member that cannot
+   * be reached or has no room is skipped and its share placed again on the others; any other refusal (a bad
+   * policy, say) would be the same everywhere and is thrown.
+   */
+  async #spawnPlaced(placer: Placer, count: number, options: SpawnOptions, call?: CallOptions): Promise<NodeHandle[]> {
+    const out: NodeHandle[] = [];
+    let left = count;
+    for (let round = 0; left > 0; round++) {
+      const plan = [...(await placer.place(left))];
+      const results = await Promise.allSettled(plan.map(([url, n]) => this.#spawnOn(url, n, options, call)));
+      left = 0;
+      let fatal: unknown;
+      results.forEach((r, i) => {
+        const [url, n] = plan[i]!;
+        if (r.status === 'fulfilled') return void out.push(...r.value);
+        placer.unplace(url, n);
+        const code = (r.reason as { code?: string }).code;
+        if (code === 'ERR_UNAVAILABLE' || code === 'ERR_BUDGET_EXHAUSTED' || code === 'ERR_OVERLOADED') {
+          placer.skip(url, `${code}: ${(r.reason as Error).message}`);
+          left += n;
+        } else fatal ??= r.reason;
+      });
+      if (fatal) throw fatal;
+      if (round > MAX_MEMBERS_TRIED) throw new KeynodeError('ERR_UNAVAILABLE', `could not place ${left} node(s) after trying ${round} times`);
+    }
+    return out;
+  }
+
+  /** The load of the container at `url` and this client's room there, authenticated by it (fleet clients place by this). */
+  async load(url: string = this.url, call?: CallOptions): Promise<LoadReport> {
+    const channel = await this.channel(url);
+    return checkLoadReport(await channel.request('load', channel.containerId, {}, call ?? {}), channel.origin, channel.containerId);
+  }
+
+  /** For a fleet client: its members and what it last knew of each (an empty list for a one-container client). */
+  members(): ReturnType<Placer['members']> {
+    return this.#placer?.members() ?? [];
+  }
+
+  /** For a fleet client: asks every member for its load now, and learns the members they know. */
+  async refreshMembers(): Promise<void> {
+    await this.#placer?.refresh();
+  }
+
+  async #spawnOn(url: string, count: number, options: SpawnOptions, call?: CallOptions): Promise<NodeHandle[]> {
     const keys = clientKeys(options, count);
-    const channel = await this.channel();
+    const channel = await this.channel(url);
     // Private keys cross the wire only sealed: chosen seeds to the container's key, new keys back to ours.
     const box = (this.#box ??= newBoxPair());
     const sealed = keys ? { keys: keys.map((k) => ({ grants: k.grants })), seeds: sealKeys(keys.map((k) => k.seed), await channel.boxKey(call ?? {}), box) } : {};
     const body = { ...spawnBody(options), count, ...sealed, sealTo: box.publicKey } as unknown as Bodies['spawn'];
-    const value = (await channel.request('spawn', this.containerId, body, call ?? {})) as { nodes: { url: string }[]; keys?: SealedBox };
+    const value = (await channel.request('spawn', channel.containerId, body, call ?? {})) as { nodes: { url: string }[]; keys?: SealedBox };
     if (!Array.isArray(value?.nodes)) throw new KeynodeError('ERR_BAD_REPLY', 'the container answered a spawn without its nodes');
     const secrets = value.keys ? openKeys(value.keys, box, value.nodes.length) : [];
     const handles = value.nodes.map((n, i) => new NodeHandle(n.url, secrets[i]));
@@ -162,14 +239,25 @@ export class Client {
   }
 
   async #renew(): Promise<void> {
-    const ids = [...this.#holds].filter(([, ref]) => ref.deref() !== undefined).map(([id]) => id);
-    if (!ids.length || this.#closed) return;
-    try {
-      const { gone } = (await this.request('renew', { nodes: ids })) as { gone: NodeId[] };
-      for (const id of gone) this.#holds.delete(id);
-    } catch {
-      // The next renewal tries again; a hold lapses only after the whole grace period.
+    if (this.#closed) return;
+    // Each container keeps the holds on its own nodes (a fleet client's nodes live on several).
+    const by = new Map<string, NodeId[]>();
+    for (const [id, ref] of this.#holds) {
+      const handle = ref.deref();
+      if (!handle) continue;
+      const origin = this.#origin(handle.url);
+      by.set(origin, [...(by.get(origin) ?? []), id]);
     }
+    await Promise.all(
+      [...by].map(async ([origin, ids]) => {
+        try {
+          const { gone } = (await this.#send(origin, 'renew', undefined, { nodes: ids }, this.here)) as { gone: NodeId[] };
+          for (const id of gone) this.#holds.delete(id);
+        } catch {
+          // The next renewal tries again; a hold lapses only after the whole grace period.
+        }
+      }),
+    );
   }
 
   /** A handle of an Ephemeral node was garbage collected: nothing holds the node any more. */
@@ -306,8 +394,11 @@ export class Client {
     this.#moved.set(id, url);
   }
 
+  /** The container of a node URL, or of a container URL (an origin: a fleet member). */
   #origin(url: string): string {
-    return url === this.url || url.startsWith(`${this.url}/`) ? this.url : parseNodeUrl(url).origin;
+    if (url === this.url || url.startsWith(`${this.url}/`)) return this.url;
+    const origin = originOf(url);
+    return origin !== undefined && (url === origin || url === `${origin}/`) ? origin : parseNodeUrl(url).origin;
   }
 
   #pool(origin: string): Pool {
@@ -373,6 +464,8 @@ export interface DrainReport {
   ms: number;
   nodesPerSecond: number;
 }
+/** Rounds of re-placing a spawn whose members failed; past this many, the fleet is failing faster than it answers. */
+const MAX_MEMBERS_TRIED = 8;
 
 function newPool(origin: string, options: ConnectOptions): Pool {
   return new Pool(origin, { connections: options.connections ?? 16, pipelining: options.pipelining ?? 1, ...(options.ca ? { connect: { ca: options.ca } } : {}) });
@@ -420,24 +513,42 @@ function poolTransport(origin: string, pool: () => Pool): Transport {
  * @example
  * await using client = await connect('http://127.0.0.1:7070', { identity });
  */
-export async function connect(url: string, options: ConnectOptions = {}): Promise<Client> {
-  let origin: string;
-  try {
-    const u = new URL(url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
-    origin = u.origin;
-  } catch {
-    throw new KeynodeError('ERR_BAD_URL', `not a container URL (http(s)://host[:port]): ${String(url).slice(0, 80)}`);
-  }
+export async function connect(url: string | readonly string[], options: ConnectOptions = {}): Promise<Client> {
+  const urls = typeof url === 'string' ? [url] : [...url];
+  const origins = urls.map((u) => {
+    const origin = originOf(u);
+    if (!origin) throw new KeynodeError('ERR_BAD_URL', `not a container URL (http(s)://host[:port]): ${String(u).slice(0, 80)}`);
+    return origin;
+  });
+  if (!origins.length) throw new KeynodeError('ERR_BAD_URL', 'connect: give at least one container URL');
+  const fleet = options.fleet ?? origins.length > 1;
+  let origin = origins[0]!;
   if (options.containerId !== undefined && !isNodeId(options.containerId)) throw new KeynodeError('ERR_BAD_NODE_ID', 'connect: `containerId` must be a container ID (52 lowercase base32 characters)');
   const identity = options.identity ?? Identity.generate();
-  const pool = newPool(origin, options);
+  let pool = newPool(origin, options);
   try {
-    const channel = await SessionChannel.discover(
+    let channel = await SessionChannel.discover(
       { origin, identity, transport: poolTransport(origin, () => pool), containerId: options.containerId as NodeId | undefined, maxClockOffsetMs: options.maxClockOffsetMs },
       { signal: options.signal },
     );
-    return new Client(origin, channel, identity, options, pool);
+    const stated = originOf(channel.info.url);
+    if (fleet && stated && stated !== origin) {
+      // A fleet's Service URL reaches any member, a different one per connection: sessions go to the URL
+      // the member that answered states for itself, expecting the same container there.
+      const own = newPool(stated, options);
+      try {
+        channel = await SessionChannel.discover(
+          { origin: stated, identity, transport: poolTransport(stated, () => own), containerId: channel.containerId, maxClockOffsetMs: options.maxClockOffsetMs },
+          { signal: options.signal },
+        );
+        await pool.close().catch(() => {});
+        [pool, origin] = [own, stated];
+      } catch {
+        // Its own URL is not reachable from here (a client outside the cluster): the given URL it is.
+        await own.close().catch(() => {});
+      }
+    }
+    return new Client(origin, channel, identity, options, pool, fleet ? origins.filter((o) => o !== origin) : undefined);
   } catch (e) {
     await pool.close().catch(() => {});
     throw e;

@@ -45,6 +45,8 @@ export interface Ctx {
     };
     acl?: (string | NodeRefLike)[];
     budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number; storageMB?: number };
+    /** Children live on their parent's container: 'load', `{ near }` a node here, or `{ on }` this container; another is refused. */
+    placement?: 'load' | { near: string | NodeRefLike } | { on: string };
   }): Promise<NodeRefLike>;
   /** Lifetime values for ctx.spawn: ctx.Lifetime.linked(), .ephemeral(), .root(), .resetting(s), .leased(s, { node, fn }). */
   readonly Lifetime: {

@@ -5,4 +5,5 @@
 export { Client, connect, type BudgetReport, type CallOptions, type ConnectOptions, type DrainReport, type MoveResult, type NodeLike } from './client.js';
 export { NodeHandle } from './handle.js';
 export type { SpawnOptions, SandboxOptions, AclEntry } from './options.js';
+export type { Placement } from './placement.js';
 export type { Ctx, Ref, Index, NodeRefLike } from './ctx.js';

@@ -18,6 +18,10 @@ export interface ContainerOptions {
    * name that resolves to every member (a Kubernetes headless Service). Empty: a container on its own.
    */
   peers?: string[];
+  /** How often this container asks each member of its fleet for its load (one authenticated request each). */
+  fleetRefreshMs: number;
+  /** How often `dns:` peers are resolved again (pods come and go). */
+  fleetResolveMs: number;
   /** An idle node is put to sleep after this long without work. */
   idleTimeoutMs: number;
   /** Default and ceiling of `sandbox.timeoutMs`. */
@@ -115,6 +119,8 @@ export const DEFAULTS: ContainerOptions = {
   host: '127.0.0.1',
   port: 7070,
   data: './.keynode',
+  fleetRefreshMs: 2000,
+  fleetResolveMs: 15_000,
   idleTimeoutMs: 30_000,
   evalTimeoutMs: 5_000,
   maxEvalTimeoutMs: 300_000,
@@ -160,7 +166,7 @@ export const DEFAULTS: ContainerOptions = {
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
   'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'peerConnections', 'peerTenantRequests', 'peerTenantQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
-  'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst',
+  'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst', 'fleetRefreshMs', 'fleetResolveMs',
 ];
 
 function envName(key: string): string {

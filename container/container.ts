@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { encode, KeynodeError, storageBytes, type Identity, type NodeId, type Reply } from '../protocol/index.js';
+import { encode, KeynodeError, storageBytes, type Identity, type MemberView, type NodeId, type Reply } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -41,6 +41,9 @@ import { Locator } from './migration/locator.js';
 import { Importer } from './migration/importer.js';
 import { Mover } from './migration/mover.js';
 import { pauseHook } from './migration/pause.js';
+import { Membership } from './membership/membership.js';
+import { loadReport } from './membership/load-report.js';
+import { fleetMetrics } from './membership/metrics.js';
 
 type Status = 'opening' | 'open' | 'closing' | 'closed';
 
@@ -77,6 +80,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   #sessions!: SessionEdge;
   #mover!: Mover;
   #importer!: Importer;
+  #membership: Membership | undefined;
   readonly #bootedAt = Date.now();
 
   private constructor(options: ContainerOptions, logger?: Logger) {
@@ -131,6 +135,25 @@ export class Container extends EventEmitter<ContainerEvents> {
   /** Open sessions: how many, opened and evicted so far, and each principal's (tests, metrics). */
   get sessions(): SessionTable {
     return this.#sessions.table;
+  }
+
+  /**
+   * The other members of this container's fleet (its `peers`, resolved and asked for their load), up or not.
+   * @example
+   * for (const m of container.members()) console.log(m.url, m.state, m.load?.awake);
+   */
+  members(): MemberView[] {
+    return this.#membership?.members() ?? [];
+  }
+
+  /** URLs of the members that answered the last load poll with the identity pinned for them. */
+  peerUrls(): string[] {
+    return this.#membership?.peerUrls() ?? [];
+  }
+
+  /** Asks every member for its load now (tests and `keynode peers` want fresh figures, not the last round's). */
+  refreshMembers(): Promise<void> {
+    return this.#membership?.refresh() ?? Promise.resolve();
   }
 
   /** Resolves when the pool of blank workers holds its floor (benchmarks measure wakes from a warm pool). */
@@ -258,6 +281,19 @@ export class Container extends EventEmitter<ContainerEvents> {
     const operations = new Operations(runtime, spawner, lifetimes, this.id, new CodeCache());
     this.#wireMigration(runtime, lifetimes, operations);
     const operator = this.#keyring.operator;
+    const { refused: refusals } = fleetMetrics(metrics.registry, () => this.members());
+    const membership = new Membership({
+      self: { id: this.id, url: this.#url },
+      peers: o.peers ?? [],
+      identity: operator,
+      remote: this.#remote,
+      refreshMs: o.fleetRefreshMs,
+      resolveMs: o.fleetResolveMs,
+      logger: this.logger,
+      onRefused: (peer) => refusals.inc({ peer }),
+    });
+    this.#membership = membership;
+    operations.loadReport = (asker) => loadReport({ id: this.id, url: this.#url, runtime, budgets, capacity: o.capacity, members: () => membership.members() }, asker);
     this.#sessions = new SessionEdge({
       containerId: this.id,
       sign: (m) => operator.sign(m),
@@ -298,12 +334,13 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#fleet.fill();
     void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
     this.#status = 'open';
+    membership.start();
     this.logger.info({ url: this.#url, data: o.data, operator: this.id }, 'keynode container started');
   }
 
   #wireMigration(runtime: Runtime, lifetimes: LifetimePolicy, operations: Operations): void {
     const o = this.options;
-    const peers = peerUrls(o, new URL(this.#url).origin);
+    const peers = peerUrls(o, new URL(this.#url).origin, () => this.#membership?.peerUrls() ?? []);
     // Crash tests hold every move at one phase (KEYNODE_TEST_MOVE_PAUSE) and kill the container there.
     const onPhase = pauseHook(process.env.KEYNODE_TEST_MOVE_PAUSE, (phase, node) => this.logger.info({ phase, node }, 'move paused'));
     const timeoutMs = Math.max(10_000, o.requestTimeoutMs);
@@ -345,6 +382,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
     this.#dashboard?.close();
+    this.#membership?.close();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
     await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
     await this.#fleet?.close();

@@ -5,6 +5,7 @@
  */
 import { encode, KeynodeError, NodeRef, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
 import { contactAdmits } from './policies/contacts.js';
+import { placeChild } from './policies/child-placement.js';
 import type { AwakeNode } from './supervisor/awake-node.js';
 import type { LifetimePolicy } from './policies/lifetime-policy.js';
 import type { Runtime } from './runtime.js';
@@ -66,7 +67,7 @@ export class NodeRequests {
         });
       }
       case 'spawn': {
-        const [child] = await this.#spawner.spawn(node.id, node.rec, req.spec, 1);
+        const [child] = await this.#spawner.spawn(node.id, node.rec, placeChild(req.spec, this.#rt.origin), 1);
         return encode(new NodeRef(child!.url));
       }
       case 'destroy': {

@@ -16,3 +16,4 @@ export * from './grants.js';
 export * from './session.js';
 export * from './sealed.js';
 export * from './redirect.js';
+export * from './load.js';

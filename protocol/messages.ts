@@ -67,6 +67,8 @@ export interface Bodies {
   movePrepare: { move: string; node: NodeId; parts: number; records: unknown[]; seeds: SealedBox };
   /** Container to peer container: the source has committed its forwarding record; serve the nodes. */
   moveActivate: { move: string; node: NodeId };
+  /** To the container, from anyone in a session: its load, the asker's room there, and the fleet's members (protocol/load.ts). */
+  load: Record<string, never>;
 }
 
 /** A nacl box (X25519 + XSalsa20-Poly1305): `pk` is the sender's box key. */
@@ -78,7 +80,7 @@ export interface SealedBox {
 
 export type MessageType = keyof Bodies;
 export const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
-  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello',
+  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello', 'load',
   'move', 'drain', 'locate', 'moveChunk', 'movePrepare', 'moveActivate',
 ]);
 

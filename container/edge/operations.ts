@@ -59,6 +59,8 @@ export class Operations {
   readonly #containerId: NodeId;
   readonly #code: CodeCache;
   readonly #backups: BackupReader;
+  /** Answers `load` (container/membership/load-report.ts); set once the container knows its fleet. */
+  loadReport: ((asker: NodeId) => Promise<unknown>) | undefined;
 
   constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId, code: CodeCache) {
     this.#rt = runtime;
@@ -230,6 +232,10 @@ export class Operations {
         return this.#migration().importer.prepare(env.from, env.body as Bodies['movePrepare']);
       case 'moveActivate':
         return this.#migration().importer.activate(env.from, env.body as Bodies['moveActivate']);
+      case 'load': {
+        if (!this.loadReport) throw new KeynodeError('ERR_UNAVAILABLE', 'this container is starting; retry shortly');
+        return this.loadReport(env.from);
+      }
       case 'hello':
         throw new KeynodeError('ERR_BAD_MESSAGE', 'a hello is answered by the edge, never here');
       default: {

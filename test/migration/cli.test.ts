@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { Lifetime } from 'keynode';
 import type { TestContainer } from '../helpers/containers.js';
-import { startFleet } from '../helpers/fleet.js';
+import { startFleet } from '../helpers/fleet-local.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 

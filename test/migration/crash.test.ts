@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { connect, KeynodeError, Lifetime, type Client } from 'keynode';
 import { defer, type ContainerProcess } from '../helpers/containers.js';
-import { fleetSpecs, startMember, type FleetProcessSpec } from '../helpers/fleet.js';
+import { fleetSpecs, startMember, type FleetProcessSpec } from '../helpers/fleet-local.js';
 
 const SET = async (ctx: any, v: string) => ctx.ref('v').set(v);
 const GET = async (ctx: any) => ctx.ref('v').get();

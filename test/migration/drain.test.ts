@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { connect, KeynodeError, Lifetime } from 'keynode';
 import { defer, type TestContainer } from '../helpers/containers.js';
-import { startFleet } from '../helpers/fleet.js';
+import { startFleet } from '../helpers/fleet-local.js';
 
 const BUMP = async (ctx: any, i: number) => {
   const r = ctx.ref('bumps');

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, KeynodeError, Lifetime, type Client, type NodeHandle } from 'keynode';
 import { defer, until, type TestContainer } from '../helpers/containers.js';
-import { startFleet } from '../helpers/fleet.js';
+import { startFleet } from '../helpers/fleet-local.js';
 
 let fleet: TestContainer[];
 
