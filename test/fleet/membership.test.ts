@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type KeynodeError, type LoadReport } from 'keynode';
-import { Container } from 'keynode/container';
+import { Container, normalizeOptions, optionsFromEnv } from 'keynode/container';
 import { checkLoadReport, MAX_LOAD_COUNT, type Envelope } from '../../dist/protocol/index.js';
 import { Membership } from '../../dist/container/membership/membership.js';
 import { RemotePeers } from '../../dist/container/edge/remote.js';
@@ -165,6 +165,23 @@ describe('membership', () => {
     const metrics = await (await fetch(`${observerUrl}/metrics`)).text();
     expect(metrics).toContain(`keynode_peer_identity_refusals_total{peer="${peerUrl}"} 1`);
     expect(metrics).toMatch(/keynode_fleet_members\{state="refused"\} 1/);
+  });
+
+  it('with peerIds configured, only those container IDs are members, even on first contact', async () => {
+    const b = await startContainer();
+    const c = await startContainer();
+    const { logger, seen } = lines();
+    const observer = await Container.start({ port: 0, data: await tempDir(), poolMin: 0, peers: [b.url, c.url], peerIds: [b.container.id], fleetRefreshMs: 100 }, logger);
+    defer(() => observer.close());
+    await until(() => observer.members().filter((m) => m.state !== 'down').length === 2, 20_000, 'both peers judged');
+    const by = new Map(observer.members().map((m) => [m.url, m]));
+    expect(by.get(b.url)!.state).toBe('up');
+    expect(by.get(c.url)!.state).toBe('refused');
+    expect(by.get(c.url)!.error).toContain('not one of the configured peerIds');
+    expect(seen.filter((l) => /not among the configured peerIds/.test(String(l.msg)))).toHaveLength(1);
+    expect(observer.peerUrls()).toEqual([b.url]);
+    expect(() => normalizeOptions({ peerIds: ['not-an-id'] })).toThrow(/peerIds/);
+    expect(optionsFromEnv({ KEYNODE_PEER_IDS: `${b.container.id},${c.container.id}` }).peerIds).toEqual([b.container.id, c.container.id]);
   });
 
   it('a fleet client given one URL learns the other members from it, and places on all of them', async () => {
