@@ -93,7 +93,7 @@ export class Client {
   /** Use `connect()`. `fleet`: the members' URLs when this is a fleet client. */
   constructor(url: string, channel: SessionChannel, identity: Identity, options: ConnectOptions, pool: Pool, fleet?: readonly string[]) {
     this.url = url;
-    if (fleet) this.#placer = new Placer([url, ...fleet], (u) => this.load(u), options.loadMaxAgeMs ?? 1000);
+    if (fleet) this.#placer = new Placer([url, ...fleet], (u, signal) => this.load(u, { signal }), options.loadMaxAgeMs ?? 1000);
     this.containerId = channel.containerId;
     this.here = identity;
     this.#options = options;

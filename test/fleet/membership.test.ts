@@ -14,6 +14,7 @@ import { RemotePeers } from '../../dist/container/edge/remote.js';
 import { Operations } from '../../dist/container/edge/operations.js';
 import { Placer } from '../../dist/client/placement.js';
 import { defer, startContainer, tempDir, until } from '../helpers/containers.js';
+import { hangingServer } from '../helpers/hanging-server.js';
 
 async function freePort(host: string): Promise<number> {
   const server = createServer();
@@ -182,6 +183,29 @@ describe('membership', () => {
     expect(observer.peerUrls()).toEqual([b.url]);
     expect(() => normalizeOptions({ peerIds: ['not-an-id'] })).toThrow(/peerIds/);
     expect(optionsFromEnv({ KEYNODE_PEER_IDS: `${b.container.id},${c.container.id}` }).peerIds).toEqual([b.container.id, c.container.id]);
+  });
+
+  it('a member that accepts and never answers is marked down by its peers and skipped by fleet clients, without holding up the rest', async () => {
+    const hanging = await hangingServer();
+    const real = await startContainer();
+    const observer = await startContainer({ peers: [hanging.url, real.url], fleetRefreshMs: 200 });
+    await until(() => {
+      const by = new Map(observer.container.members().map((m) => [m.url, m.state]));
+      return by.get(real.url) === 'up' && by.get(hanging.url) === 'down' && hanging.received > 0;
+    }, 30_000, 'the real peer up and the hanging one down');
+    // Rounds go on while the hanging peer holds its requests: the real peer's report stays fresh.
+    const age = () => observer.container.members().find((m) => m.url === real.url)!.ageMs!;
+    await until(() => age() < 1000, 10_000, 'a fresh report from the real peer');
+
+    const tenant = Identity.generate();
+    await real.client.grant(tenant, { maxNodes: 10, maxAwake: 2, memoryMB: 256 });
+    const client = await connect([real.url, hanging.url], { identity: tenant, loadMaxAgeMs: 100 });
+    defer(() => client.close());
+    const t0 = Date.now();
+    const nodes = await client.spawnMany(4, { lifetime: Lifetime.root() });
+    expect(nodes.map((n) => new URL(n.url).origin)).toEqual(Array(4).fill(real.url));
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(client.members().find((m) => m.url === hanging.url)!.skip).toMatch(/ERR_ABORTED|ERR_UNAVAILABLE/);
   });
 
   it('a fleet client given one URL learns the other members from it, and places on all of them', async () => {
