@@ -475,7 +475,8 @@ export async function connect(url: string | readonly string[], options: ConnectO
         await own.close().catch(() => {});
       }
     }
-    return new Client(origin, channel, identity, options, pool, fleet ? origins.filter((o) => o !== origin) : undefined);
+    // A Service URL that led to a member's own URL is not a member itself: placing "on" it would reach any pod.
+    return new Client(origin, channel, identity, options, pool, fleet ? origins.filter((o) => o !== origin && o !== origins[0]) : undefined);
   } catch (e) {
     await pool.close().catch(() => {});
     throw e;

@@ -222,6 +222,14 @@ describe('membership', () => {
     expect(client.members().map((m) => m.url).sort()).toEqual([...urls].sort());
     const spawned = await client.spawnMany(90, { lifetime: Lifetime.root() });
     expect(new Set(spawned.map((h) => new URL(h.url).origin))).toEqual(new Set(urls));
+    // Through another name for one member (as a Service URL is): the client moves to the URL that member
+    // states for itself, and the name it came through is not taken for a member.
+    const viaService = await connect(`http://localhost:${ports[0]}`, { identity: tenant, fleet: true, loadMaxAgeMs: 50 });
+    defer(() => viaService.close());
+    expect(viaService.url).toBe(urls[0]);
+    await viaService.refreshMembers();
+    await viaService.refreshMembers();
+    expect(viaService.members().map((m) => m.url).sort()).toEqual([...urls].sort());
     // A one-container client stays where it connected.
     const plain = await connect(urls[1]!, { identity: tenant });
     defer(() => plain.close());
