@@ -436,9 +436,11 @@ function poolTransport(origin: string, pool: () => Pool): Transport {
 
 /**
  * Connects to a container: learns its ID and (signed) clock, and returns a client that acts as `identity`.
- * Its first call opens a session (one signed handshake); every reply after is authenticated.
+ * Its first call opens a session (one signed handshake); every reply after is authenticated. Given several
+ * URLs (or `fleet: true`), a fleet client: spawns are placed over the fleet's members (client/placement.ts).
  * @example
  * await using client = await connect('http://127.0.0.1:7070', { identity });
+ * await using fleet = await connect(['http://kn-0.kn:7070', 'http://kn-1.kn:7070'], { identity });
  */
 export async function connect(url: string | readonly string[], options: ConnectOptions = {}): Promise<Client> {
   const urls = typeof url === 'string' ? [url] : [...url];
