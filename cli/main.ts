@@ -47,6 +47,7 @@ program
   .addOption(new Option('--data <dir>', 'data directory (store, operator.key, master.key)').env('KEYNODE_DATA'))
   .addOption(new Option('--public-url <url>', 'URL peers reach this container at').env('KEYNODE_PUBLIC_URL'))
   .addOption(new Option('--peers <list>', 'the other containers of the fleet: URLs, or dns:<name>:<port> (comma-separated)'))
+  .addOption(new Option('--peer-ids <list>', 'container IDs accepted as peers (comma-separated); unset: pinned on first contact'))
   .addOption(new Option('--fleet-refresh-ms <ms>', 'ask each peer for its load this often').argParser(int('fleet-refresh-ms')).env('KEYNODE_FLEET_REFRESH_MS'))
   .addOption(new Option('--fleet-resolve-ms <ms>', 'resolve dns: peers again this often').argParser(int('fleet-resolve-ms')).env('KEYNODE_FLEET_RESOLVE_MS'))
   .addOption(new Option('--idle-timeout-ms <ms>', 'sleep idle nodes after this long').argParser(int('idle-timeout-ms')).env('KEYNODE_IDLE_TIMEOUT_MS'))
@@ -85,6 +86,7 @@ program
     }
     if (flags.fsync) options.fsync = true;
     if (typeof flags.peers === 'string') options.peers = parsePeers(flags.peers);
+    if (typeof flags.peerIds === 'string') options.peerIds = parsePeers(flags.peerIds);
     const cap = { ...DEFAULTS.capacity, ...options.capacity };
     if (flags.capacityNodes !== undefined) cap.maxNodes = Number(flags.capacityNodes);
     if (flags.capacityAwake !== undefined) cap.maxAwake = Number(flags.capacityAwake);

@@ -95,7 +95,7 @@ export class Client {
   /** Use `connect()`. `fleet`: the members' URLs when this is a fleet client. */
   constructor(url: string, channel: SessionChannel, identity: Identity, options: ConnectOptions, pool: Pool, fleet?: readonly string[]) {
     this.url = url;
-    if (fleet) this.#placer = new Placer([url, ...fleet], (u) => this.load(u), options.loadMaxAgeMs ?? 1000);
+    if (fleet) this.#placer = new Placer([url, ...fleet], (u, signal) => this.load(u, { signal }), options.loadMaxAgeMs ?? 1000);
     this.containerId = channel.containerId;
     this.here = identity;
     this.#options = options;
@@ -509,9 +509,11 @@ function poolTransport(origin: string, pool: () => Pool): Transport {
 
 /**
  * Connects to a container: learns its ID and (signed) clock, and returns a client that acts as `identity`.
- * Its first call opens a session (one signed handshake); every reply after is authenticated.
+ * Its first call opens a session (one signed handshake); every reply after is authenticated. Given several
+ * URLs (or `fleet: true`), a fleet client: spawns are placed over the fleet's members (client/placement.ts).
  * @example
  * await using client = await connect('http://127.0.0.1:7070', { identity });
+ * await using fleet = await connect(['http://kn-0.kn:7070', 'http://kn-1.kn:7070'], { identity });
  */
 export async function connect(url: string | readonly string[], options: ConnectOptions = {}): Promise<Client> {
   const urls = typeof url === 'string' ? [url] : [...url];
@@ -548,7 +550,8 @@ export async function connect(url: string | readonly string[], options: ConnectO
         await own.close().catch(() => {});
       }
     }
-    return new Client(origin, channel, identity, options, pool, fleet ? origins.filter((o) => o !== origin) : undefined);
+    // A Service URL that led to a member's own URL is not a member itself: placing "on" it would reach any pod.
+    return new Client(origin, channel, identity, options, pool, fleet ? origins.filter((o) => o !== origin && o !== origins[0]) : undefined);
   } catch (e) {
     await pool.close().catch(() => {});
     throw e;

@@ -41,8 +41,11 @@ interface Member {
   skip?: string;
 }
 
-/** Asks one member for its load (in the client's session with it); throws when it cannot. */
-export type AskLoad = (url: string) => Promise<LoadReport>;
+/** Asks one member for its load (in the client's session with it); throws when it cannot, or when `signal` fires. */
+export type AskLoad = (url: string, signal: AbortSignal) => Promise<LoadReport>;
+
+/** A member that takes longer than this to report is skipped until it answers in time: one that hangs must not hold up the others' reports. */
+const ASK_TIMEOUT_MS = 5000;
 
 export class Placer {
   readonly #members = new Map<string, Member>();
@@ -78,7 +81,7 @@ export class Placer {
         await Promise.all(
           [...this.#members.values()].map(async (m) => {
             try {
-              const report = await this.#ask(m.url);
+              const report = await this.#ask(m.url, AbortSignal.timeout(Math.max(ASK_TIMEOUT_MS, this.#maxAgeMs)));
               m.report = report;
               m.at = Date.now();
               m.placed = 0;

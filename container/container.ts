@@ -285,6 +285,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     const membership = new Membership({
       self: { id: this.id, url: this.#url },
       peers: o.peers ?? [],
+      allowedIds: o.peerIds as NodeId[] | undefined,
       identity: operator,
       remote: this.#remote,
       refreshMs: o.fleetRefreshMs,

@@ -25,6 +25,8 @@ import { addressOrigin, peerEntries, systemLookup, type Lookup, type PeerEntry }
 export interface MembershipOptions {
   self: { id: NodeId; url: string };
   peers: readonly string[];
+  /** When given, the only container IDs accepted as members (configured identities; otherwise pinned on first contact). */
+  allowedIds?: readonly NodeId[] | undefined;
   /** Who this container is in its sessions with peers (the operator key, whose public key is the container ID). */
   identity: Signer;
   remote: RemotePeers;
@@ -201,6 +203,7 @@ export class Membership {
           this.#members.delete(m.url);
           return;
         }
+        if (this.#o.allowedIds && !this.#o.allowedIds.includes(channel.containerId)) return this.#refuse(m, undefined, channel.containerId);
         const pinned = this.#pins.get(m.url);
         if (pinned !== undefined && pinned !== channel.containerId) return this.#refuse(m, pinned, channel.containerId);
         this.#pin(m.url, channel.containerId);
@@ -244,13 +247,18 @@ export class Membership {
     this.#pins.set(url, id);
   }
 
-  #refuse(m: Member, pinned: NodeId, now: NodeId): void {
-    const first = m.state !== 'refused';
+  /** `pinned`: the ID first met at that URL; undefined when the ID is simply not among the configured ones. */
+  #refuse(m: Member, pinned: NodeId | undefined, now: NodeId): void {
+    const first = m.state !== 'refused' || m.containerId !== now;
     m.state = 'refused';
     m.channel = undefined;
-    m.error = `ERR_BAD_REPLY: ${m.url} is now container ${now}, not ${pinned} as when first met; refused until this container restarts`;
+    m.containerId = now;
+    m.error = pinned
+      ? `ERR_BAD_REPLY: ${m.url} is now container ${now}, not ${pinned} as when first met; refused until this container restarts`
+      : `ERR_BAD_REPLY: ${m.url} is container ${now}, which is not one of the configured peerIds`;
     if (first) {
-      this.#o.logger.error({ peer: m.url, pinned, answered: now }, 'fleet: a peer answered with another container ID than the one pinned for its URL; refusing it');
+      if (pinned) this.#o.logger.error({ peer: m.url, pinned, answered: now }, 'fleet: a peer answered with another container ID than the one pinned for its URL; refusing it');
+      else this.#o.logger.error({ peer: m.url, answered: now }, 'fleet: a peer answered with a container ID that is not among the configured peerIds; refusing it');
       this.#o.onRefused?.(m.url);
     }
   }

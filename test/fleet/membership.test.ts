@@ -7,13 +7,14 @@ import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type KeynodeError, type LoadReport } from 'keynode';
-import { Container } from 'keynode/container';
+import { Container, normalizeOptions, optionsFromEnv } from 'keynode/container';
 import { checkLoadReport, MAX_LOAD_COUNT, type Envelope } from '../../dist/protocol/index.js';
 import { Membership } from '../../dist/container/membership/membership.js';
 import { RemotePeers } from '../../dist/container/edge/remote.js';
 import { Operations } from '../../dist/container/edge/operations.js';
 import { Placer } from '../../dist/client/placement.js';
 import { defer, startContainer, tempDir, until } from '../helpers/containers.js';
+import { hangingServer } from '../helpers/hanging-server.js';
 
 async function freePort(host: string): Promise<number> {
   const server = createServer();
@@ -167,6 +168,46 @@ describe('membership', () => {
     expect(metrics).toMatch(/keynode_fleet_members\{state="refused"\} 1/);
   });
 
+  it('with peerIds configured, only those container IDs are members, even on first contact', async () => {
+    const b = await startContainer();
+    const c = await startContainer();
+    const { logger, seen } = lines();
+    const observer = await Container.start({ port: 0, data: await tempDir(), poolMin: 0, peers: [b.url, c.url], peerIds: [b.container.id], fleetRefreshMs: 100 }, logger);
+    defer(() => observer.close());
+    await until(() => observer.members().filter((m) => m.state !== 'down').length === 2, 20_000, 'both peers judged');
+    const by = new Map(observer.members().map((m) => [m.url, m]));
+    expect(by.get(b.url)!.state).toBe('up');
+    expect(by.get(c.url)!.state).toBe('refused');
+    expect(by.get(c.url)!.error).toContain('not one of the configured peerIds');
+    expect(seen.filter((l) => /not among the configured peerIds/.test(String(l.msg)))).toHaveLength(1);
+    expect(observer.peerUrls()).toEqual([b.url]);
+    expect(() => normalizeOptions({ peerIds: ['not-an-id'] })).toThrow(/peerIds/);
+    expect(optionsFromEnv({ KEYNODE_PEER_IDS: `${b.container.id},${c.container.id}` }).peerIds).toEqual([b.container.id, c.container.id]);
+  });
+
+  it('a member that accepts and never answers is marked down by its peers and skipped by fleet clients, without holding up the rest', async () => {
+    const hanging = await hangingServer();
+    const real = await startContainer();
+    const observer = await startContainer({ peers: [hanging.url, real.url], fleetRefreshMs: 200 });
+    await until(() => {
+      const by = new Map(observer.container.members().map((m) => [m.url, m.state]));
+      return by.get(real.url) === 'up' && by.get(hanging.url) === 'down' && hanging.received > 0;
+    }, 30_000, 'the real peer up and the hanging one down');
+    // Rounds go on while the hanging peer holds its requests: the real peer's report stays fresh.
+    const age = () => observer.container.members().find((m) => m.url === real.url)!.ageMs!;
+    await until(() => age() < 1000, 10_000, 'a fresh report from the real peer');
+
+    const tenant = Identity.generate();
+    await real.client.grant(tenant, { maxNodes: 10, maxAwake: 2, memoryMB: 256 });
+    const client = await connect([real.url, hanging.url], { identity: tenant, loadMaxAgeMs: 100 });
+    defer(() => client.close());
+    const t0 = Date.now();
+    const nodes = await client.spawnMany(4, { lifetime: Lifetime.root() });
+    expect(nodes.map((n) => new URL(n.url).origin)).toEqual(Array(4).fill(real.url));
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(client.members().find((m) => m.url === hanging.url)!.skip).toMatch(/ERR_ABORTED|ERR_UNAVAILABLE/);
+  });
+
   it('a fleet client given one URL learns the other members from it, and places on all of them', async () => {
     const ports = await Promise.all([1, 2, 3].map(() => freePort('127.0.0.1')));
     const urls = ports.map((p) => `http://127.0.0.1:${p}`);
@@ -181,6 +222,14 @@ describe('membership', () => {
     expect(client.members().map((m) => m.url).sort()).toEqual([...urls].sort());
     const spawned = await client.spawnMany(90, { lifetime: Lifetime.root() });
     expect(new Set(spawned.map((h) => new URL(h.url).origin))).toEqual(new Set(urls));
+    // Through another name for one member (as a Service URL is): the client moves to the URL that member
+    // states for itself, and the name it came through is not taken for a member.
+    const viaService = await connect(`http://localhost:${ports[0]}`, { identity: tenant, fleet: true, loadMaxAgeMs: 50 });
+    defer(() => viaService.close());
+    expect(viaService.url).toBe(urls[0]);
+    await viaService.refreshMembers();
+    await viaService.refreshMembers();
+    expect(viaService.members().map((m) => m.url).sort()).toEqual([...urls].sort());
     // A one-container client stays where it connected.
     const plain = await connect(urls[1]!, { identity: tenant });
     defer(() => plain.close());
