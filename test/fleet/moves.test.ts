@@ -84,6 +84,12 @@ describe(`moves across the fleet harness`, () => {
     const viaC = await client(c.url, a.operator);
     expect(await viaC.at(`${c.url}/${node.id}`, async (ctx) => ctx.ref('count').get())).toBe(200);
     expect(viaC.urlOf(node.id)).toBe(`${b.url}/${node.id}`);
+
+    // A node on A calls it (ctx.at) by a fleet URL through C, its listed contact: A's container follows C's
+    // authenticated redirect to B, where the same node ID lives now.
+    const caller = await opA.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: [`${c.url}/${node.id}`] } });
+    const count = await opA.at(caller, async (ctx, url: string) => ctx.at(url, async (t: any) => t.ref('count').get()), `${c.url}/${node.id}`);
+    expect(count).toBe(200);
   }, 180_000);
 
   it('drains a host to the other two; once it is stopped, each node answers at a fleet URL', async () => {
