@@ -326,7 +326,10 @@ export class Container extends EventEmitter<ContainerEvents> {
       forget: (id) => locator.forget(id),
       onPhase,
     });
-    this.#mover = new Mover({ rt: runtime, lifetimes, peers, forget: (id) => locator.forget(id), onPhase, requestTimeoutMs: timeoutMs });
+    this.#mover = new Mover({
+      rt: runtime, lifetimes, peers, forget: (id) => locator.forget(id), onPhase, requestTimeoutMs: timeoutMs,
+      moved: (r) => this.logger.info({ node: r.id, to: r.to, nodes: r.nodes, bytes: r.bytes, ms: r.ms }, 'node moved'),
+    });
     operations.migration = { mover: this.#mover, importer: this.#importer };
   }
 

@@ -56,6 +56,8 @@ export interface MoverDeps {
   onPhase?: PhaseHook | undefined;
   /** How long one request of a move to the target may take. */
   requestTimeoutMs: number;
+  /** Told of each move that handed nodes over (the container logs it). */
+  moved?: (result: MoveResult) => void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -206,8 +208,10 @@ export class Mover {
       const stateful = new Set(parts.flat().filter(([sub]) => RANGED_STATE.has(sub)).map(([, key]) => key.slice(0, 52)));
       await this.#forward(nodes, new Set(ids), origin, targetId, move, stateful);
       await this.#d.onPhase?.('forwarded', id);
+      const result = { id, url, from: rt.origin, to: origin, nodes: nodes.length, bytes, ms: Date.now() - started };
+      this.#d.moved?.(result);
       await this.#activate(origin, move, id, url);
-      return { id, url, from: rt.origin, to: origin, nodes: nodes.length, bytes, ms: Date.now() - started };
+      return { ...result, ms: Date.now() - started };
     } finally {
       for (const n of held) rt.holds.delete(n);
       hold.resolve();
