@@ -7,7 +7,7 @@
  * can be served.
  */
 import {
-  checkAcl, checkBudget, checkLifetime, checkSandbox, isNodeId, isPlainObject, KeynodeError,
+  checkAcl, checkBudget, checkLifetime, checkSandbox, decode, isNodeId, isPlainObject, KeynodeError,
   type BoundCall, type NodeId, type PolicyLimits,
 } from '../../protocol/index.js';
 import { entryBytes, nodeRange, ownUsageKey, usageKey, type NodeRecord, type Store, type SubName } from '../../store/index.js';
@@ -144,5 +144,21 @@ export function checkEntry(e: unknown, ids: ReadonlySet<string>): Entry {
     : ids.has(owner);
   if (!ok) bad(`an entry of sublevel ${sub} belongs to no node of this move`);
   if (sub === 's' && !/^\d{1,16}$/.test(Buffer.from(value).toString('latin1'))) bad('a storage counter is a decimal number of bytes');
+  // A budget holder's record of a node is its count of nodes under it, nothing more (never a grant's limits).
+  if (sub === 'b' && !isShaped(value, { usedNodes: true })) bad('a budget record is { usedNodes }');
+  if (sub === 'x' && !isShaped(value, { last: false, failures: false })) bad('lifetime state is { last?, failures? }');
   return [sub, key, value];
+}
+
+/** A MessagePack map of non-negative integers with exactly these fields (`true`: required). */
+function isShaped(value: Uint8Array, fields: Record<string, boolean>): boolean {
+  let v: unknown;
+  try {
+    v = decode(value);
+  } catch {
+    return false;
+  }
+  if (!isPlainObject(v)) return false;
+  for (const [k, required] of Object.entries(fields)) if (required && !(k in v)) return false;
+  return Object.entries(v).every(([k, n]) => k in fields && typeof n === 'number' && Number.isSafeInteger(n) && n >= 0);
 }
