@@ -356,15 +356,27 @@ export class Container extends EventEmitter<ContainerEvents> {
       lifetimes,
       // A peer's ID is learned from its signed answer at its configured URL; an import names its sender by the
       // session it came in, so only a container holding a peer's key can move nodes here.
-      peerOrigin: async (from) => {
-        const ids = await Promise.all(peers().map((origin) => runtime.peers.containerIdOf(origin, 5_000).then((id) => [origin, id] as const, () => undefined)));
-        return ids.find((p) => p?.[1] === from)?.[0];
-      },
+      // The first peer whose ID matches answers: a peer that is down costs a wait only when none matches.
+      peerOrigin: (from) =>
+        new Promise((resolve) => {
+          const all = peers();
+          let left = all.length;
+          if (!left) return resolve(undefined);
+          for (const origin of all) {
+            runtime.peers.containerIdOf(origin, 5_000).then(
+              (id) => id === from && resolve(origin),
+              () => {},
+            ).finally(() => --left === 0 && resolve(undefined));
+          }
+        }),
       locate: async (origin, id) => (await runtime.peers.request(origin, 'locate', { node: id }, 5_000)) as { url?: string; move?: string },
       forget: (id) => locator.forget(id),
       onPhase,
     });
-    this.#mover = new Mover({ rt: runtime, lifetimes, peers, forget: (id) => locator.forget(id), onPhase, requestTimeoutMs: timeoutMs });
+    this.#mover = new Mover({
+      rt: runtime, lifetimes, peers, forget: (id) => locator.forget(id), onPhase, requestTimeoutMs: timeoutMs,
+      moved: (r) => this.logger.info({ node: r.id, to: r.to, nodes: r.nodes, bytes: r.bytes, ms: r.ms }, 'node moved'),
+    });
     operations.migration = { mover: this.#mover, importer: this.#importer };
   }
 

@@ -164,9 +164,16 @@ export class Runtime {
     if (options.chain?.includes(id)) throw cycleError(id);
     // A node being moved: the eval runs here if the move fails, or is redirected having run nowhere.
     // A call between two nodes of the same move runs now: the move waits for it (and would wait forever).
-    const held = this.holds.get(id);
-    if (held && this.holds.get(from) !== held) await this.#waitForMove(id, held);
-    const rec = await this.lookup(id);
+    let rec: NodeRecord;
+    for (;;) {
+      const held = this.holds.get(id);
+      if (held && this.holds.get(from) !== held) await this.#waitForMove(id, held);
+      rec = await this.lookup(id);
+      // A move that began while the record was read must see this eval queued, or not at all: from here to
+      // the submit below nothing waits, so the move's check that the node is quiet cannot miss it.
+      const now = this.holds.get(id);
+      if (!now || this.holds.get(from) === now) break;
+    }
     if (!options.granted) checkEval(rec, from);
     const size = Buffer.byteLength(fn, 'utf8') + args.length;
     if (size > rec.sandbox.maxMessageBytes) {

@@ -68,7 +68,7 @@ export class Importer {
   readonly #pending = new Map<string, { need: number; bytes: number }>();
   /** Bytes of parts received for moves not prepared yet, by move. */
   readonly #parked = new Map<string, number>();
-  readonly #activating = new Map<NodeId, Promise<void>>();
+  readonly #activating = new Map<string, Promise<void>>();
   readonly #shared = new Map<string, Uint8Array>();
 
   constructor(deps: ImporterDeps) {
@@ -125,8 +125,9 @@ export class Importer {
       // The ID is the public key: a key that is not the node's would let a peer sign as someone else.
       if (idFromPublicKey(publicKeyFromSeed(seeds[i]!)) !== rec.id) bad(`the key sent for ${rec.id} is not that node's`);
     }
-    const top = records[0]!;
-    if (top.lifetime.kind === 'ephemeral') throw new KeynodeError('ERR_NOT_MOVABLE', 'an Ephemeral node moves only with its parent');
+    const tops = records.filter((r) => !ids.has(r.parent));
+    if (tops.some((t) => t.lifetime.kind === 'ephemeral')) throw new KeynodeError('ERR_NOT_MOVABLE', 'an Ephemeral node moves only with its parent');
+    const topIds = new Set<string>(tops.map((t) => t.id));
     const here = await rt.store.getMany('n', [...ids]);
     const dead = await rt.store.getMany('t', [...ids]);
     if (here.some(Boolean) || dead.some(Boolean)) throw new KeynodeError('ERR_NOT_MOVABLE', `a node of this move lives here already, or was destroyed here`);
@@ -139,17 +140,17 @@ export class Importer {
       for (const raw of decode(v) as unknown[]) {
         const [sub, key, value] = checkEntry(raw, ids);
         bytes += entryBytes(key, value.length);
-        if (sub === 's' && key === node) usage = Number(Buffer.from(value).toString('latin1'));
+        if (sub === 's' && topIds.has(key)) usage += Number(Buffer.from(value).toString('latin1'));
       }
     }
-    const need = 1 + top.budget.maxNodes;
+    const need = tops.reduce((n, t) => n + 1 + t.budget.maxNodes, 0);
     if (this.#pending.size >= MAX_PENDING) throw new KeynodeError('ERR_OVERLOADED', 'too many moves are prepared here and not yet activated; retry later');
     await rt.budgets.locked(rt.operator, async () => {
       const root = await rt.budgets.holderRecord(rt.operator);
       let pendingNodes = 0;
       for (const p of this.#pending.values()) pendingNodes += p.need;
       const left = rt.options.capacity.maxNodes - root.usedNodes - pendingNodes;
-      if (need > left) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `this container has room for ${left} more nodes; the move needs ${need} (1 + the node's maxNodes)`);
+      if (need > left) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `this container has room for ${left} more nodes; the move needs ${need} (1 + maxNodes of each node moved)`);
       const room = await this.#roomBytes();
       if (bytes > room) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `this container has ${room} bytes of storage left; the move needs ${bytes}`);
       this.#pending.set(move, { need, bytes });
@@ -217,22 +218,24 @@ export class Importer {
     return { url: this.#d.rt.urlOf(node) };
   }
 
+  /** One activation per move at a time, whichever of its nodes asked for it. */
   #activate(from: NodeId, move: string, node: NodeId): Promise<void> {
-    let p = this.#activating.get(node);
+    let p = this.#activating.get(move);
     if (!p) {
-      p = this.#write(from, move, node).finally(() => this.#activating.delete(node));
-      this.#activating.set(node, p);
+      p = this.#write(from, move, node).finally(() => this.#activating.delete(move));
+      this.#activating.set(move, p);
     }
     return p;
   }
 
-  async #write(from: NodeId, move: string, node: NodeId): Promise<void> {
+  async #write(from: NodeId, move: string, id: NodeId): Promise<void> {
     const { rt, lifetimes } = this.#d;
-    const prepared = await this.#prepared(node);
+    const prepared = await this.#preparedOf(id);
     if (!prepared) {
-      if (await rt.store.getNode(node)) return; // activated already (a retry of a move that finished)
-      throw new KeynodeError('ERR_NODE_NOT_FOUND', `no move of node ${node} is prepared here; start the move again`);
+      if (await rt.store.getNode(id)) return; // activated already (a retry of a move that finished)
+      throw new KeynodeError('ERR_NODE_NOT_FOUND', `no move of node ${id} is prepared here; start the move again`);
     }
+    const node = prepared.records[0]!.id;
     if (prepared.from !== from || prepared.move !== move) throw new KeynodeError('ERR_NOT_MOVABLE', `the move prepared here for node ${node} is another one (${prepared.move}); start the move again`);
     await this.#d.onPhase?.('target-activating', node);
     const now = Date.now();

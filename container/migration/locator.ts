@@ -54,27 +54,42 @@ export class Locator {
     this.#cache.delete(id);
   }
 
-  async #ask(id: NodeId): Promise<string | undefined> {
+  /**
+   * Every peer at once. The container that has the node answers for it: the first such answer settles the
+   * lookup (a peer that hangs delays only lookups that no peer has the node for); otherwise a forwarding
+   * record's, once all have answered.
+   */
+  #ask(id: NodeId): Promise<string | undefined> {
     const peers = this.#o.peers();
-    const answers = await Promise.all(
-      peers.map(async (origin) => {
-        try {
-          const { url } = await this.#o.ask(origin, id, this.#o.timeoutMs);
-          if (typeof url !== 'string') return undefined;
-          const p = parseNodeUrl(url);
-          // A peer's answer is hostile input: it must name this node, and not send the caller back here.
-          return p.id === id && p.origin !== this.#o.self ? p.url : undefined;
-        } catch (e) {
-          if (!isKeynodeError(e)) throw e;
-          return undefined; // a peer down or refusing is a peer that does not know
-        }
-      }),
-    );
-    // A node answered by its own container beats a forwarding record that points elsewhere.
-    const own = answers.find((u, i) => u !== undefined && new URL(u).origin === peers[i]);
-    const url = own ?? answers.find((u) => u !== undefined);
-    this.#remember(id, url);
-    return url;
+    return new Promise<string | undefined>((resolve, reject) => {
+      let left = peers.length;
+      let forwarded: string | undefined;
+      let settled = false;
+      const done = (url: string | undefined) => {
+        if (settled) return;
+        settled = true;
+        this.#remember(id, url);
+        resolve(url);
+      };
+      if (!left) return done(undefined);
+      for (const origin of peers) {
+        this.#o.ask(origin, id, this.#o.timeoutMs).then(
+          ({ url }) => {
+            if (typeof url !== 'string') return;
+            const p = parseNodeUrl(url);
+            // A peer's answer is hostile input: it must name this node, and not send the caller back here.
+            if (p.id !== id || p.origin === this.#o.self) return;
+            if (p.origin === origin) done(p.url);
+            else forwarded ??= p.url;
+          },
+          (e: unknown) => {
+            if (!isKeynodeError(e)) reject(e); // a peer down or refusing is a peer that does not know
+          },
+        ).catch(() => {}).finally(() => {
+          if (--left === 0) done(forwarded);
+        });
+      }
+    });
   }
 
   #remember(id: NodeId, url: string | undefined): void {

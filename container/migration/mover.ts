@@ -22,7 +22,7 @@ import { childKey, ownUsageKey, usageKey, type Forward, type NodeRecord } from '
 import { checkAdminister } from '../policies/access.js';
 import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import { movedError, type Runtime } from '../runtime.js';
-import { collect, subtree } from './package.js';
+import { collect, MAX_SUBTREE, subtree } from './package.js';
 import type { PhaseHook } from './pause.js';
 
 export interface MoveResult {
@@ -56,12 +56,16 @@ export interface MoverDeps {
   onPhase?: PhaseHook | undefined;
   /** How long one request of a move to the target may take. */
   requestTimeoutMs: number;
+  /** Told of each move that handed nodes over (the container logs it). */
+  moved?: (result: MoveResult) => void;
 }
 
 const EMPTY = new Uint8Array(0);
 /** Sublevels a destroy's cleanup clears by range (store.clearNodeData). */
 const RANGED_STATE = new Set(['r', 'i', 'z', 'l', 'h']);
 /** Errors that say "this peer, not now": a drain tries the next peer. */
+/** Nodes a drain moves in one package (sleeping top-level nodes are typically a few hundred bytes each). */
+const BATCH = 64;
 const TRY_ANOTHER = new Set(['ERR_BUDGET_EXHAUSTED', 'ERR_UNAVAILABLE', 'ERR_OVERLOADED', 'ERR_NOT_PEER', 'ERR_BAD_REPLY', 'ERR_TOO_LARGE']);
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -97,25 +101,33 @@ export class Mover {
 
   /** Moves node `id` (and everything under it) to the peer at `to`, on behalf of `by` (an ancestor or the operator). */
   async move(id: NodeId, to: string, by: NodeId): Promise<MoveResult> {
-    const origin = this.#target(to);
-    if (this.#moving.has(id)) throw new KeynodeError('ERR_NOT_MOVABLE', `a move of node ${id} is under way; wait for it`);
-    this.#moving.add(id);
+    return this.#run([id], this.#target(to), by);
+  }
+
+  /**
+   * Moves several nodes (none under another) with their subtrees in one package: one prepare, one
+   * forwarding batch, one activation. A drain moves sleeping nodes this way; they move or stay together.
+   */
+  async #run(ids: NodeId[], origin: string, by: NodeId): Promise<MoveResult> {
+    if (ids.some((id) => this.#moving.has(id))) throw new KeynodeError('ERR_NOT_MOVABLE', `a move of node ${ids.find((id) => this.#moving.has(id))} is under way; wait for it`);
+    for (const id of ids) this.#moving.add(id);
     try {
-      return await this.#move(id, origin, by);
+      return await this.#move(ids, origin, by);
     } finally {
-      this.#moving.delete(id);
+      for (const id of ids) this.#moving.delete(id);
     }
   }
 
-  async #move(id: NodeId, origin: string, by: NodeId): Promise<MoveResult> {
+  async #move(ids: NodeId[], origin: string, by: NodeId): Promise<MoveResult> {
     const { rt } = this.#d;
     const started = Date.now();
-    if (origin === new URL(rt.origin).origin) {
+    const id = ids[0]!;
+    if (ids.length === 1 && origin === new URL(rt.origin).origin) {
       // It lives there already (a retry of a move that finished, answered by its new container): done.
       checkAdminister(await rt.lookup(id), by, rt.operator);
       return { id, url: rt.urlOf(id), from: origin, to: origin, nodes: 0, bytes: 0, ms: 0 };
     }
-    const fwd = await rt.store.getForward(id);
+    const fwd = ids.length === 1 ? await rt.store.getForward(id) : undefined;
     if (fwd) {
       if (by !== rt.operator && !fwd.ancestors.includes(by)) throw new KeynodeError('ERR_ACCESS_DENIED', `only an ancestor of node ${id} or the operator may do that`);
       if (new URL(fwd.url).origin !== origin) throw movedError(id, fwd.url);
@@ -123,15 +135,28 @@ export class Mover {
       await this.#activate(origin, fwd.move, id, fwd.url);
       return { id, url: fwd.url, from: rt.origin, to: origin, nodes: 0, bytes: 0, ms: Date.now() - started };
     }
-    const top = await rt.lookup(id);
-    checkAdminister(top, by, rt.operator);
-    if (top.lifetime.kind === 'ephemeral') throw new KeynodeError('ERR_NOT_MOVABLE', `node ${id} is Ephemeral: it moves only with its parent`);
+    const tops = await Promise.all(ids.map((t) => rt.lookup(t)));
+    for (const top of tops) {
+      checkAdminister(top, by, rt.operator);
+      if (top.lifetime.kind === 'ephemeral') throw new KeynodeError('ERR_NOT_MOVABLE', `node ${top.id} is Ephemeral: it moves only with its parent`);
+    }
     const targetId = await rt.peers.containerIdOf(origin, this.#d.requestTimeoutMs);
     const hold = deferred();
     const held: NodeId[] = [];
+    // The nodes moved and everything under them, each top before its subtree, the first top first.
+    const forest = async (): Promise<NodeRecord[]> => {
+      const out: NodeRecord[] = [];
+      for (const t of ids) {
+        const current = await rt.store.getNode(t);
+        if (!current) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${t} was destroyed while its move began`);
+        out.push(...(await subtree(rt.store, current)));
+        if (out.length > MAX_SUBTREE) throw new KeynodeError('ERR_NOT_MOVABLE', `a move takes at most ${MAX_SUBTREE} nodes; move fewer at once`);
+      }
+      return out;
+    };
     try {
       // Evals that arrive from now on wait (runtime.evalOn); those queued already run and commit here.
-      let nodes = await subtree(rt.store, top);
+      let nodes = await forest();
       // One move per node at a time, nested ones included: two could hand one node to two targets.
       if (nodes.some((n) => rt.holds.has(n.id))) throw new KeynodeError('ERR_NOT_MOVABLE', `node ${id}, or a node above or under it, is being moved; wait for that move`);
       for (;;) {
@@ -142,9 +167,7 @@ export class Mover {
         }
         for (const n of nodes) await this.#quiesce(n.id);
         // Evals of the move's nodes may call each other (they are not held) or spawn: until all are quiet at once.
-        const current = await rt.store.getNode(id);
-        if (!current) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed while its move began`);
-        const again = await subtree(rt.store, current);
+        const again = await forest();
         const quiet = again.every((r) => !rt.supervisor.get(r.id));
         const same = again.length === nodes.length && again.every((r, i) => r.id === nodes[i]!.id);
         // Read after everything is quiet: the records hold every change committed so far.
@@ -183,10 +206,12 @@ export class Mover {
       const url = formatNodeUrl(origin, id);
       // Nodes with no entries in the ranges a destroy clears (a bare sleeping node) need no clearing after.
       const stateful = new Set(parts.flat().filter(([sub]) => RANGED_STATE.has(sub)).map(([, key]) => key.slice(0, 52)));
-      await this.#forward(nodes, origin, targetId, move, stateful);
+      await this.#forward(nodes, new Set(ids), origin, targetId, move, stateful);
       await this.#d.onPhase?.('forwarded', id);
+      const result = { id, url, from: rt.origin, to: origin, nodes: nodes.length, bytes, ms: Date.now() - started };
+      this.#d.moved?.(result);
       await this.#activate(origin, move, id, url);
-      return { id, url, from: rt.origin, to: origin, nodes: nodes.length, bytes, ms: Date.now() - started };
+      return { ...result, ms: Date.now() - started };
     } finally {
       for (const n of held) rt.holds.delete(n);
       hold.resolve();
@@ -218,20 +243,25 @@ export class Mover {
   }
 
   /** The commit that hands the nodes over: one batch, through the storage meter. */
-  async #forward(nodes: NodeRecord[], origin: string, container: NodeId, move: string, stateful: ReadonlySet<string>): Promise<void> {
+  async #forward(nodes: NodeRecord[], topIds: ReadonlySet<NodeId>, origin: string, container: NodeId, move: string, stateful: ReadonlySet<string>): Promise<void> {
     const { rt, lifetimes } = this.#d;
-    const top = nodes[0]!;
-    const holder = await rt.budgets.creditHolder(top);
-    const above = (await rt.budgets.chain(top)).slice(1).map((l) => usageKey(l.id));
+    const tops = nodes.filter((n) => topIds.has(n.id));
+    // Each top's share returns to its holder, and its subtree's bytes leave every holder above it.
+    const holders = await Promise.all(tops.map((t) => rt.budgets.creditHolder(t)));
+    const above = await Promise.all(tops.map(async (t) => (await rt.budgets.chain(t)).slice(1).map((l) => usageKey(l.id))));
     const at = Date.now();
     const commit = async () => {
       const t = rt.store.txn();
-      // The whole subtree's bytes leave every holder above it; its node share returns to the holder.
-      t.uncount(usageKey(top.id), above, []);
-      if (holder !== undefined) {
-        const record = await rt.budgets.holderRecord(holder);
-        record.usedNodes = Math.max(0, record.usedNodes - (1 + top.budget.maxNodes));
-        t.put('b', holder, encode(record));
+      const shares = new Map<NodeId, number>();
+      tops.forEach((top, i) => {
+        t.uncount(usageKey(top.id), above[i]!, []);
+        const h = holders[i];
+        if (h !== undefined) shares.set(h, (shares.get(h) ?? 0) + 1 + top.budget.maxNodes);
+      });
+      for (const [h, share] of shares) {
+        const record = await rt.budgets.holderRecord(h);
+        record.usedNodes = Math.max(0, record.usedNodes - share);
+        t.put('b', h, encode(record));
       }
       for (const n of nodes) {
         const fwd: Forward = { url: formatNodeUrl(origin, n.id), container, move, at, ancestors: [...n.ancestors] };
@@ -241,10 +271,12 @@ export class Mover {
         if (stateful.has(n.id)) t.put('g', n.id, EMPTY);
       }
       // Every node of the move is still here: none was destroyed, nor handed over by another move, meanwhile.
-      for (const n of nodes) t.require('n', n.id, () => new KeynodeError('ERR_NODE_DESTROYED', `node ${n.id} was destroyed or moved during the move of ${top.id}`));
+      for (const n of nodes) t.require('n', n.id, () => new KeynodeError('ERR_NODE_DESTROYED', `node ${n.id} was destroyed or moved during its move`));
       await t.commit();
     };
-    await (holder === undefined ? commit() : rt.budgets.locked(holder, commit));
+    // Under the lock of every holder that gets a share back (in one order, so two moves never deadlock).
+    const locks = [...new Set(holders.filter((h): h is NodeId => h !== undefined))].sort();
+    await locks.reduceRight<() => Promise<void>>((inner, h) => () => rt.budgets.locked(h, inner), commit)();
     for (const n of nodes) {
       this.#d.forget(n.id);
       rt.ephemeralKeys.delete(n.id);
@@ -284,33 +316,61 @@ export class Mover {
         await reading;
       }
     };
-    const worker = async () => {
-      for (let rec = await take(); rec; rec = await take()) {
-        // A node under another node here moves with it; one already gone moved with its parent.
-        if (!(await rt.store.getNode(rec.id)) || (await rt.store.getNode(rec.parent))) continue;
-        let last: KeynodeError | undefined;
-        for (let i = 0; i < peers.length; i++) {
-          const peer = peers[(next++ + i) % peers.length]!;
-          try {
-            const r = await this.move(rec.id, peer, by);
+    const moveOne = async (rec: NodeRecord) => {
+      let last: KeynodeError | undefined;
+      for (let i = 0; i < peers.length; i++) {
+        const peer = peers[(next++ + i) % peers.length]!;
+        try {
+          const r = await this.move(rec.id, peer, by);
+          report.moved++;
+          report.nodes += r.nodes;
+          report.peers[peer] = (report.peers[peer] ?? 0) + r.nodes;
+          return;
+        } catch (e) {
+          last = e instanceof KeynodeError ? e : new KeynodeError('ERR_INTERNAL', String(e));
+          if (await rt.store.getForward(rec.id)) {
+            // Forwarded: the node is the target's now, which activates it when first asked if not before.
             report.moved++;
-            report.nodes += r.nodes;
-            report.peers[peer] = (report.peers[peer] ?? 0) + r.nodes;
-            last = undefined;
-            break;
-          } catch (e) {
-            last = e instanceof KeynodeError ? e : new KeynodeError('ERR_INTERNAL', String(e));
-            if (await rt.store.getForward(rec.id)) {
-              // Forwarded: the node is the target's now, which activates it when first asked if not before.
-              report.moved++;
-              report.nodes++;
-              last = undefined;
-              break;
-            }
-            if (!TRY_ANOTHER.has(last.code)) break;
+            report.nodes++;
+            return;
           }
+          if (!TRY_ANOTHER.has(last.code)) break;
         }
-        if (last) report.failed.push({ id: rec.id, code: last.code, message: last.message });
+      }
+      if (last) report.failed.push({ id: rec.id, code: last.code, message: last.message });
+    };
+    const worker = async () => {
+      for (;;) {
+        // Up to BATCH nodes of one parent (so of one budget holder) that are not under a node here.
+        const batch: NodeRecord[] = [];
+        for (let rec = await take(); rec; rec = batch.length < BATCH ? await take() : undefined) {
+          const [self, parent] = await rt.store.getMany('n', [rec.id, rec.parent]);
+          // A node under another node here moves with it; one already gone moved with its parent.
+          if (!self || parent) continue;
+          if (rec.lifetime.kind === 'ephemeral' || (batch.length && batch[0]!.parent !== rec.parent)) {
+            await moveOne(rec);
+            continue;
+          }
+          batch.push(rec);
+        }
+        if (!batch.length) return;
+        if (batch.length === 1) {
+          await moveOne(batch[0]!);
+          continue;
+        }
+        const peer = peers[next++ % peers.length]!;
+        try {
+          const r = await this.#run(batch.map((b) => b.id), peer, by);
+          report.moved += batch.length;
+          report.nodes += r.nodes;
+          report.peers[peer] = (report.peers[peer] ?? 0) + r.nodes;
+        } catch {
+          // Together or not at all: a batch that did not move goes one by one, each to whichever peer has room.
+          if (await rt.store.getForward(batch[0]!.id)) {
+            report.moved += batch.length;
+            report.nodes += batch.length;
+          } else for (const rec of batch) await moveOne(rec);
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(64, concurrency)) }, worker));

@@ -7,7 +7,7 @@
  * can be served.
  */
 import {
-  checkAcl, checkBudget, checkLifetime, checkSandbox, isNodeId, isPlainObject, KeynodeError,
+  checkAcl, checkBudget, checkLifetime, checkSandbox, decode, isNodeId, isPlainObject, KeynodeError,
   type BoundCall, type NodeId, type PolicyLimits,
 } from '../../protocol/index.js';
 import { entryBytes, nodeRange, ownUsageKey, usageKey, type NodeRecord, type Store, type SubName } from '../../store/index.js';
@@ -86,24 +86,26 @@ function checkStoredCall(where: string, v: unknown): BoundCall {
 }
 
 /**
- * The records of a move, checked as a spawn's policies are (with this container's limits), and as a tree:
- * the first is the node moved, every other one's parent is in the move, each one's ancestors are its
- * parent's and its parent. Returns them as they will be stored (keys are added by the caller).
+ * The records of a move, checked as a spawn's policies are (with this container's limits), and as a forest:
+ * the first is a node moved (a top); any other is a top too (its parent is not in the move, and it comes
+ * before its own subtree) or under one (its parent came before it, and its ancestors are its parent's and
+ * its parent). Returns them as they will be stored (keys are added by the caller).
  */
 export function checkRecords(raw: unknown, top: NodeId, limits: PolicyLimits): NodeRecord[] {
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_SUBTREE) bad(`\`records\` must be a list of 1 to ${MAX_SUBTREE} node records`);
   const byId = new Map<NodeId, NodeRecord>();
   const out: NodeRecord[] = [];
+  const ids = new Set(raw.map((r) => (isPlainObject(r) ? r.id : undefined)).filter((v): v is string => typeof v === 'string'));
   for (const [i, r] of raw.entries()) {
     if (!isPlainObject(r)) bad(`records[${i}] is not a record`);
     const { id, parent, ancestors, lifetime, sandbox, acl, budget, createdAt } = r;
     if (!isNodeId(id) || !isNodeId(parent) || byId.has(id)) bad(`records[${i}] needs a new node \`id\` and a \`parent\``);
     if (i === 0 && id !== top) bad('the first record is the node moved');
     if (!Array.isArray(ancestors) || ancestors.length > 256 || !ancestors.every(isNodeId) || ancestors.at(-1) !== parent) bad(`records[${i}].ancestors must end with its parent`);
-    if (i > 0) {
-      const p = byId.get(parent);
-      if (!p || ancestors.length !== p.ancestors.length + 1 || ancestors.some((a, j) => a !== (j < p.ancestors.length ? p.ancestors[j] : p.id))) bad(`records[${i}] is not under the node moved`);
-    }
+    const p = byId.get(parent);
+    if (p && (ancestors.length !== p.ancestors.length + 1 || ancestors.some((a, j) => a !== (j < p.ancestors.length ? p.ancestors[j] : p.id)))) bad(`records[${i}] is not under its parent`);
+    // A top's parent lives elsewhere; a record that names a node of the move as an ancestor is under it.
+    if (!p && ancestors.some((a) => byId.has(a as NodeId) || ids.has(a as string))) bad(`records[${i}] comes before a node above it`);
     if (typeof createdAt !== 'number' || !Number.isFinite(createdAt)) bad(`records[${i}].createdAt`);
     const lt = checkLifetime(isPlainObject(lifetime) && isPlainObject(lifetime.check) ? { ...lifetime, check: pick(lifetime.check) } : lifetime, limits.minPeriodSeconds);
     if (isPlainObject(lifetime) && isPlainObject(lifetime.check)) checkStoredCall(`records[${i}].lifetime.check`, lifetime.check);
@@ -142,5 +144,21 @@ export function checkEntry(e: unknown, ids: ReadonlySet<string>): Entry {
     : ids.has(owner);
   if (!ok) bad(`an entry of sublevel ${sub} belongs to no node of this move`);
   if (sub === 's' && !/^\d{1,16}$/.test(Buffer.from(value).toString('latin1'))) bad('a storage counter is a decimal number of bytes');
+  // A budget holder's record of a node is its count of nodes under it, nothing more (never a grant's limits).
+  if (sub === 'b' && !isShaped(value, { usedNodes: true })) bad('a budget record is { usedNodes }');
+  if (sub === 'x' && !isShaped(value, { last: false, failures: false })) bad('lifetime state is { last?, failures? }');
   return [sub, key, value];
+}
+
+/** A MessagePack map of non-negative integers with exactly these fields (`true`: required). */
+function isShaped(value: Uint8Array, fields: Record<string, boolean>): boolean {
+  let v: unknown;
+  try {
+    v = decode(value);
+  } catch {
+    return false;
+  }
+  if (!isPlainObject(v)) return false;
+  for (const [k, required] of Object.entries(fields)) if (required && !(k in v)) return false;
+  return Object.entries(v).every(([k, n]) => k in fields && typeof n === 'number' && Number.isSafeInteger(n) && n >= 0);
 }

@@ -312,6 +312,9 @@ export class Spawner {
     if (body.acl !== undefined) next.acl = checkSpawnSpec({ lifetime: { kind: 'root' }, acl: body.acl }, this.#rt.limits).acl;
     // Written only if the node still exists: an update must never bring back a node destroyed meanwhile.
     if (this.#rt.destroying.has(id) || !(await this.#rt.store.getNode(id))) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
+    // A move that began meanwhile would copy the record before this write: the change waits for it instead.
+    const moving = this.#rt.holds.get(id);
+    if (moving && this.#rt.holds.get(from) !== moving) return this.update(from, id, body);
     await this.#rt.store.txn().put('n', id, encode(next)).commit();
     this.#rt.recordChanged(next);
     return next;

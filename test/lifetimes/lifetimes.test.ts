@@ -157,8 +157,9 @@ describe('Leased', () => {
     const data = await tempDir();
     const first = await startContainer({ data });
     const owner = await first.client.spawn({ lifetime: Lifetime.root() });
-    const leased = await first.client.spawn({ lifetime: Lifetime.leased(1, { node: owner, fn: () => false }) });
+    // The lease period counts from the spawn: measure from just before it, not from its (loaded) reply.
     const spawned = Date.now();
+    const leased = await first.client.spawn({ lifetime: Lifetime.leased(1, { node: owner, fn: () => false }) });
     await first.client.close();
     await first.container.close();
     const second = await startContainer({ data });

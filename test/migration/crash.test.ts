@@ -36,7 +36,8 @@ async function killAt(mover: Client, node: string, to: string, pauser: Container
   return move;
 }
 
-describe('crash in the middle of a move', () => {
+// Each test starts, kills and restarts container processes: minutes on a loaded 2-core machine.
+describe('crash in the middle of a move', { timeout: 240_000 }, () => {
   it('source killed after the target prepared, before its forwarding record: the node stays on the source; a retry moves its latest state', async () => {
     const { specs, source, target } = await pair('source', 'prepared');
     const s = await client(source);

@@ -14,7 +14,7 @@ const BUMP = async (ctx: any, i: number) => {
   await r.set([...seen, i]);
 };
 
-describe('drain', () => {
+describe('drain', { timeout: 180_000 }, () => {
   it('moves every node of one container to its peers under load; it can then stop, and fleet URLs still work', async () => {
     const [a, b, c] = (await startFleet(3)) as [TestContainer, TestContainer, TestContainer];
     const sandbox = { refs: 'readwrite', timeoutMs: 20_000 } as const;

@@ -63,11 +63,16 @@ describe('hostile moves', () => {
     const rightKey = () => sealKeys([me.exportSecretKey()], box, newBoxPair());
     await fromB.request('moveChunk', { move: MOVE, node: me.id, part: 0, entries: [['r', `${victim.id}v`, encode('pwned')]] });
     expect((await caught(fromB.request('movePrepare', { move: MOVE, node: me.id, parts: 1, records: [record], seeds: rightKey() }))).code).toBe('ERR_BAD_MESSAGE');
-    // A second record that claims to be under the first but names another parent.
+    // A second record whose parent is the first but whose ancestors say otherwise (it would escape its ancestors' reach).
     const other = Identity.generate();
-    const orphan = { ...record, id: other.id, parent: Identity.generate().id, ancestors: [b.operator.id, Identity.generate().id] };
+    const orphan = { ...record, id: other.id, parent: me.id, ancestors: [Identity.generate().id, me.id] };
     const twoKeys = sealKeys([me.exportSecretKey(), other.exportSecretKey()], box, newBoxPair());
-    expect((await caught(fromB.request('movePrepare', { move: MOVE, node: me.id, parts: 0, records: [record, orphan], seeds: twoKeys }))).code).toBe('ERR_BAD_MESSAGE');
+    const wrongTree = await caught(fromB.request('movePrepare', { move: MOVE, node: me.id, parts: 0, records: [record, orphan], seeds: twoKeys }));
+    expect(wrongTree.code).toBe('ERR_BAD_MESSAGE');
+    expect(wrongTree.message).toMatch(/not under its parent/);
+    // A child listed before its parent.
+    const early = await caught(fromB.request('movePrepare', { move: MOVE, node: other.id, parts: 0, records: [{ ...record, id: other.id, parent: me.id, ancestors: [b.operator.id, me.id] }, record], seeds: sealKeys([other.exportSecretKey(), me.exportSecretKey()], box, newBoxPair()) }));
+    expect(early.code).toBe('ERR_BAD_MESSAGE');
     // Activating what was never prepared serves nothing.
     expect((await caught(fromB.request('moveActivate', { move: MOVE, node: me.id }))).code).toBe('ERR_NODE_NOT_FOUND');
     expect((await caught(a.client.at(`${a.url}/${me.id}`, () => 1))).code).toBe('ERR_NODE_NOT_FOUND');
