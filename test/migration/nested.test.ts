@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { connect, Identity, KeynodeError, Lifetime } from 'keynode';
 import { encode, newBoxPair, sealKeys } from '../../dist/protocol/index.js';
 import { defer, until, type TestContainer } from '../helpers/containers.js';
-import { startFleet } from '../helpers/fleet.js';
+import { startFleet } from '../helpers/fleet-local.js';
 
 async function caught(p: Promise<unknown>): Promise<KeynodeError> {
   try {
