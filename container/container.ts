@@ -322,7 +322,8 @@ export class Container extends EventEmitter<ContainerEvents> {
         maxInflightBytes: o.maxInflightBytes,
         info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs, boxKey: Buffer.from(this.#keyring.box.publicKey).toString('base64url') }),
         containerId: this.id,
-        ready: () => this.#status === 'open',
+        // A draining container takes no new nodes: out of the client Service's endpoints, still reachable by its own URL.
+        ready: () => this.#status === 'open' && !this.#mover?.draining,
         overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
         sessions: this.#sessions,
         sign: (m) => operator.sign(m),

@@ -56,6 +56,10 @@ describe('drain', { timeout: 180_000 }, () => {
     expect((await c.client.request('list', {})) as { nodes: unknown[] }).toEqual({ nodes: [] });
     const refused = await c.client.spawn({ lifetime: Lifetime.root() }).catch((e: KeynodeError) => e);
     expect((refused as KeynodeError).code).toBe('ERR_UNAVAILABLE');
+    // Not ready (a Kubernetes Service stops sending it clients), still alive.
+    expect((await fetch(`${c.url}/readyz`)).status).toBe(503);
+    expect((await fetch(`${c.url}/livez`)).status).toBe(200);
+    expect((await fetch(`${a.url}/readyz`)).status).toBe(200);
 
     // Every write acknowledged during the drain is there, once and in order.
     for (const [id, mine] of acked) expect(await c.client.at(id, async (ctx) => ctx.ref('bumps').get())).toEqual(mine);
