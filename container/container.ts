@@ -352,6 +352,7 @@ export class Container extends EventEmitter<ContainerEvents> {
       ask: async (origin, id, ms) => (await runtime.peers.request(origin, 'locate', { node: id }, ms)) as { url?: unknown },
     });
     runtime.locate = (id) => locator.locate(id);
+    runtime.peerOrigins = peers;
     this.#importer = new Importer({
       rt: runtime,
       lifetimes,

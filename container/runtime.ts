@@ -73,6 +73,8 @@ export class Runtime {
    * it prepared here has had its chance to activate; set by the container.
    */
   locate: (id: NodeId) => Promise<string | undefined> = async () => undefined;
+  /** Origins of the other members of this container's fleet (migration/peers); set by the container. */
+  peerOrigins: () => string[] = () => [];
 
   constructor(o: ContainerOptions, store: Store, keyring: Keyring, logs: LogBook, remote: RemotePeers, origin: string) {
     this.options = o;

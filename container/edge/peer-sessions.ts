@@ -77,6 +77,17 @@ export class PeerSessions {
   }
 
   /**
+   * A container message sent as node `as` (whose key signs the proof, once per session) to the container at
+   * `origin`, within `timeoutMs`, on `tenant`'s share of the sockets: a node's child placed there (ctx.spawn),
+   * or its end (ctx.destroy, to the node `to`).
+   */
+  async requestAs<T extends MessageType>(origin: string, as: Signer, type: T, body: Bodies[T], timeoutMs: number, tenant: string, to?: NodeId): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    const channel = await this.#channel(origin, timeoutMs);
+    return channel.request(type, to ?? channel.containerId, body, { as, timeoutMs, tenant, deadline });
+  }
+
+  /**
    * Runs `fn` on node `to` at `url`, sent as `as` (whose key signs the proof), within `timeoutMs`; `tenant`
    * is whose share of the sockets to that peer the call uses.
    */

@@ -141,6 +141,19 @@ export class Spawner {
   }
 
   /**
+   * A node's spawn of a child that goes to another container (child-elsewhere.ts), checked here as a spawn
+   * here would be (shape, the parent's sandbox.spawn, narrowing, depth) before anything is sent: the spec
+   * with the parent's defaults filled in, as sent, and as checked.
+   */
+  checkChild(parent: NodeRecord, raw: unknown): { body: Record<string, unknown>; spec: SpawnSpec } {
+    const body = inherit(raw, parent);
+    const spec = checkSpawnSpec(body, this.#rt.limits);
+    checkNarrower(parent, spec.sandbox, spec.lifetime, this.#rt.origin);
+    if (parent.ancestors.length + 1 > this.#rt.options.maxDepth) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `spawn trees are at most ${this.#rt.options.maxDepth} deep`);
+    return { body: body as Record<string, unknown>, spec };
+  }
+
+  /**
    * Group commit: spawns by one spawner wait for its budget lock together, and whoever gets it carves their
    * budgets, has all their keys made in one request and writes them in one LevelDB batch. A group is at most
    * MAX_GROUP nodes, which bounds the key work one spawner has in flight; the rest waits for the next.
