@@ -11,7 +11,7 @@ import { freePorts, startFleet } from '../helpers/fleet-local.js';
 import { rewritingProxy } from '../helpers/wire.js';
 
 const GRANT = { maxNodes: 4, maxAwake: 2, memoryMB: 256 };
-const SANDBOX = { contacts: 'any' as const, timeoutMs: 20_000, spawn: { lifetimes: ['root' as const, 'resetting' as const, 'linked' as const, 'ephemeral' as const] } };
+const SANDBOX = { contacts: 'any' as const, timeoutMs: 20_000, spawn: { lifetimes: ['root' as const, 'resetting' as const, 'leased' as const, 'linked' as const, 'ephemeral' as const] } };
 
 async function caught(p: Promise<unknown>): Promise<KeynodeError> {
   try {
@@ -29,7 +29,7 @@ describe('children placed on another member', () => {
   let b: TestContainer;
   let c: TestContainer;
 
-  it('a node spawns Root and Resetting children on another member (on, near by URL and by ID), calls them, and is their parent there', async () => {
+  it('a node spawns Root, Resetting and Leased children on another member (on, near by URL and by ID), calls them, and is their parent there', async () => {
     [a, b, c] = (await startFleet(3)) as [TestContainer, TestContainer, TestContainer];
     const parent = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: SANDBOX, budget: { maxNodes: 8 } });
     await b.client.grant(parent, GRANT);
@@ -39,6 +39,7 @@ describe('children placed on another member', () => {
         await ctx.spawn({ lifetime: ctx.Lifetime.root(), placement: { on } }),
         await ctx.spawn({ lifetime: ctx.Lifetime.resetting(3600), placement: { near: nearUrl } }),
         await ctx.spawn({ lifetime: ctx.Lifetime.root(), placement: { near: nearId } }),
+        await ctx.spawn({ lifetime: ctx.Lifetime.leased(3600, { node: ctx.here, fn: () => true }), placement: { on } }),
       ];
       const out = [];
       for (const kid of placed) out.push({ url: kid.url as string, caller: await ctx.at(kid, (k) => k.caller) });
@@ -53,8 +54,10 @@ describe('children placed on another member', () => {
       expect(info.url).toBe(kid.url);
     }
     expect((await b.client.describe(kids[1]!.url)).lifetime).toMatchObject({ kind: 'resetting' });
+    // The lease check names the parent on A by its URL, as the parent's container saw it.
+    expect((await b.client.describe(kids[3]!.url)).lifetime).toMatchObject({ kind: 'leased', check: { node: parent.url } });
     // Charged to the parent's own grant on B, not to anything of A's.
-    expect((await b.client.budget(parent.id)).used.nodes).toBe(3);
+    expect((await b.client.budget(parent.id)).used.nodes).toBe(4);
     expect(await b.container.runtime.store.getNode(idOf(kids[0]!.url) as never)).toBeDefined();
     expect(await a.container.runtime.store.getNode(idOf(kids[0]!.url) as never)).toBeUndefined();
     // The parent administers its child there as any parent does.

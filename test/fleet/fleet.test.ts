@@ -105,7 +105,7 @@ describe(`fleet of three containers`, () => {
     expect(bad.code).toBe('ERR_BAD_URL');
   });
 
-  it('a node\'s children are spawned next to it (ctx.spawn), whichever container it is on; elsewhere is refused', async () => {
+  it('a node\'s children are spawned next to it (ctx.spawn), whichever container it is on; a Linked child elsewhere is refused', async () => {
     for (const [i, m] of fleet.members.entries()) {
       const parent = await client.spawn({ lifetime: Lifetime.root(), sandbox: { spawn: { lifetimes: ['linked'] } }, budget: { maxNodes: 4 }, placement: { on: m.url } });
       const urls = await client.at(parent, async (ctx, here: string) => [
@@ -118,6 +118,7 @@ describe(`fleet of three containers`, () => {
       const err = (await client.at(parent, (ctx, there: string) => ctx.spawn({ lifetime: ctx.Lifetime.linked(), placement: { on: there } }), other).catch((e: unknown) => e)) as KeynodeError;
       expect(err.code).toBe('ERR_BAD_POLICY');
       expect(err.message).toContain(other);
+      expect(err.message).toContain('a linked child');
     }
   });
 
