@@ -9,7 +9,7 @@
  * keys they are signed with live). No key is asked for: the child's key stays where the child lives, and the
  * parent reaches it by its URL. The member's reply is hostile input like any peer's.
  */
-import { isNodeId, isPlainObject, KeynodeError, parseNodeUrl, signBytes, type NodeId } from '../../protocol/index.js';
+import { isNodeId, isPlainObject, KeynodeError, parseNodeUrl, signBytes, type Bodies, type NodeId } from '../../protocol/index.js';
 import type { AwakeNode } from '../supervisor/awake-node.js';
 import type { Runtime } from '../runtime.js';
 import type { Spawner } from './spawner.js';
@@ -68,7 +68,7 @@ export async function spawnElsewhere(rt: Runtime, spawner: Spawner, node: AwakeN
   const tenant: NodeId = node.rec.ancestors[0] ?? node.id;
   let reply: unknown;
   try {
-    reply = await rt.peers.requestAs(origin, as, 'spawn', anchored(body, rt) as never, Math.max(1, deadline - Date.now()), tenant);
+    reply = await rt.peers.requestAs(origin, as, 'spawn', anchored(body, rt) as Bodies['spawn'], Math.max(1, deadline - Date.now()), tenant);
   } catch (e) {
     if (!(e instanceof KeynodeError) || e.code !== 'ERR_BUDGET_EXHAUSTED') throw e;
     throw new KeynodeError(
