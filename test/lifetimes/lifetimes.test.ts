@@ -192,8 +192,10 @@ describe('Ephemeral', () => {
 
   it('is destroyed when its parent node crashes', async () => {
     const { container, client } = await startContainer();
-    const parent = await client.spawn({ lifetime: Lifetime.root(), budget: { maxNodes: 2 }, sandbox: { spawn: { lifetimes: ['ephemeral'] }, timeoutMs: 200 } });
+    const parent = await client.spawn({ lifetime: Lifetime.root(), budget: { maxNodes: 2 }, sandbox: { spawn: { lifetimes: ['ephemeral'] } } });
     const child = await client.at(parent, (ctx) => ctx.spawn({ lifetime: ctx.Lifetime.ephemeral() }));
+    // Short only for the crash below: the spawn above may take longer than 200 ms on a busy machine.
+    await client.update(parent, { sandbox: { timeoutMs: 200 } });
     const end = destroyed(container, child.id);
     expect(await gone(client.at(parent, () => { for (;;); }))).toBe('ERR_EVAL_TIMEOUT');
     await end;
