@@ -1,0 +1,169 @@
+/**
+ * @module bench/eval-cpu
+ * CPU time per warm eval, split by process: the client (this process), the container (forked, as deployed)
+ * and its workers, for the shapes of the eval section: sequential evals on one node, `ctx.at` to a node on
+ * the same container and on a second container, and 64 in flight over 100 nodes. On a shared machine
+ * wall-clock figures swing with the neighbours' load; the CPU an eval costs each process does much less, so
+ * this is how a change to the eval path is judged (README › Benchmarks). Each thread's run time is read from
+ * /proc/<pid>/task/<tid>/schedstat (nanoseconds), summed over the threads alive at both ends of a run.
+ *
+ * `node dist/bench/eval-cpu.js [shapes] [evals] [runs]`: shapes is a comma list of seq, local, remote, many
+ * (default all); prints one JSON line per run and shape. To compare two builds, copy this file into the other
+ * build's dist/bench/ and run both, alternating.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, Identity, Lifetime, type Client, type NodeHandle } from '../index.js';
+import { cleanup, dataDir, forkContainer, openRoot, type ChildContainer } from './harness.js';
+import { percentile, pooled } from './stats.js';
+
+const [shapesArg = 'seq,local,remote,many', evalsArg = '2000', runsArg = '3'] = process.argv.slice(2);
+const SHAPES = new Set(shapesArg.split(','));
+const EVALS = Number(evalsArg);
+const RUNS = Number(runsArg);
+
+/** Nanoseconds of CPU per thread of a process, keyed `pid/tid`. */
+function threadTimes(pid: number, into: Map<string, number>): void {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return;
+  }
+  for (const tid of tids) {
+    try {
+      into.set(`${pid}/${tid}`, Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  const out = new Set<number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.add(Number(c));
+    }
+  } catch {
+    // gone
+  }
+  return [...out];
+}
+
+interface Snapshot {
+  client: Map<string, number>;
+  containers: Map<string, number>;
+  workers: Map<string, number>;
+}
+
+function snapshot(containers: ChildContainer[]): Snapshot {
+  const s: Snapshot = { client: new Map(), containers: new Map(), workers: new Map() };
+  threadTimes(process.pid, s.client);
+  for (const c of containers) {
+    threadTimes(c.proc.pid!, s.containers);
+    for (const w of childrenOf(c.proc.pid!)) threadTimes(w, s.workers);
+  }
+  return s;
+}
+
+function delta(a: Map<string, number>, b: Map<string, number>): number {
+  let ns = 0;
+  for (const [k, v] of b) {
+    const before = a.get(k);
+    if (before !== undefined) ns += v - before;
+  }
+  return ns;
+}
+
+async function measure(label: string, containers: ChildContainer[], n: number, run: () => Promise<number[]>): Promise<void> {
+  const s0 = snapshot(containers);
+  const t0 = performance.now();
+  const samples = await run();
+  const wall = performance.now() - t0;
+  const s1 = snapshot(containers);
+  const us = (ns: number) => Math.round(ns / n / 1000);
+  const client = us(delta(s0.client, s1.client));
+  const container = us(delta(s0.containers, s1.containers));
+  const workers = us(delta(s0.workers, s1.workers));
+  const line: Record<string, unknown> = { shape: label, evals: n, clientUs: client, containerUs: container, workersUs: workers, totalUs: client + container + workers };
+  if (samples.length) Object.assign(line, { p50ms: +percentile(samples, 50).toFixed(3), p99ms: +percentile(samples, 99).toFixed(3) });
+  else line.evalsPerS = Math.round(n / (wall / 1000));
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+
+async function sequential(f: () => Promise<unknown>, n: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await f();
+    samples.push(performance.now() - t);
+  }
+  return samples;
+}
+
+async function client(child: ChildContainer, data: string, connections = 1): Promise<Client> {
+  return connect(child.url, { identity: await Identity.load(join(data, 'operator.key')), connections });
+}
+
+async function main(): Promise<void> {
+  await openRoot();
+  try {
+    const dataA = await dataDir('cpu-a');
+    const a = await forkContainer(dataA, { poolMin: 4 });
+    const ca = await client(a, dataA, 100);
+    const lifetime = Lifetime.root();
+    const containers = [a];
+    let b: ChildContainer | undefined;
+    let cb: Client | undefined;
+    if (SHAPES.has('remote')) {
+      const dataB = await dataDir('cpu-b');
+      b = await forkContainer(dataB, { poolMin: 1 });
+      cb = await client(b, dataB);
+      containers.push(b);
+    }
+    const one = await ca.spawn({ lifetime });
+    const caller = await ca.spawn({ lifetime, sandbox: { contacts: 'any' } });
+    const local = await ca.spawn({ lifetime, acl: [caller.url] });
+    const remote = cb ? await cb.spawn({ lifetime, acl: [caller.url] }) : undefined;
+    const plain = () => ca.at(one, () => 1);
+    const nested = (t: string) => () => ca.at(caller, (ctx, u: string) => ctx.at(u, () => 1), t);
+    let nodes: NodeHandle[] = [];
+    if (SHAPES.has('many')) {
+      nodes = await ca.spawnMany(100, { lifetime });
+      await pooled(nodes.length, 8, (i) => ca.at(nodes[i]!, () => 1));
+    }
+    const many = async (n: number): Promise<number[]> => {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 64 }, async (_, lane) => {
+          for (let k = lane; next < n; k += 64) {
+            next++;
+            await ca.at(nodes[k % nodes.length]!, () => 1);
+          }
+        }),
+      );
+      return [];
+    };
+    const shapes: [string, (n: number) => Promise<number[]>][] = [
+      ['seq', (n) => sequential(plain, n)],
+      ['local', (n) => sequential(nested(local.url), n)],
+      ['remote', (n) => sequential(nested(remote!.url), n)],
+      ['many', many],
+    ];
+    for (const [name, f] of shapes) if (SHAPES.has(name)) await f(name === 'many' ? 5 * EVALS : EVALS / 2); // warm-up
+    for (let r = 0; r < RUNS; r++) {
+      for (const [name, f] of shapes) {
+        if (!SHAPES.has(name)) continue;
+        const n = name === 'many' ? 5 * EVALS : EVALS;
+        await measure(name, containers, n, () => f(n));
+      }
+    }
+    await ca.close();
+    await cb?.close();
+  } finally {
+    await cleanup();
+  }
+}
+
+await main();
