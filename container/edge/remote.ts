@@ -52,6 +52,14 @@ export class RemotePeers {
     return new Uint8Array(Buffer.concat(chunks));
   }
 
+  async #readWhole(body: { arrayBuffer(): Promise<ArrayBuffer> }, url: string): Promise<Uint8Array> {
+    try {
+      return new Uint8Array(await body.arrayBuffer());
+    } catch (cause) {
+      throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${url} broke off: ${(cause as Error).message}`, { cause });
+    }
+  }
+
   /** Calls to peer containers in flight, and waiting for their tenant's share. */
   counts(): { active: number; waiting: number } {
     return this.#gate.counts();
@@ -62,10 +70,10 @@ export class RemotePeers {
    * its session to check. The message is made once a connection is this tenant's to use, so time spent
    * waiting never ages it.
    */
-  async post(url: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<Exchange> {
-    const release = await this.#gate.acquire(new URL(url).origin, tenant, deadline);
+  async post(origin: string, path: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<Exchange> {
+    const release = await this.#gate.acquire(origin, tenant, deadline);
     try {
-      return await this.#send(url, seal(), Math.max(1, deadline - Date.now()));
+      return await this.#send(origin + path, seal(), Math.max(1, deadline - Date.now()));
     } finally {
       release();
     }
@@ -86,7 +94,10 @@ export class RemotePeers {
     } catch (cause) {
       throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${url}: ${(cause as Error).message}`, { cause });
     }
-    const body = await this.#read(res.body, url, this.#maxResponseBytes);
+    // A keynode container always says how long its reply is, and undici holds the peer to it: a length
+    // within bounds is read whole, without an async iterator's machinery for each chunk.
+    const length = Number(res.headers['content-length']);
+    const body = Number.isSafeInteger(length) && length <= this.#maxResponseBytes ? await this.#readWhole(res.body, url) : await this.#read(res.body, url, this.#maxResponseBytes);
     const auth = res.headers[AUTH_HEADER];
     return { status: res.statusCode, body, auth: typeof auth === 'string' ? auth : undefined };
   }
