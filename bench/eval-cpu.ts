@@ -3,21 +3,28 @@
  * CPU time per warm eval, split by process: the client (this process), the container (forked, as deployed)
  * and its workers, for the shapes of the eval section: sequential evals on one node, `ctx.at` to a node on
  * the same container and on a second container, and 64 in flight over 100 nodes. On a shared machine
- * wall-clock figures swing with the neighbours' load; the CPU an eval costs each process does much less, so
+ * wall-clock figures swing with the neighbours' load; the CPU an eval costs each process swings much less, so
  * this is how a change to the eval path is judged (README › Benchmarks). Each thread's run time is read from
  * /proc/<pid>/task/<tid>/schedstat (nanoseconds), summed over the threads alive at both ends of a run.
  *
- * `node dist/bench/eval-cpu.js [shapes] [evals] [runs]`: shapes is a comma list of seq, local, remote, many
- * (default all); prints one JSON line per run and shape. To compare two builds, copy this file into the other
- * build's dist/bench/ and run both, alternating.
+ * - `node dist/bench/eval-cpu.js [shapes] [evals] [runs]`: shapes is a comma list of seq, local, remote, many
+ *   (default all); one JSON line per run and shape.
+ * - `node dist/bench/eval-cpu.js ab <root A> <root B> [shapes] [evals] [blocks]`: two builds side by side,
+ *   each root a checkout with its dist/ built and this file in its dist/bench/. Each build runs in its own
+ *   processes, set up and warmed once; then blocks of `evals` alternate between the two (the order flips every
+ *   block), so both meet the machine's load at the same moments. Prints the median per block of each figure.
  */
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connect, Identity, Lifetime, type Client, type NodeHandle } from '../index.js';
 import { cleanup, dataDir, forkContainer, openRoot, type ChildContainer } from './harness.js';
-import { percentile, pooled } from './stats.js';
+import { median, percentile, pooled } from './stats.js';
 
-const [shapesArg = 'seq,local,remote,many', evalsArg = '2000', runsArg = '3'] = process.argv.slice(2);
+const AB = process.argv[2] === 'ab';
+const [shapesArg = 'seq,local,remote,many', evalsArg = '2000', runsArg = '3'] = process.argv.slice(AB ? 5 : 2);
 const SHAPES = new Set(shapesArg.split(','));
 const EVALS = Number(evalsArg);
 const RUNS = Number(runsArg);
@@ -76,7 +83,9 @@ function delta(a: Map<string, number>, b: Map<string, number>): number {
   return ns;
 }
 
-async function measure(label: string, containers: ChildContainer[], n: number, run: () => Promise<number[]>, stats?: () => Promise<Record<string, number>>): Promise<void> {
+type Line = Record<string, number | string>;
+
+async function measure(label: string, containers: ChildContainer[], n: number, run: () => Promise<number[]>, stats?: () => Promise<Record<string, number>>): Promise<Line> {
   const w0 = (await stats?.())?.wakes;
   const s0 = snapshot(containers);
   const t0 = performance.now();
@@ -87,12 +96,12 @@ async function measure(label: string, containers: ChildContainer[], n: number, r
   const client = us(delta(s0.client, s1.client));
   const container = us(delta(s0.containers, s1.containers));
   const workers = us(delta(s0.workers, s1.workers));
-  const line: Record<string, unknown> = { shape: label, evals: n, clientUs: client, containerUs: container, workersUs: workers, totalUs: client + container + workers };
+  const line: Line = { shape: label, evals: n, clientUs: client, containerUs: container, workersUs: workers, totalUs: client + container + workers };
   if (samples.length) Object.assign(line, { p50ms: +percentile(samples, 50).toFixed(3), p99ms: +percentile(samples, 99).toFixed(3) });
   else line.evalsPerS = Math.round(n / (wall / 1000));
   // Wakes during the run: a node without its own process takes one from another (not a warm eval any more).
   if (w0 !== undefined) line.wakes = (await stats!())!.wakes! - w0;
-  process.stdout.write(`${JSON.stringify(line)}\n`);
+  return line;
 }
 
 async function sequential(f: () => Promise<unknown>, n: number): Promise<number[]> {
@@ -164,18 +173,77 @@ async function main(): Promise<void> {
       await many(2000);
       process.stderr.write(`after the warm-up: ${JSON.stringify(await stats())}\n`);
     }
-    for (let r = 0; r < RUNS; r++) {
-      for (const [name, f] of shapes) {
-        if (!SHAPES.has(name)) continue;
-        const n = name === 'many' ? 5 * EVALS : EVALS;
-        await measure(name, containers, n, () => f(n), async () => (await ca.request('stats', {})) as Record<string, number>);
+    const run = (name: string): Promise<Line> => {
+      const n = name === 'many' ? 5 * EVALS : EVALS;
+      return measure(name, containers, n, () => shapes.find(([s]) => s === name)![1](n), async () => (await ca.request('stats', {})) as Record<string, number>);
+    };
+    if (process.send) {
+      // A runner of the `ab` mode: one block at a time, when told.
+      process.send({ type: 'ready' });
+      for (;;) {
+        const [msg] = (await once(process, 'message')) as [{ type: string; shape?: string }];
+        if (msg.type !== 'run') break;
+        process.send({ type: 'result', line: await run(msg.shape!) });
       }
+    } else {
+      for (let r = 0; r < RUNS; r++) for (const [name] of shapes) if (SHAPES.has(name)) process.stdout.write(`${JSON.stringify(await run(name))}\n`);
     }
     await ca.close();
     await cb?.close();
   } finally {
     await cleanup();
+    if (process.send) process.disconnect();
   }
 }
 
-await main();
+/** The `ab` mode: a runner per build, blocks alternated, medians printed. */
+async function ab(roots: string[]): Promise<void> {
+  const runners: { proc: ChildProcess; exited: Promise<unknown> }[] = [];
+  const next = async (r: (typeof runners)[number]): Promise<{ type: string; line?: Line }> => {
+    const [reply] = (await Promise.race([once(r.proc, 'message'), r.exited.then(() => [{ type: 'exited' }])])) as [{ type: string; line?: Line }];
+    if (reply.type === 'exited') throw new Error('a runner exited');
+    return reply;
+  };
+  const ask = (r: (typeof runners)[number], msg: object): Promise<{ type: string; line?: Line }> => {
+    r.proc.send(msg);
+    return next(r);
+  };
+  try {
+    for (const root of roots) {
+      const proc = fork(join(root, 'dist/bench/eval-cpu.js'), [shapesArg, evalsArg], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const r = { proc, exited: once(proc, 'exit') };
+      runners.push(r);
+      if ((await next(r)).type !== 'ready') throw new Error(`the runner of ${root} did not say it was ready`);
+    }
+    const lines: { root: string; line: Line }[] = [];
+    for (let b = 0; b < Number(runsArg); b++) {
+      for (const shape of SHAPES) {
+        for (const i of b % 2 ? [1, 0] : [0, 1]) lines.push({ root: roots[i]!, line: (await ask(runners[i]!, { type: 'run', shape })).line! });
+      }
+    }
+    for (const shape of SHAPES) {
+      const per = roots.map((root) => lines.filter((l) => l.root === root && l.line.shape === shape).map((l) => l.line));
+      for (const [i, root] of roots.entries()) {
+        const mine = per[i]!;
+        const out: Record<string, number> = {};
+        for (const k of Object.keys(mine[0]!)) if (typeof mine[0]![k] === 'number') out[k] = median(mine.map((l) => l[k] as number));
+        process.stdout.write(`${JSON.stringify({ root, shape, blocks: mine.length, ...out, totalsPerBlock: mine.map((l) => l.totalUs).join(' ') })}\n`);
+      }
+      // Block by block, B against the A block run beside it: the machine's load cancels out of each ratio.
+      const ratio = (k: string) => +median(per[1]!.map((l, b) => (l[k] as number) / (per[0]![b]![k] as number))).toFixed(3);
+      process.stdout.write(`${JSON.stringify({ shape, 'B/A median of paired blocks': { client: ratio('clientUs'), container: ratio('containerUs'), workers: ratio('workersUs'), total: ratio('totalUs'), ...(per[0]![0]!.p50ms !== undefined ? { p50: ratio('p50ms') } : { evalsPerS: ratio('evalsPerS') }) } })}\n`);
+    }
+  } finally {
+    for (const r of runners) if (r.proc.exitCode === null) r.proc.send({ type: 'close' });
+    await Promise.all(runners.map((r) => r.exited));
+  }
+}
+
+if (AB) {
+  const roots = process.argv.slice(3, 5);
+  if (roots.length !== 2) {
+    process.stderr.write(`usage: node ${fileURLToPath(import.meta.url)} ab <root A> <root B> [shapes] [evals] [blocks]\n`);
+    process.exit(2);
+  }
+  await ab(roots);
+} else await main();
