@@ -312,7 +312,7 @@ function poolTransport(origin: string, pool: () => Pool): Transport {
     async post(path, body, { signal }) {
       if (signal?.aborted) throw abortError(signal);
       try {
-        const res = await httpPost(pool(), path, body, AUTH_HEADER, signal);
+        const res = await httpPost(pool(), { path, body, header: AUTH_HEADER, signal });
         return { status: res.status, body: res.body, auth: res.header };
       } catch (e) {
         if (signal?.aborted) throw abortError(signal);

@@ -25,7 +25,23 @@ export class PostError extends Error {
   }
 }
 
-export function httpPost(dispatcher: Dispatcher, path: string, body: Uint8Array, header: string, signal: AbortSignal | undefined): Promise<PostResult> {
+export interface PostOptions {
+  /** For an Agent (which serves many origins); a Pool knows its own. */
+  origin?: string;
+  path: string;
+  body: Uint8Array;
+  /** The response header to return (lowercase). */
+  header: string;
+  signal?: AbortSignal | undefined;
+  /** The whole exchange ends by then (undefined: no limit). */
+  timeoutMs?: number;
+  /** A reply past this many bytes ends the exchange with `tooLarge()`. */
+  maxBytes?: number;
+  tooLarge?: () => Error;
+}
+
+export function httpPost(dispatcher: Dispatcher, o: PostOptions): Promise<PostResult> {
+  const { signal } = o;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -33,26 +49,38 @@ export function httpPost(dispatcher: Dispatcher, path: string, body: Uint8Array,
     let value: string | undefined;
     let started = false;
     let controller: Dispatcher.DispatchController | undefined;
-    const onAbort = () => controller?.abort(signal!.reason as Error);
-    const done = () => signal?.removeEventListener('abort', onAbort);
+    let failure: Error | undefined;
+    const abort = (e: Error) => {
+      failure ??= e;
+      controller?.abort(e);
+    };
+    const onAbort = () => abort(signal!.reason as Error);
+    const timer = o.timeoutMs === undefined ? undefined : setTimeout(() => abort(new Error(`no complete reply within ${o.timeoutMs} ms`)), o.timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
+    const limit = o.timeoutMs ?? 0;
     dispatcher.dispatch(
-      { path, method: 'POST', body, headers: { 'content-type': 'application/msgpack' }, headersTimeout: 0, bodyTimeout: 0 },
+      { ...(o.origin ? { origin: o.origin } : {}), path: o.path, method: 'POST', body: o.body, headers: { 'content-type': 'application/msgpack' }, headersTimeout: limit, bodyTimeout: limit },
       {
         onRequestStart(c) {
           controller = c;
-          if (signal?.aborted) c.abort(signal.reason as Error);
+          if (failure) c.abort(failure);
+          else if (signal?.aborted) abort(signal.reason as Error);
         },
         onResponseStart(_c, statusCode, headers) {
           if (statusCode < 200) return; // an informational reply; the real one follows
           started = true;
           status = statusCode;
-          const v = headers[header];
+          const v = headers[o.header];
           value = typeof v === 'string' ? v : undefined;
         },
         onResponseData(_c, chunk) {
-          chunks.push(chunk);
           size += chunk.length;
+          if (o.maxBytes !== undefined && size > o.maxBytes) return abort(o.tooLarge?.() ?? new Error(`the reply exceeds ${o.maxBytes} bytes`));
+          chunks.push(chunk);
         },
         onResponseEnd() {
           done();
@@ -60,7 +88,7 @@ export function httpPost(dispatcher: Dispatcher, path: string, body: Uint8Array,
         },
         onResponseError(_c, error) {
           done();
-          reject(new PostError(error, started));
+          reject(new PostError(failure ?? error, started));
         },
       },
     );

@@ -7,6 +7,7 @@
  */
 import { Agent, request } from 'undici';
 import { AUTH_HEADER, KeynodeError } from '../../protocol/index.js';
+import { httpPost, PostError } from '../../client/http-post.js';
 import type { Exchange } from '../../client/session.js';
 import { PeerGate, type PeerLimits } from './peer-gate.js';
 
@@ -52,14 +53,6 @@ export class RemotePeers {
     return new Uint8Array(Buffer.concat(chunks));
   }
 
-  async #readWhole(body: { arrayBuffer(): Promise<ArrayBuffer> }, url: string): Promise<Uint8Array> {
-    try {
-      return new Uint8Array(await body.arrayBuffer());
-    } catch (cause) {
-      throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${url} broke off: ${(cause as Error).message}`, { cause });
-    }
-  }
-
   /** Calls to peer containers in flight, and waiting for their tenant's share. */
   counts(): { active: number; waiting: number } {
     return this.#gate.counts();
@@ -73,33 +66,25 @@ export class RemotePeers {
   async post(origin: string, path: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<Exchange> {
     const release = await this.#gate.acquire(origin, tenant, deadline);
     try {
-      return await this.#send(origin + path, seal(), Math.max(1, deadline - Date.now()));
+      return await this.#send(origin, path, seal(), Math.max(1, deadline - Date.now()));
     } finally {
       release();
     }
   }
 
-  async #send(url: string, envelope: Uint8Array, timeoutMs: number): Promise<Exchange> {
-    let res;
+  /** Through undici's handler interface (client/http-post.ts): no stream, signal or iterator per reply. */
+  async #send(origin: string, path: string, envelope: Uint8Array, timeoutMs: number): Promise<Exchange> {
+    const url = origin + path;
+    const max = this.#maxResponseBytes;
     try {
-      res = await request(url, {
-        method: 'POST',
-        body: envelope,
-        headers: { 'content-type': 'application/msgpack' },
-        dispatcher: this.#agent,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (cause) {
-      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${url}: ${(cause as Error).message}`, { cause });
+      const res = await httpPost(this.#agent, { origin, path, body: envelope, header: AUTH_HEADER, timeoutMs, maxBytes: max, tooLarge: () => new KeynodeError('ERR_TOO_LARGE', `the reply from ${url} exceeds ${max} bytes`) });
+      return { status: res.status, body: res.body, auth: res.header };
+    } catch (e) {
+      const cause = e instanceof PostError ? e.cause : (e as Error);
+      if (cause instanceof KeynodeError) throw cause;
+      if (e instanceof PostError && e.replyStarted) throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${url} broke off: ${cause.message}`, { cause });
+      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${url}: ${cause.message}`, { cause });
     }
-    // A keynode container always says how long its reply is, and undici holds the peer to it: a length
-    // within bounds is read whole, without an async iterator's machinery for each chunk.
-    const length = Number(res.headers['content-length']);
-    const body = Number.isSafeInteger(length) && length <= this.#maxResponseBytes ? await this.#readWhole(res.body, url) : await this.#read(res.body, url, this.#maxResponseBytes);
-    const auth = res.headers[AUTH_HEADER];
-    return { status: res.statusCode, body, auth: typeof auth === 'string' ? auth : undefined };
   }
 
   async close(): Promise<void> {
