@@ -8,9 +8,11 @@
  * - BENCH_QUICK=1   smaller samples (a few minutes on a quiet 2-core machine; the full run several; both
  *                   take 2 to 3 times longer when the calibration line shows the machine loaded);
  * - BENCH_ONLY=a,b  only these sections: spawn, eval, wake, memory (the default set), and the long ones that
- *                   run only when named: awake (1,000 awake nodes), sleepers (10 million sleeping nodes);
+ *                   run only when named: awake (1,000 awake nodes), sleepers (10 million sleeping nodes),
+ *                   migration (a move of a node with 10 MB of state; a drain of 10,000 sleeping nodes), fleet
+ *                   (three containers in network namespaces, or on loopback ports without root);
  * - BENCH_MEMORY_NODES=n  sleeping nodes for the memory section (default 100,000; 10,000 when quick);
- * - BENCH_AWAKE_NODES=n, BENCH_SLEEPERS=n  sizes of the long sections.
+ * - BENCH_AWAKE_NODES=n, BENCH_SLEEPERS=n, BENCH_DRAIN_NODES=n  sizes of the long sections.
  *
  * The eval section runs the container in this process (as `Container.start` embeds it), so client and
  * container share one event loop. The spawn, wake, memory, awake and sleepers sections fork the container
@@ -20,8 +22,10 @@ import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { benchAwake } from './awake.js';
 import { benchEval } from './eval.js';
+import { benchFleet } from './fleet.js';
 import { cleanup, log, notes, openRoot, QUICK, rows, RUNS } from './harness.js';
 import { benchMemory } from './memory.js';
+import { benchMigration } from './migration.js';
 import { benchSleepers } from './sleepers.js';
 import { benchSpawn } from './spawn.js';
 import { fmt, renderTable } from './stats.js';
@@ -66,7 +70,7 @@ async function main(): Promise<void> {
   log(`keynode bench${QUICK ? ' (BENCH_QUICK=1)' : ''}: ${RUNS} runs per metric; progress on stderr, report on stdout`);
   try {
     const sections: [string, () => Promise<void>][] = [
-      ['spawn', benchSpawn], ['eval', benchEval], ['wake', benchWakes], ['memory', benchMemory], ['awake', benchAwake], ['sleepers', benchSleepers],
+      ['spawn', benchSpawn], ['eval', benchEval], ['wake', benchWakes], ['memory', benchMemory], ['awake', benchAwake], ['sleepers', benchSleepers], ['migration', benchMigration], ['fleet', benchFleet],
     ];
     for (const [name, f] of sections) {
       if (!ONLY.has(name)) continue;

@@ -11,6 +11,8 @@ import { adminCommands } from './admin.js';
 import { backupCommands } from './backup.js';
 import { dashboardCommand } from './dashboard.js';
 import { identityCommands } from './identity.js';
+import { migrationCommands } from './migration.js';
+import { peersCommand } from './peers.js';
 import { EXIT, report } from './output.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -45,6 +47,9 @@ program
   .addOption(new Option('--data <dir>', 'data directory (store, operator.key, master.key)').env('KEYNODE_DATA'))
   .addOption(new Option('--public-url <url>', 'URL peers reach this container at').env('KEYNODE_PUBLIC_URL'))
   .addOption(new Option('--peers <list>', 'the other containers of the fleet: URLs, or dns:<name>:<port> (comma-separated)'))
+  .addOption(new Option('--peer-ids <list>', 'container IDs accepted as peers (comma-separated); unset: pinned on first contact'))
+  .addOption(new Option('--fleet-refresh-ms <ms>', 'ask each peer for its load this often').argParser(int('fleet-refresh-ms')).env('KEYNODE_FLEET_REFRESH_MS'))
+  .addOption(new Option('--fleet-resolve-ms <ms>', 'resolve dns: peers again this often').argParser(int('fleet-resolve-ms')).env('KEYNODE_FLEET_RESOLVE_MS'))
   .addOption(new Option('--idle-timeout-ms <ms>', 'sleep idle nodes after this long').argParser(int('idle-timeout-ms')).env('KEYNODE_IDLE_TIMEOUT_MS'))
   .addOption(new Option('--eval-timeout-ms <ms>', 'default sandbox.timeoutMs').argParser(int('eval-timeout-ms')).env('KEYNODE_EVAL_TIMEOUT_MS'))
   .addOption(new Option('--memory-mb <mb>', 'default sandbox.memoryMB').argParser(int('memory-mb')).env('KEYNODE_MEMORY_MB'))
@@ -74,13 +79,14 @@ program
       report(e);
       process.exit(EXIT.usage);
     }
-    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel', 'dashboard', 'tlsCert', 'tlsKey', 'tlsCa'] as const;
+    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel', 'dashboard', 'tlsCert', 'tlsKey', 'tlsCa', 'fleetRefreshMs', 'fleetResolveMs'] as const;
     for (const key of keys) {
       const flag = key === 'memoryMB' ? flags.memoryMb : flags[key];
       if (flag !== undefined) (options as Record<string, unknown>)[key] = typeof DEFAULTS[key as keyof ContainerOptions] === 'number' ? Number(flag) : flag;
     }
     if (flags.fsync) options.fsync = true;
     if (typeof flags.peers === 'string') options.peers = parsePeers(flags.peers);
+    if (typeof flags.peerIds === 'string') options.peerIds = parsePeers(flags.peerIds);
     const cap = { ...DEFAULTS.capacity, ...options.capacity };
     if (flags.capacityNodes !== undefined) cap.maxNodes = Number(flags.capacityNodes);
     if (flags.capacityAwake !== undefined) cap.maxAwake = Number(flags.capacityAwake);
@@ -112,8 +118,10 @@ program
   });
 
 adminCommands(program);
+migrationCommands(program);
 identityCommands(program);
 dashboardCommand(program);
 backupCommands(program);
+peersCommand(program);
 
 await program.parseAsync(process.argv);

@@ -45,6 +45,12 @@ export interface Ctx {
     };
     acl?: (string | NodeRefLike)[];
     budget?: { maxNodes?: number; maxAwake?: number; memoryMB?: number; storageMB?: number };
+    /**
+     * Next to the parent unless asked otherwise: 'load', `{ near }` a node here or `{ on }` this container
+     * mean here; `{ on }` another member of the fleet, or `{ near }` a node on one, spawns a Root, Resetting
+     * or Leased child there, charged to this node's own grant on that member (`keynode grant <nodeId>`).
+     */
+    placement?: 'load' | { near: string | NodeRefLike } | { on: string };
   }): Promise<NodeRefLike>;
   /** Lifetime values for ctx.spawn: ctx.Lifetime.linked(), .ephemeral(), .root(), .resetting(s), .leased(s, { node, fn }). */
   readonly Lifetime: {

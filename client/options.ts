@@ -5,6 +5,7 @@
  */
 import { generateKeyPair, grantMessage, idFromPublicKey, LEASE_GRANT, resolveNode, type BudgetSpec, type Identity, type LifetimeKind, type RefsMode } from '../protocol/index.js';
 import { CALL_NODE, callSpec, nodeName, type Call, type Lifetime, type NodeName } from '../lifetimes/index.js';
+import type { Placement } from './placement.js';
 
 export interface SandboxOptions {
   /** The node's own persistent state: 'none' | 'read' | 'readwrite' (default 'readwrite'). */
@@ -36,13 +37,20 @@ export type AclEntry = 'public' | NodeName;
 
 export interface SpawnOptions {
   lifetime: Lifetime;
+  /**
+   * Which container the node lives on (see client/placement.ts): 'load' (a fleet client's default), next to
+   * a node (`{ near: node }`), or on a named container (`{ on: url }`). Without it a client that is not a
+   * fleet client spawns on the container it connected to.
+   */
+  placement?: Placement;
   sandbox?: SandboxOptions;
   acl?: readonly AclEntry[];
   budget?: Partial<BudgetSpec>;
 }
 
 export function spawnBody(options: SpawnOptions): Record<string, unknown> {
-  const { lifetime, sandbox, acl, budget, ...rest } = options as SpawnOptions & Record<string, unknown>;
+  // `placement` is the client's choice of container; it is not part of the spawn message.
+  const { lifetime, sandbox, acl, budget, placement: _placement, ...rest } = options as SpawnOptions & Record<string, unknown>;
   const body: Record<string, unknown> = { ...rest, lifetime };
   if (sandbox !== undefined) {
     const s: Record<string, unknown> = { ...sandbox };

@@ -3,7 +3,7 @@
  * Container options: defaults, `KEYNODE_*` environment variables, and validation that names the option.
  */
 import { resolve } from 'node:path';
-import { KeynodeError } from '../protocol/index.js';
+import { isNodeId, KeynodeError } from '../protocol/index.js';
 
 export interface ContainerOptions {
   host: string;
@@ -18,6 +18,15 @@ export interface ContainerOptions {
    * name that resolves to every member (a Kubernetes headless Service). Empty: a container on its own.
    */
   peers?: string[];
+  /**
+   * Container IDs allowed as members. Unset: each peer's ID is pinned on first contact. Set (e.g. from the
+   * keys made before a deploy): a peer whose ID is not listed is refused even on first contact.
+   */
+  peerIds?: string[];
+  /** How often this container asks each member of its fleet for its load (one authenticated request each). */
+  fleetRefreshMs: number;
+  /** How often `dns:` peers are resolved again (pods come and go). */
+  fleetResolveMs: number;
   /** An idle node is put to sleep after this long without work. */
   idleTimeoutMs: number;
   /** Default and ceiling of `sandbox.timeoutMs`. */
@@ -115,6 +124,8 @@ export const DEFAULTS: ContainerOptions = {
   host: '127.0.0.1',
   port: 7070,
   data: './.keynode',
+  fleetRefreshMs: 2000,
+  fleetResolveMs: 15_000,
   idleTimeoutMs: 30_000,
   evalTimeoutMs: 5_000,
   maxEvalTimeoutMs: 300_000,
@@ -160,7 +171,7 @@ export const DEFAULTS: ContainerOptions = {
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
   'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'peerConnections', 'peerTenantRequests', 'peerTenantQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
-  'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst',
+  'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst', 'fleetRefreshMs', 'fleetResolveMs',
 ];
 
 function envName(key: string): string {
@@ -184,6 +195,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Co
   if (env.KEYNODE_WORKER_WRAPPER) out.workerWrapper = env.KEYNODE_WORKER_WRAPPER;
   if (env.KEYNODE_PUBLIC_URL) out.publicUrl = env.KEYNODE_PUBLIC_URL;
   if (env.KEYNODE_PEERS) out.peers = parsePeers(env.KEYNODE_PEERS);
+  if (env.KEYNODE_PEER_IDS) out.peerIds = parsePeers(env.KEYNODE_PEER_IDS);
   if (env.KEYNODE_TLS_CERT) out.tlsCert = env.KEYNODE_TLS_CERT;
   if (env.KEYNODE_TLS_KEY) out.tlsKey = env.KEYNODE_TLS_KEY;
   if (env.KEYNODE_TLS_CA) out.tlsCa = env.KEYNODE_TLS_CA;
@@ -222,7 +234,7 @@ function bad(message: string): never {
 export function normalizeOptions(input: Partial<ContainerOptions> = {}): ContainerOptions {
   const o: ContainerOptions = { __proto__: null, ...DEFAULTS, ...input, capacity: { ...DEFAULTS.capacity, ...input.capacity } } as ContainerOptions;
   o.capacity.storageMB ??= DEFAULT_STORAGE_MB;
-  const optional = new Set(['publicUrl', 'peers', 'workerUid', 'workerGid', 'workerWrapper', 'tlsCert', 'tlsKey', 'tlsCa']);
+  const optional = new Set(['publicUrl', 'peers', 'peerIds', 'workerUid', 'workerGid', 'workerWrapper', 'tlsCert', 'tlsKey', 'tlsCa']);
   const renamed: Record<string, string> = { poolSize: 'poolMin' };
   for (const key of Object.keys(input)) {
     if (key in renamed) bad(`The container option \`${key}\` is now \`${renamed[key]}\``);
@@ -255,6 +267,12 @@ export function normalizeOptions(input: Partial<ContainerOptions> = {}): Contain
   if (o.peers !== undefined) {
     if (!Array.isArray(o.peers)) bad('Expected the `peers` option to be an array of URLs');
     o.peers = [...new Set(o.peers.map(checkPeer))];
+  }
+  if (o.peerIds !== undefined) {
+    if (!Array.isArray(o.peerIds) || !o.peerIds.every((id) => isNodeId(id))) {
+      bad(`Expected \`peerIds\` to be container IDs (52 lowercase base32 characters, as \`keynode identity show <data>/operator.key\` prints), got \`${String(o.peerIds).slice(0, 120)}\``);
+    }
+    o.peerIds = [...new Set(o.peerIds)];
   }
   o.data = resolve(o.data);
   return o;

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { encode, KeynodeError, storageBytes, type Identity, type NodeId, type Reply } from '../protocol/index.js';
+import { encode, KeynodeError, storageBytes, type Identity, type MemberView, type NodeId, type Reply } from '../protocol/index.js';
 import { Store } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
@@ -36,6 +36,14 @@ import { StorageQuota } from './policies/storage.js';
 import { LifetimePolicy } from './policies/lifetime-policy.js';
 import { NodeRequests } from './node-requests.js';
 import { Spawner } from './policies/spawner.js';
+import { peerUrls } from './migration/peers.js';
+import { Locator } from './migration/locator.js';
+import { Importer } from './migration/importer.js';
+import { Mover } from './migration/mover.js';
+import { pauseHook } from './migration/pause.js';
+import { Membership } from './membership/membership.js';
+import { loadReport } from './membership/load-report.js';
+import { fleetMetrics } from './membership/metrics.js';
 
 type Status = 'opening' | 'open' | 'closing' | 'closed';
 
@@ -70,6 +78,9 @@ export class Container extends EventEmitter<ContainerEvents> {
   #lifetimes!: LifetimePolicy;
   #dashboard: Dashboard | undefined;
   #sessions!: SessionEdge;
+  #mover!: Mover;
+  #importer!: Importer;
+  #membership: Membership | undefined;
   readonly #bootedAt = Date.now();
 
   private constructor(options: ContainerOptions, logger?: Logger) {
@@ -126,9 +137,33 @@ export class Container extends EventEmitter<ContainerEvents> {
     return this.#sessions.table;
   }
 
+  /**
+   * The other members of this container's fleet (its `peers`, resolved and asked for their load), up or not.
+   * @example
+   * for (const m of container.members()) console.log(m.url, m.state, m.load?.awake);
+   */
+  members(): MemberView[] {
+    return this.#membership?.members() ?? [];
+  }
+
+  /** URLs of the members that answered the last load poll with the identity pinned for them. */
+  peerUrls(): string[] {
+    return this.#membership?.peerUrls() ?? [];
+  }
+
+  /** Asks every member for its load now (tests and `keynode peers` want fresh figures, not the last round's). */
+  refreshMembers(): Promise<void> {
+    return this.#membership?.refresh() ?? Promise.resolve();
+  }
+
   /** Resolves when the pool of blank workers holds its floor (benchmarks measure wakes from a warm pool). */
   warm(): Promise<void> {
     return this.#fleet.warm();
+  }
+
+  /** Moves and drains from this container (container/migration). */
+  get mover(): Mover {
+    return this.#mover;
   }
 
   /** Worker processes that serve no node: spares, blanks, and where wakes got their workers so far. */
@@ -244,7 +279,22 @@ export class Container extends EventEmitter<ContainerEvents> {
     runtime.supervisor = this.#supervisor;
     runtime.fleet = () => this.#fleet.stats();
     const operations = new Operations(runtime, spawner, lifetimes, this.id, new CodeCache());
+    this.#wireMigration(runtime, lifetimes, operations);
     const operator = this.#keyring.operator;
+    const { refused: refusals } = fleetMetrics(metrics.registry, () => this.members());
+    const membership = new Membership({
+      self: { id: this.id, url: this.#url },
+      peers: o.peers ?? [],
+      allowedIds: o.peerIds as NodeId[] | undefined,
+      identity: operator,
+      remote: this.#remote,
+      refreshMs: o.fleetRefreshMs,
+      resolveMs: o.fleetResolveMs,
+      logger: this.logger,
+      onRefused: (peer) => refusals.inc({ peer }),
+    });
+    this.#membership = membership;
+    operations.loadReport = (asker) => loadReport({ id: this.id, url: this.#url, runtime, budgets, capacity: o.capacity, members: () => membership.members() }, asker);
     this.#sessions = new SessionEdge({
       containerId: this.id,
       sign: (m) => operator.sign(m),
@@ -272,7 +322,8 @@ export class Container extends EventEmitter<ContainerEvents> {
         maxInflightBytes: o.maxInflightBytes,
         info: () => ({ containerId: this.id, url: this.#url, holdGraceMs: o.holdGraceMs, boxKey: Buffer.from(this.#keyring.box.publicKey).toString('base64url') }),
         containerId: this.id,
-        ready: () => this.#status === 'open',
+        // A draining container takes no new nodes: out of the client Service's endpoints, still reachable by its own URL.
+        ready: () => this.#status === 'open' && !this.#mover?.draining,
         overloaded: (id) => (this.#supervisor.get(id)?.queue.length ?? 0) >= o.maxQueue,
         sessions: this.#sessions,
         sign: (m) => operator.sign(m),
@@ -285,7 +336,50 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#fleet.fill();
     void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
     this.#status = 'open';
+    membership.start();
     this.logger.info({ url: this.#url, data: o.data, operator: this.id }, 'keynode container started');
+  }
+
+  #wireMigration(runtime: Runtime, lifetimes: LifetimePolicy, operations: Operations): void {
+    const o = this.options;
+    const peers = peerUrls(o, new URL(this.#url).origin, () => this.#membership?.peerUrls() ?? []);
+    // Crash tests hold every move at one phase (KEYNODE_TEST_MOVE_PAUSE) and kill the container there.
+    const onPhase = pauseHook(process.env.KEYNODE_TEST_MOVE_PAUSE, (phase, node) => this.logger.info({ phase, node }, 'move paused'));
+    const timeoutMs = Math.max(10_000, o.requestTimeoutMs);
+    const locator = new Locator({
+      peers,
+      self: new URL(this.#url).origin,
+      ask: async (origin, id, ms) => (await runtime.peers.request(origin, 'locate', { node: id }, ms)) as { url?: unknown },
+    });
+    runtime.locate = (id) => locator.locate(id);
+    runtime.peerOrigins = peers;
+    this.#importer = new Importer({
+      rt: runtime,
+      lifetimes,
+      // A peer's ID is learned from its signed answer at its configured URL; an import names its sender by the
+      // session it came in, so only a container holding a peer's key can move nodes here.
+      // The first peer whose ID matches answers: a peer that is down costs a wait only when none matches.
+      peerOrigin: (from) =>
+        new Promise((resolve) => {
+          const all = peers();
+          let left = all.length;
+          if (!left) return resolve(undefined);
+          for (const origin of all) {
+            runtime.peers.containerIdOf(origin, 5_000).then(
+              (id) => id === from && resolve(origin),
+              () => {},
+            ).finally(() => --left === 0 && resolve(undefined));
+          }
+        }),
+      locate: async (origin, id) => (await runtime.peers.request(origin, 'locate', { node: id }, 5_000)) as { url?: string; move?: string },
+      forget: (id) => locator.forget(id),
+      onPhase,
+    });
+    this.#mover = new Mover({
+      rt: runtime, lifetimes, peers, forget: (id) => locator.forget(id), onPhase, requestTimeoutMs: timeoutMs,
+      moved: (r) => this.logger.info({ node: r.id, to: r.to, nodes: r.nodes, bytes: r.bytes, ms: r.ms }, 'node moved'),
+    });
+    operations.migration = { mover: this.#mover, importer: this.#importer };
   }
 
   /** Graceful and idempotent: stop accepting, let evals in flight finish or time out, sleep every node, close the store. */
@@ -303,6 +397,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     const serverClosed = this.#server?.listening ? new Promise<void>((r) => this.#server.close(() => r())) : Promise.resolve();
     this.#server?.closeIdleConnections();
     this.#dashboard?.close();
+    this.#membership?.close();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
     await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
     await this.#fleet?.close();

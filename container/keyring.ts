@@ -9,7 +9,7 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { boxPairFromSecret, Identity, KeynodeError, type BoxPair, type NodeId } from '../protocol/index.js';
 import { KeyMint } from './policies/keygen.js';
-import { unsealSeed } from './seal.js';
+import { IV_BYTES, sealSeed, unsealSeed } from './seal.js';
 
 export class Keyring {
   readonly operator: Identity;
@@ -55,6 +55,11 @@ export class Keyring {
   /** Made on first use: a container that never spawns starts no thread. */
   get mint(): KeyMint {
     return (this.#mint ??= new KeyMint(this.#master));
+  }
+
+  /** Seals a node's seed at rest (a node that moved here: its key arrived in a box to this container). */
+  seal(id: NodeId, seed: Uint8Array): Uint8Array {
+    return sealSeed(this.#master, id, seed, new Uint8Array(randomBytes(IV_BYTES)));
   }
 
   unseal(id: NodeId, sealed: Uint8Array): Uint8Array {

@@ -5,6 +5,8 @@
  */
 import { encode, KeynodeError, NodeRef, resolveNode, type WorkerRequest, type Write } from '../protocol/index.js';
 import { contactAdmits } from './policies/contacts.js';
+import { placeChild } from './policies/child-placement.js';
+import { destroyElsewhere, spawnElsewhere } from './policies/child-elsewhere.js';
 import type { AwakeNode } from './supervisor/awake-node.js';
 import type { LifetimePolicy } from './policies/lifetime-policy.js';
 import type { Runtime } from './runtime.js';
@@ -67,11 +69,17 @@ export class NodeRequests {
         });
       }
       case 'spawn': {
-        const [child] = await this.#spawner.spawn(node.id, node.rec, req.spec, 1);
+        const { spec, elsewhere } = await placeChild(req.spec, rt);
+        if (elsewhere !== undefined) return encode(new NodeRef(await spawnElsewhere(rt, this.#spawner, node, spec, elsewhere, running.deadline)));
+        const [child] = await this.#spawner.spawn(node.id, node.rec, spec, 1);
         return encode(new NodeRef(child!.url));
       }
       case 'destroy': {
-        const { id } = resolveNode(req.node);
+        const { id, url } = resolveNode(req.node);
+        if (url !== undefined && !(await rt.isLocal(id, url))) {
+          await destroyElsewhere(rt, node, id, url, running.deadline);
+          return null;
+        }
         const rec = await rt.lookup(id);
         if (!rec.ancestors.includes(node.id)) throw new KeynodeError('ERR_ACCESS_DENIED', `node ${node.id} may destroy only nodes it spawned (directly or not)`);
         await rt.destroy(id, `destroyed by ${node.id}`);

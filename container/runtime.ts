@@ -5,7 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import {
-  codeHash, concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, resolveNode, signBytes, verifyGrant,
+  codeHash, concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, redirectTarget, resolveNode, signBytes, verifyGrant,
   type NodeId, type NodeInfo, type PolicyLimits,
 } from '../protocol/index.js';
 import type { NodeRecord, Store } from '../store/index.js';
@@ -65,6 +65,16 @@ export class Runtime {
   readonly ephemeralKeys = new Map<NodeId, Uint8Array>();
   /** Sessions with peer containers, for calls this container's nodes make to nodes there. */
   readonly peers: PeerSessions;
+  /** Nodes being moved: evals and changes that arrive for them wait for the move's outcome (migration/mover). */
+  readonly holds = new Map<NodeId, Promise<void>>();
+  readonly #waitingForMove = new Map<NodeId, number>();
+  /**
+   * Where a node unknown here lives in the fleet, when some peer knows (migration/locator), after a move of
+   * it prepared here has had its chance to activate; set by the container.
+   */
+  locate: (id: NodeId) => Promise<string | undefined> = async () => undefined;
+  /** Origins of the other members of this container's fleet (migration/peers); set by the container. */
+  peerOrigins: () => string[] = () => [];
 
   constructor(o: ContainerOptions, store: Store, keyring: Keyring, logs: LogBook, remote: RemotePeers, origin: string) {
     this.options = o;
@@ -124,6 +134,8 @@ export class Runtime {
     // An Ephemeral node of an earlier boot lost its key with that boot: it is as good as destroyed.
     if (rec && !this.destroying.has(id) && (rec.lifetime.kind !== 'ephemeral' || rec.boot === this.bootId)) return rec;
     if (rec || (await this.store.getTombstone(id))) throw destroyedError(id);
+    const moved = await this.store.getForward(id);
+    if (moved) throw movedError(id, moved.url);
     throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container`);
   }
 
@@ -152,7 +164,18 @@ export class Runtime {
   async evalOn(id: NodeId, from: NodeId, fn: string, args: Uint8Array, options: EvalOptions = {}): Promise<Uint8Array> {
     // The chain may come from another container: a call back into a node waiting on it would deadlock.
     if (options.chain?.includes(id)) throw cycleError(id);
-    const rec = await this.lookup(id);
+    // A node being moved: the eval runs here if the move fails, or is redirected having run nowhere.
+    // A call between two nodes of the same move runs now: the move waits for it (and would wait forever).
+    let rec: NodeRecord;
+    for (;;) {
+      const held = this.holds.get(id);
+      if (held && this.holds.get(from) !== held) await this.#waitForMove(id, held);
+      rec = await this.lookup(id);
+      // A move that began while the record was read must see this eval queued, or not at all: from here to
+      // the submit below nothing waits, so the move's check that the node is quiet cannot miss it.
+      const now = this.holds.get(id);
+      if (!now || this.holds.get(from) === now) break;
+    }
     if (!options.granted) checkEval(rec, from);
     const size = Buffer.byteLength(fn, 'utf8') + args.length;
     if (size > rec.sandbox.maxMessageBytes) {
@@ -165,6 +188,20 @@ export class Runtime {
     };
     const h = options.hash ?? codeHash(fn);
     return new Promise((resolve, reject) => this.supervisor.submit(rec, { fn, h, args, from, deadline: options.deadline, chain: options.chain, admit, resolve, reject }));
+  }
+
+  /** Evals waiting for a move of their node are bounded as its queue is: a flood is refused, not held. */
+  async #waitForMove(id: NodeId, held: Promise<void>): Promise<void> {
+    const n = this.#waitingForMove.get(id) ?? 0;
+    if (n >= this.options.maxQueue) throw new KeynodeError('ERR_OVERLOADED', `node ${id} is moving and ${n} evals wait for it already; retry later`);
+    this.#waitingForMove.set(id, n + 1);
+    try {
+      await held;
+    } finally {
+      const left = this.#waitingForMove.get(id)! - 1;
+      if (left) this.#waitingForMove.set(id, left);
+      else this.#waitingForMove.delete(id);
+    }
   }
 
   /**
@@ -185,14 +222,40 @@ export class Runtime {
    * caller (proved once per session by the caller's key), with the chain of nodes waiting on it.
    */
   async callAs(call: CallAs): Promise<Uint8Array> {
-    const { id, url } = resolveNode(call.target);
+    const { id, url: first } = resolveNode(call.target);
     const chain = call.chain ?? [];
     if (chain.includes(id)) throw cycleError(id);
+    // A node that moved answers with a redirect (authenticated): followed to the same node, a bounded number of times.
+    const seen = new Set([first ? new URL(first).origin : this.origin]);
+    for (let url = first; ;) {
+      try {
+        return await this.#callOnce(call, id, url, chain);
+      } catch (e) {
+        const next = redirectTarget(e, id, seen);
+        if (next === undefined) throw e;
+        url = next;
+      }
+    }
+  }
+
+  async #callOnce(call: CallAs, id: NodeId, url: string | undefined, chain: NodeId[]): Promise<Uint8Array> {
     if (await this.isLocal(id, url)) {
       const args = call.grant?.args ? concatArrays(call.grant.args, call.args) : call.args;
-      return this.evalOn(id, call.from.id, call.fn, args, { deadline: call.deadline, chain, granted: call.grant !== undefined });
+      try {
+        return await this.evalOn(id, call.from.id, call.fn, args, { deadline: call.deadline, chain, granted: call.grant !== undefined });
+      } catch (e) {
+        // A fleet URL naming this container for a node that lives on another.
+        if (!(e instanceof KeynodeError) || e.code !== 'ERR_NODE_NOT_FOUND') throw e;
+        const elsewhere = await this.locate(id);
+        if (elsewhere === undefined) throw e;
+        throw movedError(id, elsewhere);
+      }
     }
-    if (!url) throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
+    if (!url) {
+      const moved = await this.store.getForward(id);
+      if (moved) throw movedError(id, moved.url);
+      throw new KeynodeError('ERR_NODE_NOT_FOUND', `no node ${id} on this container; call it by URL`);
+    }
     const key = this.keyOf(call.from, this.supervisor.get(call.from.id));
     const extra = { ...(call.grant ? { cap: call.grant } : {}), ...(chain.length ? { chain } : {}) };
     // Sockets to a peer are shared per tenant: the signer is the node the call is for or an ancestor that
@@ -256,6 +319,11 @@ export class Runtime {
 
 function cycleError(id: NodeId): KeynodeError {
   return new KeynodeError('ERR_CYCLE', `node ${id} is waiting on this call chain already; a node runs one eval at a time, so calling back into it would deadlock`);
+}
+
+/** The authenticated redirect a request for a node that moved gets: clients follow `location`. */
+export function movedError(id: NodeId, url: string): KeynodeError {
+  return new KeynodeError('ERR_MOVED', `node ${id} moved to ${url}`, { location: url });
 }
 
 export function destroyedError(id: NodeId): KeynodeError {

@@ -21,6 +21,10 @@ export const ERROR_STATUS = {
   ERR_SANDBOX: 403, // the node's own sandbox forbids what its code tried
   ERR_NODE_NOT_FOUND: 404,
   ERR_NODE_DESTROYED: 404,
+  ERR_MOVED: 421, // the node lives on another container now: `location` is its URL (authenticated like any reply); clients follow it
+  ERR_REDIRECT_LOOP: 508, // following a node's redirects came back to a container already visited, or passed the hop limit
+  ERR_NOT_MOVABLE: 409, // this node cannot move now (a move of it is under way, it is Ephemeral held by a client, its subtree is too large, or it already lives there)
+  ERR_NOT_PEER: 403, // a move to, or an import from, a container that is not configured as a peer (--peers)
   ERR_NOT_FOUND: 404, // no such route
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_REQUEST_TIMEOUT: 408, // the request (headers or body) did not arrive in time
@@ -59,7 +63,12 @@ export interface WireError {
   code: ErrorCode;
   message: string;
   remote?: RemoteError;
+  /** For `ERR_MOVED`: the node's URL now. */
+  location?: string;
 }
+
+/** A redirect's URL is a node URL: bounded, so a hostile reply cannot make a client hold megabytes. */
+const MAX_LOCATION = 2048;
 
 const kKeynodeError = Symbol.for('keynode.error');
 
@@ -72,11 +81,14 @@ export class KeynodeError extends Error {
   readonly code: ErrorCode;
   /** For `ERR_USER`: the error the user's function threw (name, message, code). */
   declare readonly remote?: RemoteError;
+  /** For `ERR_MOVED`: the node's URL now (check it names the same node before following it). */
+  declare readonly location?: string;
 
-  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { remote?: RemoteError }) {
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { remote?: RemoteError; location?: string }) {
     super(message, options);
     this.code = code;
     if (options?.remote) Object.defineProperty(this, 'remote', { value: options.remote, enumerable: true });
+    if (options?.location !== undefined) Object.defineProperty(this, 'location', { value: options.location, enumerable: true });
   }
 
   override get name(): string {
@@ -97,15 +109,21 @@ export class KeynodeError extends Error {
   }
 
   toWire(): WireError {
-    return this.remote ? { code: this.code, message: this.message, remote: this.remote } : { code: this.code, message: this.message };
+    const w: WireError = { code: this.code, message: this.message };
+    if (this.remote) w.remote = this.remote;
+    if (this.location !== undefined) w.location = this.location;
+    return w;
   }
 
   static fromWire(w: unknown): KeynodeError {
     if (typeof w !== 'object' || w === null) return new KeynodeError('ERR_BAD_MESSAGE', 'malformed error from peer');
-    const { code, message, remote } = w as Partial<WireError>;
+    const { code, message, remote, location } = w as Partial<WireError>;
     const known = typeof code === 'string' && code in ERROR_STATUS ? code : 'ERR_INTERNAL';
     const text = typeof message === 'string' ? message : String(code);
-    return new KeynodeError(known, text, isRemoteError(remote) ? { remote } : undefined);
+    const options: { remote?: RemoteError; location?: string } = {};
+    if (isRemoteError(remote)) options.remote = remote;
+    if (known === 'ERR_MOVED' && typeof location === 'string' && location.length <= MAX_LOCATION) options.location = location;
+    return new KeynodeError(known, text, options);
   }
 }
 

@@ -15,3 +15,5 @@ export * from './policy.js';
 export * from './grants.js';
 export * from './session.js';
 export * from './sealed.js';
+export * from './redirect.js';
+export * from './load.js';

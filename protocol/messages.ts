@@ -55,6 +55,20 @@ export interface Bodies {
   backup: { session?: string };
   /** To the container, always a one-off signed envelope: open a session (protocol/session.ts). */
   hello: { epk: Uint8Array };
+  /** To the container where the node lives: move it (with its subtree) to the peer container at `to` (its ancestors and the operator). */
+  move: { node: NodeId; to: string };
+  /** To the container (operator): move every node off it to its peers, then report. */
+  drain: { concurrency?: number };
+  /** Container to container: where does this node live? Answered from one store read, never asked on. */
+  locate: { node: NodeId };
+  /** Container to peer container: part of the state of a move, kept aside until the move activates. */
+  moveChunk: { move: string; node: NodeId; part: number; entries: [string, string, Uint8Array][] };
+  /** Container to peer container: the records of a move (keys sealed to the target's box key); durable once answered. */
+  movePrepare: { move: string; node: NodeId; parts: number; records: unknown[]; seeds: SealedBox };
+  /** Container to peer container: the source has committed its forwarding record; serve the nodes. */
+  moveActivate: { move: string; node: NodeId };
+  /** To the container, from anyone in a session: its load, the asker's room there, and the fleet's members (protocol/load.ts). */
+  load: Record<string, never>;
 }
 
 /** A nacl box (X25519 + XSalsa20-Poly1305): `pk` is the sender's box key. */
@@ -66,7 +80,8 @@ export interface SealedBox {
 
 export type MessageType = keyof Bodies;
 export const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
-  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello',
+  'spawn', 'eval', 'destroy', 'describe', 'list', 'logs', 'stats', 'forceDestroy', 'grant', 'budget', 'renew', 'update', 'backup', 'hello', 'load',
+  'move', 'drain', 'locate', 'moveChunk', 'movePrepare', 'moveActivate',
 ]);
 
 /** A verified envelope: who sent what to whom. */

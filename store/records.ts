@@ -27,6 +27,19 @@ export interface Tombstone {
   reason: string;
 }
 
+/** A node that moved to another container: where it lives now, and which move sent it there. */
+export interface Forward {
+  /** The node's URL on the container it moved to. */
+  url: string;
+  /** That container's ID. */
+  container: string;
+  /** The move's ID (the target activates only the move whose forwarding record the source committed). */
+  move: string;
+  at: number;
+  /** The node's ancestors when it left: who may finish its move (with the operator). */
+  ancestors: string[];
+}
+
 export interface LogLine {
   seq: number;
   ts: number;

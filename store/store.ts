@@ -3,7 +3,8 @@
  * The container's one LevelDB. Sublevels: `n` node directory, `t` tombstones, `r` refs, `i` indexes,
  * `c` parent→child edges, `e` parent→ephemeral child edges, `x` lifetime state, `l` logs, `d` deadlines,
  * `b` budget holders, `g` pending cleanups, `h` which Ephemeral children a node's state holds, `s` storage
- * counters, `z` sizes of ref and index entries.
+ * counters, `z` sizes of ref and index entries, `m` forwarding records of nodes that moved away, `p` moves
+ * prepared here and not yet activated (container/migration).
  * Everything one operation changes goes into one batch, so a crash leaves either all of it or none.
  */
 import { Level } from 'level';
@@ -12,7 +13,7 @@ import { decode, encode, KeynodeError, type NodeId, type Write } from '../protoc
 import { childKey, deadlineKey, decodeSize, encodeSize, entryBytes, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey, sizedEntry, sizeKey, stateEntryBytes } from './keys.js';
 import { AbsentIds } from './absent.js';
 import { Meter, type Charge, type Metering, type Requirement, type StorageAccount } from './meter.js';
-import { encodeRecord, type LogLine, type NodeRecord, type Tombstone } from './records.js';
+import { encodeRecord, type Forward, type LogLine, type NodeRecord, type Tombstone } from './records.js';
 
 type Sub = AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Array, string, Uint8Array>;
 type Op = { type: 'put'; sub: SubName; sublevel: Sub; key: string; value: Uint8Array } | { type: 'del'; sub: SubName; sublevel: Sub; key: string };
@@ -20,7 +21,7 @@ type Op = { type: 'put'; sub: SubName; sublevel: Sub; key: string; value: Uint8A
 const EMPTY = new Uint8Array(0);
 /** Operations added to a native batch between turns of the event loop. */
 const YIELD_EVERY = 4096;
-const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'h', 's', 'z'] as const;
+const SUBLEVELS = ['n', 't', 'r', 'i', 'c', 'e', 'x', 'l', 'd', 'b', 'g', 'h', 's', 'z', 'm', 'p'] as const;
 export type SubName = (typeof SUBLEVELS)[number];
 /** Entries a reset deletes per batch (each batch with its counters' change). */
 const CLEAR_CHUNK = 1024;
@@ -233,6 +234,20 @@ export class Store {
     if ((await this.#get('n', id)) || (await this.#get('t', id))) return true;
     this.#absent.add(id, epoch);
     return false;
+  }
+
+  /** Where a node that moved away lives now (container/migration). */
+  async getForward(id: NodeId): Promise<Forward | undefined> {
+    const v = await this.#get('m', id);
+    return v ? (decode(v) as Forward) : undefined;
+  }
+
+  /**
+   * Clears the state ranges of nodes whose records a committed batch removed, as `destroyNode` does after
+   * its batch (the same cleanup markers, so a crash in between is finished by `resumeCleanups()`).
+   */
+  clearNodeData(id: NodeId): Promise<void> {
+    return this.#clearNodeData(id);
   }
 
   async *children(parent: NodeId): AsyncGenerator<NodeId> {

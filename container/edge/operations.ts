@@ -12,6 +12,25 @@ import type { Spawner } from '../policies/spawner.js';
 import type { CodeCache } from './code-cache.js';
 import { openChosenKeys, spawnReply } from './sealed-keys.js';
 import { BackupReader } from '../../store/index.js';
+import type { Importer } from '../migration/importer.js';
+import type { Mover } from '../migration/mover.js';
+import { movedError } from '../runtime.js';
+
+/** Moves, drains and fleet lookups (container/migration), wired by the container. */
+export interface MigrationOps {
+  mover: Mover;
+  importer: Importer;
+}
+
+/** The node a message is about, for the messages that name one: where a redirect would send it. */
+function nodeOf(env: Envelope): NodeId | undefined {
+  if (env.type === 'eval' || env.type === 'destroy') return env.to;
+  if (env.type === 'describe' || env.type === 'logs' || env.type === 'update' || env.type === 'move') {
+    const node = (env.body as { node?: unknown }).node;
+    return isNodeId(node) ? node : undefined;
+  }
+  return undefined;
+}
 
 function bad(what: string): never {
   throw new KeynodeError('ERR_BAD_MESSAGE', `malformed body: ${what}`);
@@ -40,6 +59,8 @@ export class Operations {
   readonly #containerId: NodeId;
   readonly #code: CodeCache;
   readonly #backups: BackupReader;
+  /** Answers `load` (container/membership/load-report.ts); set once the container knows its fleet. */
+  loadReport: ((asker: NodeId) => Promise<unknown>) | undefined;
 
   constructor(runtime: Runtime, spawner: Spawner, lifetimes: LifetimePolicy, containerId: NodeId, code: CodeCache) {
     this.#rt = runtime;
@@ -60,8 +81,27 @@ export class Operations {
     return { fn: this.#code.get(h), hash: h };
   }
 
-  /** `pathId` is the node the HTTP request was addressed to, or undefined for the container itself. */
+  migration: MigrationOps | undefined;
+
+  /**
+   * `pathId` is the node the HTTP request was addressed to, or undefined for the container itself. A node
+   * unknown here is looked for: a move of it prepared here activates (when its source committed), or a peer
+   * has it, and the answer is a redirect to it (authenticated like any reply). Nothing ran here either way.
+   */
   async handle(env: Envelope, pathId: NodeId | undefined): Promise<unknown> {
+    try {
+      return await this.#handle(env, pathId);
+    } catch (e) {
+      const id = e instanceof KeynodeError && e.code === 'ERR_NODE_NOT_FOUND' ? nodeOf(env) : undefined;
+      if (id === undefined || !this.migration) throw e;
+      if (await this.migration.importer.arrived(id)) return this.#handle(env, pathId);
+      const url = await this.#rt.locate(id);
+      if (url === undefined) throw e;
+      throw movedError(id, url);
+    }
+  }
+
+  async #handle(env: Envelope, pathId: NodeId | undefined): Promise<unknown> {
     const toNode = env.type === 'eval' || env.type === 'destroy';
     if (toNode ? env.to !== pathId : pathId !== undefined || env.to !== this.#containerId) {
       throw new KeynodeError('ERR_BAD_MESSAGE', toNode ? `a ${env.type} message must be POSTed to the URL of the node it names` : `a ${env.type} message goes to the container (POST /, to = ${this.#containerId})`);
@@ -85,6 +125,7 @@ export class Operations {
         return null;
       }
       case 'spawn': {
+        if (this.migration?.mover.draining) throw new KeynodeError('ERR_UNAVAILABLE', 'this container is being drained: its nodes are moving to its peers; spawn on another container of the fleet');
         const { count, keys: sealedKeys, seeds, sealTo, ...spec } = env.body as Bodies['spawn'];
         const n = optionalInt(count, 'count', 1, 10_000) ?? (Array.isArray(sealedKeys) ? sealedKeys.length : 1);
         const box = this.#rt.keyring.box;
@@ -168,6 +209,33 @@ export class Operations {
         await this.#rt.destroy(id, 'destroyed by the operator');
         return null;
       }
+      case 'move': {
+        const { node, to } = env.body as Bodies['move'];
+        if (typeof to !== 'string' || to.length > 2048) bad('`to` must be the URL of the container to move to');
+        return this.#migration().mover.move(nodeField(node, 'node'), to, env.from);
+      }
+      case 'drain': {
+        this.#operatorOnly(env.from);
+        const concurrency = optionalInt((env.body as Bodies['drain']).concurrency, 'concurrency', 1, 64);
+        return this.#migration().mover.drain(env.from, concurrency);
+      }
+      case 'locate': {
+        // One read: the node's record, or where it went. Never asks on: a lookup cannot go round the fleet.
+        const id = nodeField((env.body as Bodies['locate']).node, 'node');
+        if (await this.#rt.store.getNode(id)) return { url: this.#rt.urlOf(id) };
+        const fwd = await this.#rt.store.getForward(id);
+        return fwd ? { url: fwd.url, move: fwd.move } : {};
+      }
+      case 'moveChunk':
+        return this.#migration().importer.chunk(env.from, env.body as Bodies['moveChunk']);
+      case 'movePrepare':
+        return this.#migration().importer.prepare(env.from, env.body as Bodies['movePrepare']);
+      case 'moveActivate':
+        return this.#migration().importer.activate(env.from, env.body as Bodies['moveActivate']);
+      case 'load': {
+        if (!this.loadReport) throw new KeynodeError('ERR_UNAVAILABLE', 'this container is starting; retry shortly');
+        return this.loadReport(env.from);
+      }
       case 'hello':
         throw new KeynodeError('ERR_BAD_MESSAGE', 'a hello is answered by the edge, never here');
       default: {
@@ -175,6 +243,11 @@ export class Operations {
         throw new KeynodeError('ERR_BAD_MESSAGE', `message type ${String(unknown)} is not handled by this container`);
       }
     }
+  }
+
+  #migration(): MigrationOps {
+    if (!this.migration) throw new KeynodeError('ERR_UNAVAILABLE', 'this container does not move nodes');
+    return this.migration;
   }
 
   #operatorOnly(from: NodeId): void {

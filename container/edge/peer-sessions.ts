@@ -6,11 +6,13 @@
  * keeps it), so the peer accepts calls only for nodes whose keys this container holds. Replies are checked
  * like a client checks them (client/session.ts).
  */
-import { KeynodeError, parseNodeUrl, type Bodies, type Identity, type NodeId, type Signer } from '../../protocol/index.js';
+import { KeynodeError, parseNodeUrl, type Bodies, type Identity, type MessageType, type NodeId, type Signer } from '../../protocol/index.js';
 import { SessionChannel, type Transport } from '../../client/session.js';
 import type { RemotePeers } from './remote.js';
 
 const MAX_PEERS = 1024;
+/** Moves and lookups share the sockets to a peer as one tenant of their own, beside the nodes' calls. */
+const MIGRATION_TENANT = 'keynode/migration';
 /** The one discovery of a peer outlives no caller by much: a host that hangs is asked again later. */
 const DISCOVER_TIMEOUT_MS = 10_000;
 
@@ -30,7 +32,7 @@ export class PeerSessions {
   #transport(origin: string): Transport {
     const timeout = (o: { timeoutMs?: number | undefined }) => o.timeoutMs ?? DISCOVER_TIMEOUT_MS;
     return {
-      post: (path, bytes, o) => this.#remote.post(origin, path, () => bytes, o.deadline ?? Date.now() + timeout(o), o.tenant ?? ''),
+      post: (path, bytes, o) => this.#remote.post(origin + path, () => bytes, o.deadline ?? Date.now() + timeout(o), o.tenant ?? ''),
       get: (path, o) => this.#remote.getText(origin + path, timeout(o)),
     };
   }
@@ -69,6 +71,35 @@ export class PeerSessions {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The ID of the container at `origin` (discovered once, its clock signed by that key). */
+  async containerIdOf(origin: string, timeoutMs = DISCOVER_TIMEOUT_MS): Promise<NodeId> {
+    return (await this.#channel(origin, timeoutMs)).containerId;
+  }
+
+  /** The key private keys are sealed to for the container at `origin` (from its signed hello reply). */
+  async boxKeyOf(origin: string, timeoutMs = DISCOVER_TIMEOUT_MS): Promise<Uint8Array> {
+    const deadline = Date.now() + timeoutMs;
+    return (await this.#channel(origin, timeoutMs)).boxKey({ timeoutMs, tenant: MIGRATION_TENANT, deadline });
+  }
+
+  /** A container message to the container at `origin`, in this container's session with it (moves, lookups). */
+  async request<T extends MessageType>(origin: string, type: T, body: Bodies[T], timeoutMs: number): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    const channel = await this.#channel(origin, timeoutMs);
+    return channel.request(type, channel.containerId, body, { timeoutMs, tenant: MIGRATION_TENANT, deadline });
+  }
+
+  /**
+   * A container message sent as node `as` (whose key signs the proof, once per session) to the container at
+   * `origin`, within `timeoutMs`, on `tenant`'s share of the sockets: a node's child placed there (ctx.spawn),
+   * or its end (ctx.destroy, to the node `to`).
+   */
+  async requestAs<T extends MessageType>(origin: string, as: Signer, type: T, body: Bodies[T], timeoutMs: number, tenant: string, to?: NodeId): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    const channel = await this.#channel(origin, timeoutMs);
+    return channel.request(type, to ?? channel.containerId, body, { as, timeoutMs, tenant, deadline });
   }
 
   /**

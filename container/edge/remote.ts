@@ -63,10 +63,11 @@ export class RemotePeers {
    * its session to check. The message is made once a connection is this tenant's to use, so time spent
    * waiting never ages it.
    */
-  async post(origin: string, path: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<Exchange> {
-    const release = await this.#gate.acquire(origin, tenant, deadline);
+  async post(url: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<Exchange> {
+    const u = new URL(url);
+    const release = await this.#gate.acquire(u.origin, tenant, deadline);
     try {
-      return await this.#send(origin, path, seal(), Math.max(1, deadline - Date.now()));
+      return await this.#send(u.origin, `${u.pathname}${u.search}`, seal(), Math.max(1, deadline - Date.now()));
     } finally {
       release();
     }

@@ -111,7 +111,9 @@ export class Budgets {
     for (const holder of [rec.parent, ...[...rec.ancestors].reverse()]) {
       if (holder === this.#operator || (await this.#node(holder)) || (await this.#holder(holder)).limits) return holder;
     }
-    return undefined;
+    // No holder of its chain is here: it moved here from another container, whose import the operator's
+    // capacity paid for (container/migration), so that is where its share returns.
+    return this.#operator;
   }
 
   /**

@@ -188,12 +188,22 @@ export class LifetimePolicy {
   // --- destroy ---------------------------------------------------------------------------------
 
   async destroy(id: NodeId, reason: string): Promise<void> {
+    const held = this.#rt.holds.get(id);
+    if (held) await held;
     const rec = await this.#rt.lookup(id);
     await this.#destroyRecord(rec, reason);
   }
 
   async #destroyRecord(rec: NodeRecord, reason: string): Promise<void> {
     const rt = this.#rt;
+    // A node being moved is destroyed after the move: here if it failed, else not here (it lives on elsewhere).
+    const held = rt.holds.get(rec.id);
+    if (held) {
+      await held;
+      const now = await rt.store.getNode(rec.id);
+      if (!now) return;
+      rec = now;
+    }
     if (rt.destroying.has(rec.id)) return;
     rt.destroying.add(rec.id);
     try {

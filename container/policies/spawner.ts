@@ -141,6 +141,19 @@ export class Spawner {
   }
 
   /**
+   * A node's spawn of a child that goes to another container (child-elsewhere.ts), checked here as a spawn
+   * here would be (shape, the parent's sandbox.spawn, narrowing, depth) before anything is sent: the spec
+   * with the parent's defaults filled in, as sent, and as checked.
+   */
+  checkChild(parent: NodeRecord, raw: unknown): { body: Record<string, unknown>; spec: SpawnSpec } {
+    const body = inherit(raw, parent);
+    const spec = checkSpawnSpec(body, this.#rt.limits);
+    checkNarrower(parent, spec.sandbox, spec.lifetime, this.#rt.origin);
+    if (parent.ancestors.length + 1 > this.#rt.options.maxDepth) throw new KeynodeError('ERR_BUDGET_EXHAUSTED', `spawn trees are at most ${this.#rt.options.maxDepth} deep`);
+    return { body: body as Record<string, unknown>, spec };
+  }
+
+  /**
    * Group commit: spawns by one spawner wait for its budget lock together, and whoever gets it carves their
    * budgets, has all their keys made in one request and writes them in one LevelDB batch. A group is at most
    * MAX_GROUP nodes, which bounds the key work one spawner has in flight; the rest waits for the next.
@@ -294,6 +307,9 @@ export class Spawner {
 
   /** A parent widens or narrows its child's ACL and sandbox (not its capabilities, which are bound at spawn). */
   async update(from: NodeId, id: NodeId, body: { acl?: unknown; sandbox?: unknown }): Promise<NodeRecord> {
+    // A node being moved changes after the move (here or there), unless the change comes from inside the move.
+    const held = this.#rt.holds.get(id);
+    if (held && this.#rt.holds.get(from) !== held) await held;
     const rec = await this.#rt.lookup(id);
     if (rec.parent !== from) throw new KeynodeError('ERR_ACCESS_DENIED', `only the parent of node ${id} may change its ACL or sandbox`);
     const next: NodeRecord = { ...rec };
@@ -309,6 +325,9 @@ export class Spawner {
     if (body.acl !== undefined) next.acl = checkSpawnSpec({ lifetime: { kind: 'root' }, acl: body.acl }, this.#rt.limits).acl;
     // Written only if the node still exists: an update must never bring back a node destroyed meanwhile.
     if (this.#rt.destroying.has(id) || !(await this.#rt.store.getNode(id))) throw new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
+    // A move that began meanwhile would copy the record before this write: the change waits for it instead.
+    const moving = this.#rt.holds.get(id);
+    if (moving && this.#rt.holds.get(from) !== moving) return this.update(from, id, body);
     await this.#rt.store.txn().put('n', id, encode(next)).commit();
     this.#rt.recordChanged(next);
     return next;

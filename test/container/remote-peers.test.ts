@@ -41,7 +41,7 @@ describe('replies from peer containers', () => {
       if (req.url === '/silent') return; // never answers
       res.writeHead(200, { 'content-length': 3, [AUTH_HEADER]: 'mac' }).end(Buffer.from([1, 2, 3]));
     });
-    const post = (path: string, ms = 10_000) => remote.post(origin, path, () => new Uint8Array([0x90]), Date.now() + ms, 'tenant');
+    const post = (path: string, ms = 10_000) => remote.post(origin + path, () => new Uint8Array([0x90]), Date.now() + ms, 'tenant');
     const codeOf = (p: Promise<unknown>) => p.then(() => 'returned', (e: { code?: string }) => e.code);
 
     expect(await codeOf(post('/declared'))).toBe('ERR_TOO_LARGE');

@@ -57,6 +57,8 @@ export interface ContainerProcess {
   data: string;
   child: ResultPromise;
   operator: Identity;
+  /** Resolves with the first JSON log line after this call whose `msg` is `msg` (and that `match` accepts). */
+  logged(msg: string, match?: (rec: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   /** kill -9 and wait for the exit. */
   kill9(): Promise<void>;
   /** SIGTERM and wait for the exit. */
@@ -78,6 +80,23 @@ export async function startContainerProcess(data: string, flags: string[] = [], 
   });
   let buffered = '';
   let stderr = '';
+  // After start-up every log line goes to whoever waits for one (crash tests wait for a line, not a sleep).
+  const waiters = new Set<(rec: Record<string, unknown>) => void>();
+  let pending = '';
+  const onLog = (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      for (const w of [...waiters]) w(rec);
+    }
+  };
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const url = await new Promise<string>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
@@ -87,7 +106,7 @@ export async function startContainerProcess(data: string, flags: string[] = [], 
           const rec = JSON.parse(line) as { msg?: string; url?: string };
           if (rec.msg === 'keynode container started' && rec.url) {
             child.stdout!.off('data', onData);
-            child.stdout!.resume();
+            child.stdout!.on('data', onLog);
             resolve(rec.url);
             return;
           }
@@ -105,6 +124,19 @@ export async function startContainerProcess(data: string, flags: string[] = [], 
     data,
     child,
     operator,
+    logged(msg, match) {
+      return new Promise((resolve, reject) => {
+        const w = (rec: Record<string, unknown>) => {
+          if (rec.msg !== msg || (match && !match(rec))) return;
+          waiters.delete(w);
+          resolve(rec);
+        };
+        waiters.add(w);
+        void child.then(() => {
+          if (waiters.delete(w)) reject(new Error(`the container exited before it logged "${msg}"`));
+        });
+      });
+    },
     async kill9() {
       child.kill('SIGKILL');
       await child;

@@ -100,16 +100,18 @@ describe('Resetting', () => {
   it('a container restart in the middle of the period still resets on time', async () => {
     const data = await tempDir();
     const first = await startContainer({ data });
+    // The period counts from the spawn, so measure from just before it (not from the write, which a loaded
+    // machine can delay by tens of milliseconds).
+    const spawned = Date.now();
     const node = await first.client.spawn({ lifetime: Lifetime.resetting(1) });
     await first.client.at(node, (ctx) => ctx.ref('a').set(1));
-    const wrote = Date.now();
     await first.client.close();
     await first.container.close();
 
     const second = await startContainer({ data });
     const reset = eventFor(second.container, 'reset', node.id);
     await reset;
-    const at = Date.now() - wrote;
+    const at = Date.now() - spawned;
     expect(at).toBeGreaterThanOrEqual(990);
     expect(at).toBeLessThan(10_000);
     expect(await second.client.at(node.id, (ctx) => ctx.ref('a').get())).toBeNull();
@@ -155,8 +157,9 @@ describe('Leased', () => {
     const data = await tempDir();
     const first = await startContainer({ data });
     const owner = await first.client.spawn({ lifetime: Lifetime.root() });
-    const leased = await first.client.spawn({ lifetime: Lifetime.leased(1, { node: owner, fn: () => false }) });
+    // The lease period counts from the spawn: measure from just before it, not from its (loaded) reply.
     const spawned = Date.now();
+    const leased = await first.client.spawn({ lifetime: Lifetime.leased(1, { node: owner, fn: () => false }) });
     await first.client.close();
     await first.container.close();
     const second = await startContainer({ data });

