@@ -9,6 +9,7 @@ import {
   AUTH_HEADER, checkLoadReport, codeHash, originOf, type LoadReport, Identity, isKeynodeError, isNodeId, KeynodeError, makeCodec, newBoxPair, openKeys, parseNodeUrl, redirectTarget, resolveNode, sealKeys,
   type Bodies, type BoxPair, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type SealedBox, type Signer,
 } from '../protocol/index.js';
+import { httpPost, PostError } from './http-post.js';
 import { SessionChannel, type Transport } from './session.js';
 import type { Ctx } from './ctx.js';
 import { NodeHandle } from './handle.js';
@@ -476,23 +477,16 @@ function poolTransport(origin: string, pool: () => Pool): Transport {
   return {
     async post(path, body, { signal }) {
       if (signal?.aborted) throw abortError(signal);
-      let res;
       try {
-        res = await pool().request({ path, method: 'POST', body, headers: { 'content-type': 'application/msgpack' }, signal, headersTimeout: 0, bodyTimeout: 0 });
-      } catch (cause) {
+        const res = await httpPost(pool(), { path, body, header: AUTH_HEADER, signal });
+        return { status: res.status, body: res.body, auth: res.header };
+      } catch (e) {
         if (signal?.aborted) throw abortError(signal);
+        const cause = e instanceof PostError ? e.cause : e;
         if (isKeynodeError(cause)) throw cause;
+        if (e instanceof PostError && e.replyStarted) throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${origin} broke off: ${(cause as Error).message}`, { cause });
         throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${origin}: ${rootMessage(cause)}`, { cause });
       }
-      let bytes: Uint8Array;
-      try {
-        bytes = new Uint8Array(await res.body.arrayBuffer());
-      } catch (cause) {
-        if (signal?.aborted) throw abortError(signal);
-        throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${origin} broke off: ${(cause as Error).message}`, { cause });
-      }
-      const auth = res.headers[AUTH_HEADER];
-      return { status: res.statusCode, body: bytes, auth: typeof auth === 'string' ? auth : undefined };
     },
     async get(path, { signal }) {
       try {

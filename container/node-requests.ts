@@ -48,7 +48,8 @@ export class NodeRequests {
         return rt.store.indexEntries(node.id, req.name, req.prefix ?? '', req.limit ?? 1000, rt.options.maxBodyBytes);
       case 'at': {
         const { id, url } = resolveNode(req.node);
-        const target = await rt.find(id);
+        // A node elsewhere is not looked up here (known absent, it costs no store read either).
+        const target = (await rt.isLocal(id, url)) ? await rt.find(id) : undefined;
         // Its own descendants are always in reach; anything else must be in sandbox.contacts.
         if (!target?.ancestors.includes(node.id)) await this.#checkContact(node, id, url);
         return rt.callAs({ from: node.rec, target: req.node, fn: req.fn, args: req.args, deadline: running.deadline, chain: [...(running.job.chain ?? []), node.id] });

@@ -267,7 +267,7 @@ export class Runtime {
   /** True when the node lives (or lived) here, or its URL names this container. */
   async isLocal(id: NodeId, url?: string): Promise<boolean> {
     if (this.supervisor.get(id) || url?.startsWith(`${this.origin}/`)) return true;
-    return (await this.store.getNode(id)) !== undefined || (await this.store.getTombstone(id)) !== undefined;
+    return this.store.knows(id);
   }
 
   // --- reading ---------------------------------------------------------------------------------

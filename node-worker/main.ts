@@ -11,8 +11,8 @@
 import { getHeapStatistics } from 'node:v8';
 import { makeCodec, NodeRef } from '../protocol/codec.js';
 import { KeynodeError, type RemoteError, type WireError } from '../protocol/errors.js';
-import type { ToWorker, WorkerNode, WorkerRequest } from '../protocol/messages.js';
-import { frame, listen, redirect, send } from './channel.js';
+import type { FromWorker, ToWorker, WorkerNode, WorkerRequest } from '../protocol/messages.js';
+import { frame, listen, redirect, send, sendAll } from './channel.js';
 import { makeConsole } from './console.js';
 import { hostCall, hostError, isGenuine } from './host-errors.js';
 import { appendLog, makeContext, type EvalScope } from './context.js';
@@ -142,12 +142,12 @@ function requester(pending: Serving['pending']) {
 
 async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
   const scope: EvalScope = { id: msg.id, ended: false, writes: new Map(), logLines: 0 };
+  let result: FromWorker;
   // Held for the whole eval: a release cannot arrive before its result (the container waits for idle).
   const s = serving;
   if (s && msg.fn === undefined && !s.sandbox.has(msg.h)) {
     // Named by a hash this Compartment has not compiled (or has dropped): nothing runs, the container resends.
-    send({ type: 'result', id: msg.id, ok: false, error: { code: 'ERR_UNKNOWN_CODE', message: 'this worker does not have that function' } });
-    setImmediate(() => send({ type: 'idle' }));
+    finish({ type: 'result', id: msg.id, ok: false, error: { code: 'ERR_UNKNOWN_CODE', message: 'this worker does not have that function' } });
     return;
   }
   // No `started` frame: whether an eval may have run is the container's to know (it counts what it wrote and
@@ -166,15 +166,23 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
     scope.ended = true;
     const bytes = codec.encode(value, 'result');
     if (bytes.length > s.node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${node.maxMessageBytes}`);
-    send({ type: 'result', id: msg.id, ok: true, value: bytes, writes: [...scope.writes.values()] });
+    result = { type: 'result', id: msg.id, ok: true, value: bytes, writes: [...scope.writes.values()] };
   } catch (e) {
     scope.ended = true;
-    send({ type: 'result', id: msg.id, ok: false, error: toWire(e) });
+    result = { type: 'result', id: msg.id, ok: false, error: toWire(e) };
   }
   if (logging?.scope === scope) logging = undefined;
-  // Only once every microtask has run: work the eval left behind (a dangling promise loop) keeps this
-  // worker from saying idle, so it is charged to that eval's time limit, not to the next eval.
-  setImmediate(() => send({ type: 'idle' }));
+  finish(result);
+}
+
+/**
+ * Sends an eval's result and `idle` in one write, once every microtask has run: work the eval left behind
+ * (a dangling promise loop) keeps this worker from saying idle, so it is charged to that eval's time limit,
+ * not to the next eval. The result waits for it too (for an eval that leaves nothing behind, the rest of
+ * this turn): one write instead of two is one wake-up of the container fewer per eval.
+ */
+function finish(result: FromWorker): void {
+  setImmediate(() => sendAll([result, { type: 'idle' }]));
 }
 
 /**

@@ -31,9 +31,9 @@ export function publicKeyFromId(id: string): Uint8Array {
 
 export interface ParsedNodeUrl {
   /** `http(s)://host[:port]`, no trailing slash: where the node's container listens. */
-  origin: string;
-  id: NodeId;
-  url: string;
+  readonly origin: string;
+  readonly id: NodeId;
+  readonly url: string;
 }
 
 /**
@@ -42,6 +42,22 @@ export interface ParsedNodeUrl {
  * // { origin: 'http://127.0.0.1:7070', id: '25njq...', url: 'http://127.0.0.1:7070/25njq...' }
  */
 export function parseNodeUrl(url: string): ParsedNodeUrl {
+  // Every call names its node by URL (a client's handle, a ctx.at, each contact a check compares): WHATWG URL
+  // parsing and the ID's base32 check are most of what resolving costs, for the same few URLs again and again.
+  if (typeof url !== 'string') return parseNodeUrlOnce(url);
+  const known = parsedUrls.get(url);
+  if (known) return known;
+  const parsed = Object.freeze(parseNodeUrlOnce(url));
+  if (parsedUrls.size >= MAX_PARSED_URLS) parsedUrls.delete(parsedUrls.keys().next().value!);
+  parsedUrls.set(url, parsed);
+  return parsed;
+}
+
+/** URLs parsed lately (only ones that parsed: a refusal is thrown again each time), oldest forgotten first. */
+const parsedUrls = new Map<string, Readonly<ParsedNodeUrl>>();
+const MAX_PARSED_URLS = 1024;
+
+function parseNodeUrlOnce(url: string): ParsedNodeUrl {
   let u: URL;
   try {
     u = new URL(url);

@@ -11,6 +11,7 @@ import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { decode, encode, KeynodeError, type NodeId, type Write } from '../protocol/index.js';
 import { childKey, deadlineKey, decodeSize, encodeSize, entryBytes, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey, sizedEntry, sizeKey, stateEntryBytes } from './keys.js';
+import { AbsentIds } from './absent.js';
 import { Meter, type Charge, type Metering, type Requirement, type StorageAccount } from './meter.js';
 import { encodeRecord, type Forward, type LogLine, type NodeRecord, type Tombstone } from './records.js';
 
@@ -26,6 +27,8 @@ export type SubName = (typeof SUBLEVELS)[number];
 const CLEAR_CHUNK = 1024;
 /** Log lines a trim deletes per batch (each batch with the bytes it gives back). */
 const TRIM_CHUNK = 256;
+/** IDs remembered as not here (store/absent.ts): ~100 bytes each. */
+const ABSENT_MAX = 10_000;
 
 const gone = (id: NodeId): KeynodeError => new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
 
@@ -112,6 +115,7 @@ export class Store {
   readonly #sync: boolean;
   /** The one writer of batches that change storage counters (see store/meter). */
   readonly meter: Meter<Txn>;
+  readonly #absent = new AbsentIds(ABSENT_MAX);
 
   private constructor(db: Level<string, Uint8Array>, sync: boolean) {
     this.#db = db;
@@ -155,6 +159,17 @@ export class Store {
    */
   async batch(ops: Op[]): Promise<void> {
     if (ops.length === 0) return;
+    const directory = ops.filter((op) => op.sub === 'n' || op.sub === 't').map((op) => op.key);
+    if (!directory.length) return this.#write(ops);
+    this.#absent.written(directory);
+    try {
+      await this.#write(ops);
+    } finally {
+      this.#absent.written(directory);
+    }
+  }
+
+  async #write(ops: Op[]): Promise<void> {
     const batch = this.#db.batch();
     try {
       for (let i = 0; i < ops.length; i++) {
@@ -201,13 +216,24 @@ export class Store {
   // --- directory -----------------------------------------------------------------------------
 
   async getNode(id: NodeId): Promise<NodeRecord | undefined> {
+    if (this.#absent.has(id)) return undefined;
     const v = await this.#get('n', id);
     return v ? (decode(v) as NodeRecord) : undefined;
   }
 
   async getTombstone(id: NodeId): Promise<Tombstone | undefined> {
+    if (this.#absent.has(id)) return undefined;
     const v = await this.#get('t', id);
     return v ? (decode(v) as Tombstone) : undefined;
+  }
+
+  /** True when the node lives here or did (a record or a tombstone); a no is remembered (store/absent.ts). */
+  async knows(id: NodeId): Promise<boolean> {
+    if (this.#absent.has(id)) return false;
+    const epoch = this.#absent.epoch;
+    if ((await this.#get('n', id)) || (await this.#get('t', id))) return true;
+    this.#absent.add(id, epoch);
+    return false;
   }
 
   /** Where a node that moved away lives now (container/migration). */

@@ -6,7 +6,7 @@
  * keeps it), so the peer accepts calls only for nodes whose keys this container holds. Replies are checked
  * like a client checks them (client/session.ts).
  */
-import { KeynodeError, type Bodies, type Identity, type MessageType, type NodeId, type Signer } from '../../protocol/index.js';
+import { KeynodeError, parseNodeUrl, type Bodies, type Identity, type MessageType, type NodeId, type Signer } from '../../protocol/index.js';
 import { SessionChannel, type Transport } from '../../client/session.js';
 import type { RemotePeers } from './remote.js';
 
@@ -20,6 +20,8 @@ export class PeerSessions {
   readonly #identity: Identity;
   readonly #remote: RemotePeers;
   readonly #channels = new Map<string, Promise<SessionChannel>>();
+  /** The channels discovered: a call finds its own at once, without a timer to race the discovery. */
+  readonly #ready = new Map<string, SessionChannel>();
 
   constructor(identity: Identity, remote: RemotePeers) {
     this.#identity = identity;
@@ -40,11 +42,24 @@ export class PeerSessions {
    * asking at once share one discovery, and each waits no longer than its own `timeoutMs`.
    */
   async #channel(origin: string, timeoutMs: number): Promise<SessionChannel> {
+    const ready = this.#ready.get(origin);
+    if (ready) return ready;
     let channel = this.#channels.get(origin);
     if (!channel) {
-      channel = SessionChannel.discover({ origin, identity: this.#identity, transport: this.#transport(origin) }, { timeoutMs: DISCOVER_TIMEOUT_MS });
-      channel.catch(() => this.#channels.delete(origin));
-      if (this.#channels.size >= MAX_PEERS) this.#channels.delete(this.#channels.keys().next().value!);
+      const discovery = SessionChannel.discover({ origin, identity: this.#identity, transport: this.#transport(origin) }, { timeoutMs: DISCOVER_TIMEOUT_MS });
+      channel = discovery;
+      discovery.then(
+        (c) => {
+          // Only while it is still the one kept (a flood of origins may have pushed it out meanwhile).
+          if (this.#channels.get(origin) === discovery) this.#ready.set(origin, c);
+        },
+        () => this.#channels.delete(origin),
+      );
+      if (this.#channels.size >= MAX_PEERS) {
+        const oldest = this.#channels.keys().next().value!;
+        this.#channels.delete(oldest);
+        this.#ready.delete(oldest);
+      }
       this.#channels.set(origin, channel);
     }
     let timer: NodeJS.Timeout | undefined;
@@ -92,7 +107,7 @@ export class PeerSessions {
    * is whose share of the sockets to that peer the call uses.
    */
   async eval(url: string, as: Signer, to: NodeId, fn: string, h: string, args: Uint8Array, extra: { cap?: Bodies['eval']['cap']; chain?: NodeId[] }, timeoutMs: number, tenant: string): Promise<Uint8Array> {
-    const origin = new URL(url).origin;
+    const { origin } = parseNodeUrl(url);
     // The call's deadline bounds each of its requests (a hello, the eval, a resend with the source), not each anew.
     const deadline = Date.now() + timeoutMs;
     const channel = await this.#channel(origin, timeoutMs);

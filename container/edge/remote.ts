@@ -7,6 +7,7 @@
  */
 import { Agent, request } from 'undici';
 import { AUTH_HEADER, KeynodeError } from '../../protocol/index.js';
+import { httpPost, PostError } from '../../client/http-post.js';
 import type { Exchange } from '../../client/session.js';
 import { PeerGate, type PeerLimits } from './peer-gate.js';
 
@@ -63,32 +64,28 @@ export class RemotePeers {
    * waiting never ages it.
    */
   async post(url: string, seal: () => Uint8Array, deadline: number, tenant: string): Promise<Exchange> {
-    const release = await this.#gate.acquire(new URL(url).origin, tenant, deadline);
+    const u = new URL(url);
+    const release = await this.#gate.acquire(u.origin, tenant, deadline);
     try {
-      return await this.#send(url, seal(), Math.max(1, deadline - Date.now()));
+      return await this.#send(u.origin, `${u.pathname}${u.search}`, seal(), Math.max(1, deadline - Date.now()));
     } finally {
       release();
     }
   }
 
-  async #send(url: string, envelope: Uint8Array, timeoutMs: number): Promise<Exchange> {
-    let res;
+  /** Through undici's handler interface (client/http-post.ts): no stream, signal or iterator per reply. */
+  async #send(origin: string, path: string, envelope: Uint8Array, timeoutMs: number): Promise<Exchange> {
+    const url = origin + path;
+    const max = this.#maxResponseBytes;
     try {
-      res = await request(url, {
-        method: 'POST',
-        body: envelope,
-        headers: { 'content-type': 'application/msgpack' },
-        dispatcher: this.#agent,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (cause) {
-      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${url}: ${(cause as Error).message}`, { cause });
+      const res = await httpPost(this.#agent, { origin, path, body: envelope, header: AUTH_HEADER, timeoutMs, maxBytes: max, tooLarge: () => new KeynodeError('ERR_TOO_LARGE', `the reply from ${url} exceeds ${max} bytes`) });
+      return { status: res.status, body: res.body, auth: res.header };
+    } catch (e) {
+      const cause = e instanceof PostError ? e.cause : (e as Error);
+      if (cause instanceof KeynodeError) throw cause;
+      if (e instanceof PostError && e.replyStarted) throw new KeynodeError('ERR_UNAVAILABLE', `the reply from ${url} broke off: ${cause.message}`, { cause });
+      throw new KeynodeError('ERR_UNAVAILABLE', `cannot reach ${url}: ${cause.message}`, { cause });
     }
-    const body = await this.#read(res.body, url, this.#maxResponseBytes);
-    const auth = res.headers[AUTH_HEADER];
-    return { status: res.statusCode, body, auth: typeof auth === 'string' ? auth : undefined };
   }
 
   async close(): Promise<void> {

@@ -66,6 +66,30 @@ describe('sandbox', () => {
     expect(next).toEqual(['undefined', 1, 'undefined']);
   });
 
+  it('hands each eval a ctx frozen all the way down (its refs and indexes too)', async () => {
+    const { client } = await shared();
+    const unfrozen = await client.at(node, (ctx) => {
+      const found: string[] = [];
+      const seen = new Set<unknown>();
+      const walk = (v: unknown, path: string): void => {
+        if ((typeof v !== 'object' || v === null) && typeof v !== 'function') return;
+        if (seen.has(v) || seen.size > 5000) return;
+        seen.add(v);
+        if (!Object.isFrozen(v)) found.push(path);
+        for (const k of Reflect.ownKeys(v as object)) {
+          const d = Object.getOwnPropertyDescriptor(v, k)!;
+          for (const x of [d.value, d.get, d.set]) walk(x, `${path}.${String(k)}`);
+        }
+        walk(Object.getPrototypeOf(v), `${path}.[[Prototype]]`);
+      };
+      walk(ctx, 'ctx');
+      walk(ctx.ref('x'), 'ref');
+      walk(ctx.index('i'), 'index');
+      return found;
+    });
+    expect(unfrozen).toEqual([]);
+  });
+
   it('gives ctx only what the sandbox grants', async () => {
     const { client } = await shared();
     const readOnly = await client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'read' } });
