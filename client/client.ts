@@ -8,6 +8,8 @@ import { Pool } from 'undici';
 import {
   AUTH_HEADER, checkLoadReport, codeHash, originOf, type LoadReport, Identity, isKeynodeError, isNodeId, KeynodeError, makeCodec, newBoxPair, openKeys, parseNodeUrl, redirectTarget, resolveNode, sealKeys,
   type Bodies, type BoxPair, type BudgetSpec, type MessageType, type NodeId, type NodeInfo, type SealedBox, type Signer,
+  type DrainReport,
+  type MoveResult,
 } from '../protocol/index.js';
 import { httpPost, PostError } from './http-post.js';
 import { SessionChannel, type Transport } from './session.js';
@@ -445,26 +447,6 @@ function rootMessage(e: unknown): string {
 const MAX_KNOWN_CONTAINERS = 1024;
 const MAX_REMEMBERED_MOVES = 10_000;
 
-/** What a move reports: the node's URL now, and what moved (`nodes`: it and every node under it). */
-export interface MoveResult {
-  id: NodeId;
-  url: string;
-  from: string;
-  to: string;
-  nodes: number;
-  bytes: number;
-  ms: number;
-}
-
-/** What a drain reports. */
-export interface DrainReport {
-  moved: number;
-  nodes: number;
-  failed: { id: NodeId; code: string; message: string }[];
-  peers: Record<string, number>;
-  ms: number;
-  nodesPerSecond: number;
-}
 /** Rounds of re-placing a spawn whose members failed; past this many, the fleet is failing faster than it answers. */
 const MAX_MEMBERS_TRIED = 8;
 

@@ -2,7 +2,8 @@
  * @module client
  * The spawn / at / here library for programs.
  */
-export { Client, connect, type BudgetReport, type CallOptions, type ConnectOptions, type DrainReport, type MoveResult, type NodeLike } from './client.js';
+export { Client, connect, type BudgetReport, type CallOptions, type ConnectOptions, type NodeLike } from './client.js';
+export type { DrainReport, MoveResult } from '../protocol/index.js';
 export { NodeHandle } from './handle.js';
 export type { SpawnOptions, SandboxOptions, AclEntry } from './options.js';
 export type { Placement } from './placement.js';

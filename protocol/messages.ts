@@ -175,3 +175,28 @@ export type FromWorker =
   | { type: 'log'; eval: number; line: string }
   | { type: 'result'; id: number; ok: true; value: Uint8Array; writes: Write[] }
   | { type: 'result'; id: number; ok: false; error: WireError };
+
+/** The reply to `move`: the node's URL now, and what moved. */
+export interface MoveResult {
+  id: NodeId;
+  /** The node's URL now. */
+  url: string;
+  from: string;
+  to: string;
+  /** Nodes that moved: the node and every node under it (0 when it was there already). */
+  nodes: number;
+  bytes: number;
+  ms: number;
+}
+
+/** The reply to `drain`. */
+export interface DrainReport {
+  /** Nodes moved (each with its subtree, counted in `nodes`). */
+  moved: number;
+  nodes: number;
+  failed: { id: NodeId; code: string; message: string }[];
+  /** Nodes each peer took. */
+  peers: Record<string, number>;
+  ms: number;
+  nodesPerSecond: number;
+}

@@ -17,6 +17,8 @@
 import { randomBytes } from 'node:crypto';
 import {
   boxShared, encode, formatNodeUrl, KeynodeError, sealKeysShared, type NodeId,
+  type DrainReport,
+  type MoveResult,
 } from '../../protocol/index.js';
 import { childKey, ownUsageKey, usageKey, type Forward, type NodeRecord } from '../../store/index.js';
 import { checkAdminister } from '../policies/access.js';
@@ -24,29 +26,6 @@ import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import { movedError, type Runtime } from '../runtime.js';
 import { collect, MAX_SUBTREE, subtree } from './package.js';
 import type { PhaseHook } from './pause.js';
-
-export interface MoveResult {
-  id: NodeId;
-  /** The node's URL now. */
-  url: string;
-  from: string;
-  to: string;
-  /** Nodes that moved: the node and every node under it. */
-  nodes: number;
-  bytes: number;
-  ms: number;
-}
-
-export interface DrainReport {
-  /** Nodes moved (each with its subtree, counted in `nodes`). */
-  moved: number;
-  nodes: number;
-  failed: { id: NodeId; code: string; message: string }[];
-  /** Nodes each peer took. */
-  peers: Record<string, number>;
-  ms: number;
-  nodesPerSecond: number;
-}
 
 export interface MoverDeps {
   rt: Runtime;

@@ -4,23 +4,15 @@
  * refused; a container outside the fleet never asked; a member's reply checked as hostile input.
  */
 import { describe, expect, it } from 'vitest';
-import { Identity, Lifetime, type KeynodeError } from 'keynode';
+import { Identity, Lifetime } from 'keynode';
 import { decode, encode } from '../../dist/protocol/index.js';
 import { startContainer, type TestContainer } from '../helpers/containers.js';
 import { freePorts, startFleet } from '../helpers/fleet-local.js';
 import { rewritingProxy } from '../helpers/wire.js';
+import { failure as caught } from '../policies/util.js';
 
 const GRANT = { maxNodes: 4, maxAwake: 2, memoryMB: 256 };
 const SANDBOX = { contacts: 'any' as const, timeoutMs: 20_000, spawn: { lifetimes: ['root' as const, 'resetting' as const, 'leased' as const, 'linked' as const, 'ephemeral' as const] } };
-
-async function caught(p: Promise<unknown>): Promise<KeynodeError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as KeynodeError;
-  }
-  throw new Error('expected a rejection, got a value');
-}
 
 const idOf = (url: string) => url.slice(url.lastIndexOf('/') + 1);
 

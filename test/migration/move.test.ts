@@ -5,20 +5,12 @@
  */
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { connect, Identity, KeynodeError, Lifetime, type Client, type NodeHandle } from 'keynode';
+import { connect, Identity, Lifetime, type Client, type NodeHandle } from 'keynode';
 import { defer, until, type TestContainer } from '../helpers/containers.js';
 import { startFleet } from '../helpers/fleet-local.js';
+import { failure as caught } from '../policies/util.js';
 
 let fleet: TestContainer[];
-
-async function caught(p: Promise<unknown>): Promise<KeynodeError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as KeynodeError;
-  }
-  throw new Error('expected a rejection, got a value');
-}
 
 const WRITE = async (ctx: any, w: number, i: number) => {
   const idx = ctx.index('writes');

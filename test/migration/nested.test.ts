@@ -4,19 +4,11 @@
  * move that smuggles a grant's limits into a budget record is refused.
  */
 import { describe, expect, it } from 'vitest';
-import { connect, Identity, KeynodeError, Lifetime } from 'keynode';
+import { connect, Identity, Lifetime } from 'keynode';
 import { encode, newBoxPair, sealKeys } from '../../dist/protocol/index.js';
 import { defer, until, type TestContainer } from '../helpers/containers.js';
 import { startFleet } from '../helpers/fleet-local.js';
-
-async function caught(p: Promise<unknown>): Promise<KeynodeError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as KeynodeError;
-  }
-  throw new Error('expected a rejection, got a value');
-}
+import { failure as caught } from '../policies/util.js';
 
 describe('moves that overlap', () => {
   it('a node whose move is under way, or a node under it, cannot be moved again meanwhile', async () => {
