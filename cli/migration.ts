@@ -42,7 +42,7 @@ export function migrationCommands(program: Command): void {
         const r: DrainReport = await client.drain(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency });
         if (flags.json) json(r);
         else {
-          out(pairs([['moved', `${r.moved} (${r.nodes} nodes with their subtrees)`], ['failed', String(r.failed.length)], ['time', `${r.ms} ms (${r.nodesPerSecond} nodes/s)`]]));
+          out(pairs([['moved', `${r.moved} (${r.nodes} nodes with their subtrees)`], ['failed', String(r.failed.length)], ['ephemeral', `${r.ephemeral} (held by clients: they end with this container)`], ['time', `${r.ms} ms (${r.nodesPerSecond} nodes/s)`]]));
           out(table([['PEER', 'NODES'], ...Object.entries(r.peers).map(([p, n]) => [p, String(n)])]));
           for (const f of r.failed) say(`keynode: ${f.id} did not move: ${f.code}: ${f.message}`);
         }

@@ -195,6 +195,11 @@ export interface DrainReport {
   moved: number;
   nodes: number;
   failed: { id: NodeId; code: string; message: string }[];
+  /**
+   * Ephemeral nodes held by clients, left in place: their keys live only in this container's memory and they
+   * end with its boot, as their lifetime says (an Ephemeral node under another node moves with it).
+   */
+  ephemeral: number;
   /** Nodes each peer took. */
   peers: Record<string, number>;
   ms: number;

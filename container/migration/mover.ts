@@ -275,7 +275,7 @@ export class Mover {
     if (!peers.length) throw new KeynodeError('ERR_NOT_PEER', 'this container has no peers to drain to (--peers)');
     this.draining = true;
     const started = Date.now();
-    const report: DrainReport = { moved: 0, nodes: 0, failed: [], peers: Object.fromEntries(peers.map((p) => [p, 0])), ms: 0, nodesPerSecond: 0 };
+    const report: DrainReport = { moved: 0, nodes: 0, failed: [], ephemeral: 0, peers: Object.fromEntries(peers.map((p) => [p, 0])), ms: 0, nodesPerSecond: 0 };
     let next = 0;
     let after: NodeId | undefined;
     const page: NodeRecord[] = [];
@@ -326,7 +326,12 @@ export class Mover {
           const [self, parent] = await rt.store.getMany('n', [rec.id, rec.parent]);
           // A node under another node here moves with it; one already gone moved with its parent.
           if (!self || parent) continue;
-          if (rec.lifetime.kind === 'ephemeral' || (batch.length && batch[0]!.parent !== rec.parent)) {
+          // Held by a client: it ends with this container's boot, wherever its key would go, so it stays.
+          if (rec.lifetime.kind === 'ephemeral') {
+            report.ephemeral++;
+            continue;
+          }
+          if (batch.length && batch[0]!.parent !== rec.parent) {
             await moveOne(rec);
             continue;
           }

@@ -39,9 +39,10 @@ describe('keynode move and drain', () => {
 
     const drained = await cli(a, 'drain', '--json');
     expect(drained.exitCode).toBe(0);
-    expect(JSON.parse(drained.stdout)).toMatchObject({ moved: 1, nodes: 1, failed: [], peers: { [b.url]: 1 } });
+    expect(JSON.parse(drained.stdout)).toMatchObject({ moved: 1, nodes: 1, failed: [], ephemeral: 0, peers: { [b.url]: 1 } });
     const again = await cli(a, 'drain');
     expect(again.exitCode).toBe(0);
     expect(again.stdout).toMatch(/moved\s+0/);
+    expect(again.stdout).toMatch(/ephemeral\s+0 \(held by clients/);
   });
 });

@@ -20,6 +20,8 @@ describe('drain', { timeout: 180_000 }, () => {
     const sandbox = { refs: 'readwrite', timeoutMs: 20_000 } as const;
     const parents = await c.client.spawnMany(12, { lifetime: Lifetime.root(), sandbox: { ...sandbox, spawn: { lifetimes: ['linked'] } }, budget: { maxNodes: 1 } });
     const loose = await c.client.spawnMany(20, { lifetime: Lifetime.root(), sandbox });
+    // Held by this client: it ends with C's boot as its lifetime says, so the drain leaves it and says so.
+    const held = await c.client.spawn({ lifetime: Lifetime.ephemeral() });
     const kids: string[] = [];
     // A few at a time: each wakes two processes on a loaded machine.
     for (const [i, p] of parents.entries()) {
@@ -48,12 +50,13 @@ describe('drain', { timeout: 180_000 }, () => {
     await Promise.all(load);
 
     expect(report.failed).toEqual([]);
+    expect(report.ephemeral).toBe(1);
     expect(report.moved).toBe(32);
     expect(report.nodes).toBe(44);
     expect(report.peers[a.url]! + report.peers[b.url]!).toBe(44);
     expect(report.peers[a.url]).toBeGreaterThan(0);
     expect(report.peers[b.url]).toBeGreaterThan(0);
-    expect((await c.client.request('list', {})) as { nodes: unknown[] }).toEqual({ nodes: [] });
+    expect(((await c.client.request('list', {})) as { nodes: { id: string }[] }).nodes.map((n) => n.id)).toEqual([held.id]);
     const refused = await c.client.spawn({ lifetime: Lifetime.root() }).catch((e: KeynodeError) => e);
     expect((refused as KeynodeError).code).toBe('ERR_UNAVAILABLE');
     // Not ready (a Kubernetes Service stops sending it clients), still alive.
