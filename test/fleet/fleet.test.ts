@@ -72,7 +72,7 @@ describe(`fleet of three containers`, () => {
     expect(metrics).toContain(`keynode_peer_up{peer="${fleet.members[2]!.url}"} 1`);
   });
 
-  it('nodes on all three containers call each other by URL (ctx.at) and through a capability bound on another container', async () => {
+  it('nodes on all three containers call each other (ctx.at) and through a capability bound on another container, by URL and by fleet URL', async () => {
     const nodes = await Promise.all(fleet.members.map((m) => client.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any' }, acl: ['public'], placement: { on: m.url } })));
     expect(nodes.map((n) => originOf(n.url))).toEqual(fleet.members.map((m) => m.url));
     await Promise.all(nodes.map((n, i) => client.at(n, (ctx, name: string) => ctx.ref('name').set(name), `node ${i}`)));
@@ -91,6 +91,23 @@ describe(`fleet of three containers`, () => {
       placement: { on: fleet.members[2]!.url },
     });
     expect(await client.at(guest, (ctx) => ctx.caps.nameOf())).toBe(`node 0 read for ${guest.id}`);
+
+    // The same by fleet URLs: each node named through a member it does not live on, which redirects (the
+    // capability's grant is signed by this client, which holds node 0's key, as for any bound node).
+    const fleetUrl = (i: number) => `${fleet.members[(i + 1) % 3]!.url}/${nodes[i]!.id}`;
+    const viaFleet = await client.at(
+      nodes[0]!,
+      (ctx, b: string, c: string) => ctx.at(b, (ctx2, c2: string) => ctx2.at(c2, async (ctx3) => [ctx3.caller, await ctx3.ref('name').get()]), c),
+      fleetUrl(1),
+      fleetUrl(2),
+    );
+    expect(viaFleet).toEqual([nodes[1]!.id, 'node 2']);
+    const fleetGuest = await client.spawn({
+      lifetime: Lifetime.root(),
+      sandbox: { capabilities: { nameOf: { node: client.node(fleetUrl(0), nodes[0]!.exportSecretKey()), fn: async (ctx: Ctx) => `${String(await ctx.ref('name').get())} read for ${ctx.caller}` } } },
+      placement: { on: fleet.members[2]!.url },
+    });
+    expect(await client.at(fleetGuest, (ctx) => ctx.caps.nameOf())).toBe(`node 0 read for ${fleetGuest.id}`);
   });
 
   it('`near` places a node on its neighbour\'s container, `on` on the named one', async () => {
