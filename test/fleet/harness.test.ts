@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { NET_PREFIX, planNetwork, sweepStale } from '../../dist/bench/fleet-net.js';
+import { alive } from '../helpers/containers.js';
 
 const NET = fileURLToPath(new URL('../../dist/bench/fleet-net.js', import.meta.url));
 const plan = planNetwork();
@@ -38,15 +39,6 @@ function run(how: 'throw' | 'SIGTERM' | 'SIGKILL') {
     setTimeout(() => {}, 60_000);
   `;
   return execa(process.execPath, ['--input-type=module', '-e', script], { reject: false, timeout: 60_000 });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe.skipIf(plan.mode !== 'netns')('the multi-host harness cleans up', () => {

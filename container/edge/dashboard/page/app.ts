@@ -6,6 +6,7 @@
  * key and keeps no token.
  */
 
+/** As dashboard/live.ts sends it (this page is a classic script built on its own, so it cannot import that type). */
 interface Sample {
   t: number;
   awake: number;
