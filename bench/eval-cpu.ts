@@ -13,6 +13,8 @@
  *   each root a checkout with its dist/ built and this file in its dist/bench/. Each build runs in its own
  *   processes, set up and warmed once; then blocks of `evals` alternate between the two (the order flips every
  *   block), so both meet the machine's load at the same moments. Prints the median per block of each figure.
+ * - env NODES and LANES change the `many` shape (100 nodes, 64 in flight): a worker's CPU per eval grows with
+ *   the number of processes taking turns (their caches evict each other), which NODES=10 against 100 shows.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -28,6 +30,9 @@ const [shapesArg = 'seq,local,remote,many', evalsArg = '2000', runsArg = '3'] = 
 const SHAPES = new Set(shapesArg.split(','));
 const EVALS = Number(evalsArg);
 const RUNS = Number(runsArg);
+/** The `many` shape's nodes and evals in flight (env NODES, LANES): the target's 100 and 64 by default. */
+const NODES = Number(process.env.NODES ?? 100);
+const LANES = Number(process.env.LANES ?? 64);
 
 /** Nanoseconds of CPU per thread of a process, keyed `pid/tid`. */
 function threadTimes(pid: number, into: Map<string, number>): void {
@@ -142,14 +147,14 @@ async function main(): Promise<void> {
     const nested = (t: string) => () => ca.at(caller, (ctx, u: string) => ctx.at(u, () => 1), t);
     let nodes: NodeHandle[] = [];
     if (SHAPES.has('many')) {
-      nodes = await ca.spawnMany(100, { lifetime });
+      nodes = await ca.spawnMany(NODES, { lifetime });
       await pooled(nodes.length, 8, (i) => ca.at(nodes[i]!, () => 1));
     }
     const many = async (n: number): Promise<number[]> => {
       let next = 0;
       await Promise.all(
-        Array.from({ length: 64 }, async (_, lane) => {
-          for (let k = lane; next < n; k += 64) {
+        Array.from({ length: LANES }, async (_, lane) => {
+          for (let k = lane; next < n; k += LANES) {
             next++;
             await ca.at(nodes[k % nodes.length]!, () => 1);
           }

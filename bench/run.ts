@@ -14,9 +14,8 @@
  * - BENCH_MEMORY_NODES=n  sleeping nodes for the memory section (default 100,000; 10,000 when quick);
  * - BENCH_AWAKE_NODES=n, BENCH_SLEEPERS=n, BENCH_DRAIN_NODES=n  sizes of the long sections.
  *
- * The eval section runs the container in this process (as `Container.start` embeds it), so client and
- * container share one event loop. The spawn, wake, memory, awake and sleepers sections fork the container
- * into its own process (bench/container-child.ts), as it is deployed.
+ * Every section forks the container into its own process (bench/container-child.ts), as it is deployed and as
+ * the peer's benchmark runs workerd: a client in this process never shares an event loop with the container.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -86,7 +85,7 @@ async function main(): Promise<void> {
     `keynode benchmark${QUICK ? ' (quick)' : ''}`,
     `node ${process.version} · ${cpu.length} CPUs (${cpu[0]?.model.trim() ?? 'unknown'}) · ${fmt(totalmem() / 1024 ** 3)} GB RAM · ${process.platform}/${process.arch}`,
     `${calibration}; load average ${loadBefore.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`,
-    `median of the runs shown; eval runs client and container in one process, the other sections fork the container; total ${fmt((performance.now() - began) / 1000)} s`,
+    `median of the runs shown; every section forks the container into its own process; total ${fmt((performance.now() - began) / 1000)} s`,
     '',
     renderTable(rows),
     ...(notes.length ? ['', ...notes.map((n) => `note: ${n}`)] : []),

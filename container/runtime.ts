@@ -54,7 +54,7 @@ export class Runtime {
   budgets!: Budgets;
   storage!: StorageQuota;
   /** Worker processes that serve no node, and where wakes got theirs (set by the container). */
-  fleet: () => { spares: number; blanks: number; counts: Record<string, number> } = () => ({ spares: 0, blanks: 0, counts: {} });
+  fleet: () => { spares: number; blanks: number; starting: number; counts: Record<string, number> } = () => ({ spares: 0, blanks: 0, starting: 0, counts: {} });
   /** Ends a node (cascades, budget, store); set by the container to the lifetime policy's destroy. */
   destroy!: (id: NodeId, reason: string) => Promise<void>;
   readonly #loading = new Map<NodeId, Promise<NodeRecord>>();
@@ -311,7 +311,7 @@ export class Runtime {
     return {
       awake: this.supervisor.size, active, queued, wakes: this.supervisor.wakes, uptimeMs: Date.now() - this.bootId,
       peerCallsInFlight: peers.active, peerCallsWaiting: peers.waiting,
-      spareWorkers: fleet.spares, blankWorkers: fleet.blanks,
+      spareWorkers: fleet.spares, blankWorkers: fleet.blanks, startingWorkers: fleet.starting,
       wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
     };
   }

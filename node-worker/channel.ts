@@ -2,7 +2,14 @@
  * @module node-worker/channel
  * The worker's end of the stdio channel: frames in on fd 0, frames out on fd 1. Anything else the worker
  * prints goes to stderr, which the container keeps for diagnostics.
+ *
+ * Neither end goes through Node's stream machinery: with a hundred workers taking turns, each eval finds its
+ * worker's caches cold, and the Readable/Writable paths (push, addChunk, emit, writeOrBuffer, their ticks)
+ * were a quarter of a worker's CPU per eval. Reads land in one buffer handed to a callback (net.Socket's
+ * `onread`); writes are one blocking write(2) on fd 1, as Node itself does for stdout pipes on Linux.
  */
+import { writeSync } from 'node:fs';
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { decode, encode } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frames.js';
 import type { FromWorker, ToWorker } from '../protocol/messages.js';
@@ -15,12 +22,28 @@ export function frame(msg: FromWorker): Buffer {
   return encodeFrame(encode(msg));
 }
 
+/** Once a write to fd 1 would block without waiting (a non-blocking pipe), everything goes through the stream, in order. */
+let streamed = false;
+
+function write(bytes: Buffer): void {
+  let at = 0;
+  while (!streamed && at < bytes.length) {
+    try {
+      at += writeSync(1, bytes, at);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      streamed = true;
+    }
+  }
+  if (at < bytes.length) process.stdout.write(at ? bytes.subarray(at) : bytes);
+}
+
 /**
  * Where messages go: the container. The boot rehearsal (main.ts) points it elsewhere for a moment, so every
  * path of a real wake has run once before the worker says it is ready.
  */
 export let send = (msg: FromWorker): void => {
-  process.stdout.write(frame(msg));
+  write(frame(msg));
 };
 
 export function redirect(to: (msg: FromWorker) => void): (msg: FromWorker) => void {
@@ -39,18 +62,31 @@ let redirected = false;
  */
 export function sendAll(msgs: FromWorker[]): void {
   if (redirected) for (const m of msgs) send(m);
-  else process.stdout.write(Buffer.concat(msgs.map(frame)));
+  else write(msgs.length === 1 ? frame(msgs[0]!) : Buffer.concat(msgs.map(frame)));
 }
 
 export function listen(onMessage: (msg: ToWorker) => void): void {
   const reader = new FrameReader(MAX_FRAME);
-  process.stdin.on('data', (chunk: Buffer) => {
-    for (const frame of reader.push(chunk)) {
-      // A plain copy, so no Buffer (whose prototype lockdown does not freeze) and no view on a shared pool
-      // ever reaches user code through a decoded value.
-      onMessage(decode(new Uint8Array(frame)) as ToWorker);
-    }
-  });
+  // `onread` is documented for socket.connect(); the constructor takes it too, but the types do not say so.
+  const options: SocketConstructorOpts & { onread: OnReadOpts } = {
+    fd: 0,
+    readable: true,
+    writable: false,
+    onread: {
+      buffer: Buffer.allocUnsafe(64 * 1024),
+      callback(n: number, into: Uint8Array): boolean {
+        // The buffer is read into again on the next read: the reader keeps a copy of what it has to hold.
+        for (const frame of reader.push(Buffer.from(into.subarray(0, n)))) {
+          // A plain copy, so no Buffer (whose prototype lockdown does not freeze) and no view on a shared pool
+          // ever reaches user code through a decoded value.
+          onMessage(decode(new Uint8Array(frame)) as ToWorker);
+        }
+        return true; // keep reading
+      },
+    },
+  };
+  const input = new Socket(options);
   // The container closing our stdin means it is gone or wants us gone.
-  process.stdin.on('end', () => process.exit(0));
+  input.on('end', () => process.exit(0));
+  input.on('error', () => process.exit(0));
 }
