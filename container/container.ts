@@ -294,6 +294,7 @@ export class Container extends EventEmitter<ContainerEvents> {
       onRefused: (peer) => refusals.inc({ peer }),
     });
     this.#membership = membership;
+    runtime.peers.admits = (origin, id) => membership.admits(origin, id);
     operations.loadReport = (asker) => loadReport({ id: this.id, url: this.#url, runtime, budgets, capacity: o.capacity, members: () => membership.members() }, asker);
     this.#sessions = new SessionEdge({
       containerId: this.id,

@@ -23,6 +23,12 @@ export class PeerSessions {
   /** The channels discovered: a call finds its own at once, without a timer to race the discovery. */
   readonly #ready = new Map<string, SessionChannel>();
 
+  /**
+   * Set by the container from its fleet membership: false refuses a container that answers at a member's URL
+   * with an ID other than the one pinned (or configured) for it, so a call as a node never goes to an impostor.
+   */
+  admits: (origin: string, id: NodeId) => boolean | undefined = () => undefined;
+
   constructor(identity: Identity, remote: RemotePeers) {
     this.#identity = identity;
     this.#remote = remote;
@@ -46,7 +52,12 @@ export class PeerSessions {
     if (ready) return ready;
     let channel = this.#channels.get(origin);
     if (!channel) {
-      const discovery = SessionChannel.discover({ origin, identity: this.#identity, transport: this.#transport(origin) }, { timeoutMs: DISCOVER_TIMEOUT_MS });
+      const discovery = SessionChannel.discover({ origin, identity: this.#identity, transport: this.#transport(origin) }, { timeoutMs: DISCOVER_TIMEOUT_MS }).then((c) => {
+        if (this.admits(origin, c.containerId) === false) {
+          throw new KeynodeError('ERR_BAD_REPLY', `${origin} answered as container ${c.containerId}, which is not the fleet member known at that URL; refused`);
+        }
+        return c;
+      });
       channel = discovery;
       discovery.then(
         (c) => {

@@ -247,6 +247,18 @@ export class Membership {
     this.#pins.set(url, id);
   }
 
+  /**
+   * Whether `id` may answer at `origin`, for this container's other sessions to that peer (ctx.at, moves): false
+   * for a member URL whose pinned ID, or whose configured peerIds, say otherwise; undefined for a URL that is not
+   * a member's (a node may call any container its contacts allow, trusting the ID its session discovers).
+   */
+  admits(origin: string, id: NodeId): boolean | undefined {
+    const pinned = this.#pins.get(origin);
+    if (pinned !== undefined) return pinned === id;
+    if (this.#members.has(origin) && this.#o.allowedIds) return this.#o.allowedIds.includes(id);
+    return undefined;
+  }
+
   /** `pinned`: the ID first met at that URL; undefined when the ID is simply not among the configured ones. */
   #refuse(m: Member, pinned: NodeId | undefined, now: NodeId): void {
     const first = m.state !== 'refused' || m.containerId !== now;

@@ -166,6 +166,20 @@ describe('membership', () => {
     const metrics = await (await fetch(`${observerUrl}/metrics`)).text();
     expect(metrics).toContain(`keynode_peer_identity_refusals_total{peer="${peerUrl}"} 1`);
     expect(metrics).toMatch(/keynode_fleet_members\{state="refused"\} 1/);
+
+    // The pin holds for every session to that URL, not only membership's: a node's ctx.at there is refused
+    // before the call (signed as the node, carrying its data) reaches the impostor.
+    const asObserver = await connect(observer.url, { identity: observer.operator });
+    const asImpostor = await connect(impostor.url, { identity: impostor.operator });
+    defer(async () => {
+      await asObserver.close();
+      await asImpostor.close();
+    });
+    const caller = await asObserver.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any' } });
+    const there = await asImpostor.spawn({ lifetime: Lifetime.root(), acl: [caller.url] });
+    const err = (await asObserver.at(caller, (ctx, u: string) => ctx.at(u, () => 'reached'), there.url).catch((e: unknown) => e)) as KeynodeError;
+    expect(err.code).toBe('ERR_BAD_REPLY');
+    expect(err.message).toContain(impostor.id);
   });
 
   it('with peerIds configured, only those container IDs are members, even on first contact', async () => {
@@ -181,6 +195,17 @@ describe('membership', () => {
     expect(by.get(c.url)!.error).toContain('not one of the configured peerIds');
     expect(seen.filter((l) => /not among the configured peerIds/.test(String(l.msg)))).toHaveLength(1);
     expect(observer.peerUrls()).toEqual([b.url]);
+    // A node's ctx.at follows the same list: to the configured member, and never to the other one.
+    const asObserver = await connect(observer.url, { identity: observer.operator });
+    defer(() => asObserver.close());
+    const caller = await asObserver.spawn({ lifetime: Lifetime.root(), sandbox: { contacts: 'any' } });
+    const onB = await b.client.spawn({ lifetime: Lifetime.root(), acl: [caller.url] });
+    const onC = await c.client.spawn({ lifetime: Lifetime.root(), acl: [caller.url] });
+    const call = (u: string) => asObserver.at(caller, (ctx, t: string) => ctx.at(t, () => 'reached'), u);
+    expect(await call(onB.url)).toBe('reached');
+    const err = (await call(onC.url).catch((e: unknown) => e)) as KeynodeError;
+    expect(err.code).toBe('ERR_BAD_REPLY');
+    expect(err.message).toContain(c.container.id);
     expect(() => normalizeOptions({ peerIds: ['not-an-id'] })).toThrow(/peerIds/);
     expect(optionsFromEnv({ KEYNODE_PEER_IDS: `${b.container.id},${c.container.id}` }).peerIds).toEqual([b.container.id, c.container.id]);
   });
