@@ -44,7 +44,7 @@ export interface KeyMintOptions {
 }
 
 // One thread per core, up to 4: four make ~100,000 keys/s, more than the event loop can store (~30 µs a
-// node), and each thread holds ~10 MB while it lives.
+// node), and each thread holds ~12 MB while it lives.
 const DEFAULTS: KeyMintOptions = { threads: Math.min(4, availableParallelism()), stock: 512, chunk: 256, maxQueued: 100_000, idleMs: 10_000 };
 const THREAD = new URL('./keygen-thread.js', import.meta.url);
 
@@ -213,7 +213,9 @@ export class KeyMint {
   }
 
   #start(): Slot {
-    const worker = new Worker(THREAD, { workerData: { master: this.#master }, resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 }, stdout: false, stderr: false });
+    // A chunk's garbage is a few hundred small objects: a 2 MB young generation makes keys as fast as 8 MB did
+    // and keeps each thread at ~12 MB resident instead of ~18 (measured, two threads minting 100,000 keys).
+    const worker = new Worker(THREAD, { workerData: { master: this.#master }, resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 2 }, stdout: false, stderr: false });
     worker.unref();
     const slot: Slot = { worker, chunk: undefined, ending: false };
     worker.on('message', (reply: KeygenReply) => this.#done(slot, reply));
