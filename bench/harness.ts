@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, Identity, type Client, type NodeHandle } from '../index.js';
 import { Container, type ContainerOptions } from '../container/index.js';
+import { CONTAINER_ALLOCATOR_ENV } from '../cli/allocator.js';
 import { fmt, median, pooled, type Row, type Target } from './stats.js';
 
 export const QUICK = process.env.BENCH_QUICK === '1';
@@ -86,11 +87,15 @@ export interface ChildContainer {
   rss(): Promise<{ rss: number; heapUsed: number }>;
   /** CPU time the container process has used so far, all threads. */
   cpuMs(): Promise<number>;
+  /** Where its resident memory is (bench/container-child.ts `breakdown`), without a forced collection. */
+  mem(): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 
 export async function forkContainer(data: string, options: Record<string, unknown> = {}): Promise<ChildContainer> {
-  const proc = fork(CHILD, [data, JSON.stringify(options)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // The allocator settings `keynode start` gives itself (cli/allocator.ts): the container as it is deployed.
+  const env = { ...CONTAINER_ALLOCATOR_ENV, ...process.env };
+  const proc = fork(CHILD, [data, JSON.stringify(options)], { execArgv: ['--expose-gc'], env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const exited = once(proc, 'exit');
   const kill = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
@@ -108,6 +113,11 @@ export async function forkContainer(data: string, options: Record<string, unknow
     async rss() {
       proc.send({ type: 'gc' });
       const [m] = (await once(proc, 'message')) as [{ rss: number; heapUsed: number }];
+      return m;
+    },
+    async mem() {
+      proc.send({ type: 'mem' });
+      const [m] = (await once(proc, 'message')) as [Record<string, number>];
       return m;
     },
     async cpuMs() {

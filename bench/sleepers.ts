@@ -47,15 +47,17 @@ export async function benchSleepers(): Promise<void> {
           tMark = now;
           marked = spawned;
           // Resident memory as it is, without a forced collection: what the host actually pays.
-          const rss = Number((await execFileP('ps', ['-o', 'rss=', '-p', String(child.proc.pid)])).stdout.trim()) * 1024;
+          const m = await child.mem();
+          const rss = m.rss!;
           samples.push({ nodes: spawned, rss });
-          log(`  ${fmt(spawned / 1e6)}M nodes, ${fmt(rates.at(-1)!)} nodes/s, RSS ${fmt(rss / MB)} MB`);
+          log(`  ${fmt(spawned / 1e6)}M nodes, ${fmt(rates.at(-1)!)} nodes/s, ${describeMem(m)}`);
         }
       }
     };
     await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
     const totalS = (performance.now() - t0) / 1000;
     const afterGc = await child.rss();
+    log(`  after GC: ${describeMem(await child.mem())}`);
     const secondHalf = samples.filter((s) => s.nodes > NODES / 2).map((s) => s.rss / MB);
     const million = `${fmt(NODES / 1e6)}M`;
     row(`sleepers: spawnMany batches of ${BATCH} towards ${million} nodes (container in own process)`, 'nodes/s', [median(rates)], target('spawnMany'));
@@ -72,6 +74,7 @@ export async function benchSleepers(): Promise<void> {
     await client.describe(first!);
     row(`restart with ${million} sleeping nodes → first reply (process start included)`, 'ms', [performance.now() - r0], target('restart', NODES >= 10_000_000 ? 'same' : `${million} nodes (BENCH_SLEEPERS); the target is for 10M`));
     const settled = await child.rss();
+    log(`  restarted, after GC: ${describeMem(await child.mem())}`);
     notes.push(`sleepers: after the restart Container.start took ${fmt(child.startMs)} ms; RSS ${fmt(settled.rss / MB)} MB`);
   } finally {
     await client.close().catch(() => {});
@@ -80,3 +83,11 @@ export async function benchSleepers(): Promise<void> {
 }
 
 const execFileP = promisify(execFile);
+
+function describeMem(m: Record<string, number>): string {
+  return (
+    `RSS ${fmt(m.rss! / MB)} MB (anon ${fmt(m.rssAnon! / MB)}, file ${fmt(m.rssFile! / MB)} of which table maps ${fmt(m.ldbMappedRss! / MB)}; ` +
+    `V8 heap ${fmt(m.heapUsed! / MB)}/${fmt(m.heapTotal! / MB)}, external ${fmt(m.external! / MB)}, V8 malloced ${fmt(m.malloced! / MB)}; ` +
+    `LevelDB memtables ${fmt(m.levelMem! / MB)}, ${m.tables} tables, ${m.ldbFds} open; ${m.threads} threads)`
+  );
+}

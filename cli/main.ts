@@ -1,8 +1,12 @@
-#!/usr/bin/env node
+#!/bin/sh
+//usr/bin/env true; exec env MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-131072}" node "$0" "$@"
 /**
  * @module cli/main
  * `keynode start` runs a container; the other commands administer a running one with the operator identity.
  * Data goes to stdout, messages to stderr; exit codes in cli/output.ts (EXIT) and the README.
+ *
+ * Lines 1-2 are both shell and JavaScript: run as a program, /bin/sh sets the allocator's environment
+ * (cli/allocator.ts says why) and execs node on this file, where line 2 is a comment; `node main.js` skips it.
  */
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';

@@ -239,9 +239,10 @@ export class Spawner {
         const template = s.count > 1 && !s.keys && s.spec.lifetime.kind !== 'leased' && Object.keys(s.spec.sandbox.capabilities).length === 0 ? RecordTemplate.of(base) : undefined;
         const keys = s.keys ? await this.#clientKeys(from, s.keys, fromMint, ancestors, taken) : fromMint;
         const records = await childRecords(this.#rt, from, parent, s.spec, base, keys, (i, name) => grantIn(s.keys?.[i]?.grants, name));
+        const encoded = template?.encodeAll(records);
         // Added to the batch only once the whole spawn is built: a spawn that fails leaves nothing in it.
         for (const [i, r] of records.entries()) {
-          txn.putNode(r, template?.encode(r.id, r.sealedKey));
+          txn.putNode(r, encoded?.[i]);
           this.#lifetimes.onSpawn(r, txn, now);
           if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLoop();
         }

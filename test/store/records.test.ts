@@ -32,6 +32,13 @@ describe('record template', () => {
     expect(te.encode(ID('d'))).toEqual(encodeRecord({ ...eph, id: ID('d') }));
   });
 
+  it('encodes a batch as views of one buffer, each the bytes encodeRecord gives', () => {
+    const keys = [1, 2, 3].map((k) => new Uint8Array(60).fill(k));
+    const all = RecordTemplate.of(record())!.encodeAll(['b', 'c', 'd'].map((c, i) => ({ id: ID(c), sealedKey: keys[i] })));
+    expect(all.map((b) => b.buffer).every((b) => b === all[0]!.buffer)).toBe(true);
+    ['b', 'c', 'd'].forEach((c, i) => expect(all[i]).toEqual(encodeRecord(record({ id: ID(c), sealedKey: keys[i] }))));
+  });
+
   it('refuses to guess when a placeholder could be confused with the record’s own data', () => {
     expect(RecordTemplate.of(record({ acl: ['0'.repeat(52)] as never }))).toBeUndefined();
     expect(() => RecordTemplate.of(record())!.encode('short', new Uint8Array(60))).toThrow();
