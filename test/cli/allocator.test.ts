@@ -1,35 +1,12 @@
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { CONTAINER_ALLOCATOR_ENV } from '../../dist/cli/allocator.js';
-import { defer, tempDir } from '../helpers/containers.js';
-
-const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+import { startContainerProcess, tempDir } from '../helpers/containers.js';
 
 /** `keynode start` run as a program (as npx runs it), from an environment without the allocator's variables. */
 async function startAsProgram(extra: Record<string, string>): Promise<{ pid: number; stop(): Promise<number | undefined> }> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_')));
-  const child = execa('/bin/sh', [CLI, 'start', '--port', '0', '--data', await tempDir(), '--log-level', 'info'], {
-    env: { ...env, ...extra },
-    extendEnv: false,
-    buffer: false,
-    reject: false,
-    cleanup: true,
-    stdin: 'ignore',
-  });
-  defer(async () => {
-    child.kill('SIGKILL');
-    await child;
-  });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('keynode container started')) resolve();
-    });
-    void child.then((r) => reject(new Error(`the container exited before it started (${r.exitCode ?? r.signal})`)));
-  });
+  const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => !e[0].startsWith('MALLOC_') && e[1] !== undefined));
+  const { child } = await startContainerProcess(await tempDir(), [], { ...env, ...extra }, { asProgram: true });
   return {
     pid: child.pid!,
     async stop() {

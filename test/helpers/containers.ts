@@ -65,10 +65,14 @@ export interface ContainerProcess {
   stop(): Promise<void>;
 }
 
-/** A container as its own process (`keynode start`), for crash tests. Resolves once it is listening. */
-export async function startContainerProcess(data: string, flags: string[] = [], env: Record<string, string> = {}): Promise<ContainerProcess> {
-  const child = execa(process.execPath, [CLI, 'start', '--port', '0', '--data', data, '--log-level', 'info', ...flags], {
+/**
+ * A container as its own process (`keynode start`), for crash tests. Resolves once it is listening.
+ * `asProgram`: run as the `keynode` program runs (through its shell line), in exactly `env`, not beside ours.
+ */
+export async function startContainerProcess(data: string, flags: string[] = [], env: Record<string, string> = {}, how: { asProgram?: boolean } = {}): Promise<ContainerProcess> {
+  const child = execa(how.asProgram ? '/bin/sh' : process.execPath, [CLI, 'start', '--port', '0', '--data', data, '--log-level', 'info', ...flags], {
     env,
+    extendEnv: !how.asProgram,
     buffer: false,
     reject: false,
     cleanup: true,
