@@ -190,7 +190,6 @@ export class WorkerProcess {
       '--experimental-permission',
       ...READABLE.map((p) => `--allow-fs-read=${p}`),
       '--no-warnings',
-      ...(process.env.XFLAGS ? process.env.XFLAGS.split(' ') : []),
     ];
     const [file, ...prefix] = options.wrapper?.length ? [...options.wrapper, process.execPath] : [process.execPath];
     this.#child = execa(file!, [...prefix, ...flags, WORKER_MAIN, options.marker], {
