@@ -11,7 +11,7 @@ import { fmt, median, percentile, sleep, target } from './stats.js';
 const SIZE = {
   evalSequential: QUICK ? 300 : 1000,
   // Until the three processes (client, container, worker) have optimized the eval path: with 300, the first two
-  // runs of 1,000 were still 2-3× slower than the last.
+  // runs of 1,000 were still 2-3.5× slower than the last (p50 and p99).
   evalWarmup: QUICK ? 300 : 3000,
   throughputNodes: QUICK ? 50 : 100,
   throughputMs: QUICK ? 800 : 2000,
