@@ -5,7 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import {
-  codeHash, concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, redirectTarget, resolveNode, signBytes, verifyGrant,
+  codeHash, concatArrays, formatNodeUrl, keyPairFromSeed, KeynodeError, parseNodeUrl, redirectTarget, resolveNode, signBytes, verifyGrant,
   type NodeId, type NodeInfo, type PolicyLimits,
 } from '../protocol/index.js';
 import type { NodeRecord, Store } from '../store/index.js';
@@ -226,7 +226,7 @@ export class Runtime {
     const chain = call.chain ?? [];
     if (chain.includes(id)) throw cycleError(id);
     // A node that moved answers with a redirect (authenticated): followed to the same node, a bounded number of times.
-    const seen = new Set([first ? new URL(first).origin : this.origin]);
+    const seen = new Set([first ? parseNodeUrl(first).origin : this.origin]);
     for (let url = first; ;) {
       try {
         return await this.#callOnce(call, id, url, chain);

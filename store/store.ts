@@ -177,11 +177,6 @@ export class Store {
     return this.#db as never;
   }
 
-  /** The sublevel's key prefix in the root database (`!n!` for `n`). */
-  prefix(name: SubName): string {
-    return this.#prefixes.get(name)!;
-  }
-
   txn(): Txn {
     return new Txn(this);
   }

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type Client } from 'keynode';
 import { startFleet, type TestFleet } from '../helpers/fleet.js';
 import { until } from '../helpers/containers.js';
+import { exactlyOnceWrite as WRITE } from '../helpers/writes.js';
 
 let fleet: TestFleet;
 let operators: Client[] = [];
@@ -29,14 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
 });
-
-const WRITE = async (ctx: any, w: number, i: number) => {
-  const idx = ctx.index('writes');
-  if ((await idx.get(`${w}:${i}`)) !== undefined) throw new Error(`write ${w}:${i} ran twice`);
-  await idx.put(`${w}:${i}`, 1);
-  const count = ctx.ref('count');
-  await count.set(((await count.get()) ?? 0) + 1);
-};
 
 describe(`moves across the fleet harness`, () => {
   it('a node moves between hosts while 20 clients write: every acknowledged write once; the old URL and a fleet URL through the third host answer', async () => {

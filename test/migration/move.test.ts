@@ -8,19 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { connect, Identity, Lifetime, type Client, type NodeHandle } from 'keynode';
 import { defer, until, type TestContainer } from '../helpers/containers.js';
 import { startFleet } from '../helpers/fleet-local.js';
+import { exactlyOnceWrite as WRITE } from '../helpers/writes.js';
 import { failure as caught } from '../policies/util.js';
 
 let fleet: TestContainer[];
-
-const WRITE = async (ctx: any, w: number, i: number) => {
-  const idx = ctx.index('writes');
-  if ((await idx.get(`${w}:${i}`)) !== undefined) throw new Error(`write ${w}:${i} ran twice`);
-  await idx.put(`${w}:${i}`, 1);
-  const count = ctx.ref('count');
-  await count.set(((await count.get()) ?? 0) + 1);
-  ctx.log(`write ${w}:${i}`);
-  return i;
-};
 
 describe('move', () => {
   it('a node moves while 20 clients write to it: every acknowledged write is there exactly once, and old URLs redirect', async () => {
