@@ -67,14 +67,30 @@ interface Snapshot {
   client: Map<string, number>;
   containers: Map<string, number>;
   workers: Map<string, number>;
+  /** Page faults (minor and major) per worker process, keyed by pid. */
+  faults: Map<string, number>;
+}
+
+/** Minor plus major page faults of a process so far (/proc/<pid>/stat fields 10 and 12). */
+function faultsOf(pid: number, into: Map<string, number>): void {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    into.set(String(pid), Number(f[7]) + Number(f[9]));
+  } catch {
+    // gone
+  }
 }
 
 function snapshot(containers: ChildContainer[]): Snapshot {
-  const s: Snapshot = { client: new Map(), containers: new Map(), workers: new Map() };
+  const s: Snapshot = { client: new Map(), containers: new Map(), workers: new Map(), faults: new Map() };
   threadTimes(process.pid, s.client);
   for (const c of containers) {
     threadTimes(c.proc.pid!, s.containers);
-    for (const w of childrenOf(c.proc.pid!)) threadTimes(w, s.workers);
+    for (const w of childrenOf(c.proc.pid!)) {
+      threadTimes(w, s.workers);
+      faultsOf(w, s.faults);
+    }
   }
   return s;
 }
@@ -102,6 +118,8 @@ async function measure(label: string, containers: ChildContainer[], n: number, r
   const container = us(delta(s0.containers, s1.containers));
   const workers = us(delta(s0.workers, s1.workers));
   const line: Line = { shape: label, evals: n, clientUs: client, containerUs: container, workersUs: workers, totalUs: client + container + workers };
+  // Page faults of the workers per eval: a worker that gives memory back between evals takes it again, fault by fault.
+  line.workerFaults = +(delta(s0.faults, s1.faults) / n).toFixed(1);
   if (samples.length) Object.assign(line, { p50ms: +percentile(samples, 50).toFixed(3), p99ms: +percentile(samples, 99).toFixed(3) });
   else line.evalsPerS = Math.round(n / (wall / 1000));
   // Wakes during the run: a node without its own process takes one from another (not a warm eval any more).

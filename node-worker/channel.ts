@@ -11,6 +11,7 @@
 import { writeSync } from 'node:fs';
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { decode, encode } from '../protocol/codec.js';
+import { decodeEvalFrame, encodeResultIdleFrames, isEvalFrame } from '../protocol/eval-frames.js';
 import { encodeFrame, FrameReader } from '../protocol/frames.js';
 import type { FromWorker, ToWorker } from '../protocol/messages.js';
 
@@ -57,12 +58,15 @@ const stdoutSend = send;
 let redirected = false;
 
 /**
- * Several messages in one write: each write to the pipe is a system call here and a wake-up of the
- * container there, which on a virtual machine costs more than the rest of a small eval.
+ * An eval's result and the `idle` behind it, in one write: each write to the pipe is a system call here and
+ * a wake-up of the container there, which on a virtual machine costs more than the rest of a small eval.
+ * An ok result goes in the eval frames' binary layout (protocol/eval-frames.ts), an error as MessagePack.
  */
-export function sendAll(msgs: FromWorker[]): void {
-  if (redirected) for (const m of msgs) send(m);
-  else write(msgs.length === 1 ? frame(msgs[0]!) : Buffer.concat(msgs.map(frame)));
+export function sendResult(result: Extract<FromWorker, { type: 'result' }>): void {
+  if (redirected) {
+    send(result);
+    send({ type: 'idle' });
+  } else write(result.ok ? encodeResultIdleFrames(result) : Buffer.concat([frame(result), frame({ type: 'idle' })]));
 }
 
 export function listen(onMessage: (msg: ToWorker) => void): void {
@@ -79,7 +83,7 @@ export function listen(onMessage: (msg: ToWorker) => void): void {
         for (const frame of reader.push(Buffer.from(into.subarray(0, n)))) {
           // A plain copy, so no Buffer (whose prototype lockdown does not freeze) and no view on a shared pool
           // ever reaches user code through a decoded value.
-          onMessage(decode(new Uint8Array(frame)) as ToWorker);
+          onMessage(isEvalFrame(frame) ? decodeEvalFrame(frame) : (decode(new Uint8Array(frame)) as ToWorker));
         }
         return true; // keep reading
       },

@@ -12,7 +12,7 @@ import { getHeapStatistics } from 'node:v8';
 import { makeCodec, NodeRef } from '../protocol/codec.js';
 import { KeynodeError, type RemoteError, type WireError } from '../protocol/errors.js';
 import type { FromWorker, ToWorker, WorkerNode, WorkerRequest } from '../protocol/messages.js';
-import { frame, listen, redirect, send, sendAll } from './channel.js';
+import { frame, listen, redirect, send, sendResult } from './channel.js';
 import { makeConsole } from './console.js';
 import { hostCall, hostError, isGenuine } from './host-errors.js';
 import { appendLog, makeContext, type EvalScope } from './context.js';
@@ -142,7 +142,7 @@ function requester(pending: Serving['pending']) {
 
 async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
   const scope: EvalScope = { id: msg.id, ended: false, writes: new Map(), logLines: 0 };
-  let result: FromWorker;
+  let result: Extract<FromWorker, { type: 'result' }>;
   // Held for the whole eval: a release cannot arrive before its result (the container waits for idle).
   const s = serving;
   if (s && msg.fn === undefined && !s.sandbox.has(msg.h)) {
@@ -181,8 +181,8 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
  * not to the next eval. The result waits for it too (for an eval that leaves nothing behind, the rest of
  * this turn): one write instead of two is one wake-up of the container fewer per eval.
  */
-function finish(result: FromWorker): void {
-  setImmediate(() => sendAll([result, { type: 'idle' }]));
+function finish(result: Extract<FromWorker, { type: 'result' }>): void {
+  setImmediate(() => sendResult(result));
 }
 
 /**

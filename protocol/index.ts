@@ -10,6 +10,7 @@ export * from './identity.js';
 export * from './codec.js';
 export * from './envelope.js';
 export * from './frames.js';
+export * from './eval-frames.js';
 export * from './messages.js';
 export * from './policy.js';
 export * from './grants.js';

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { decode, encode, encodeFrame, FrameReader, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../../protocol/index.js';
+import { decode, decodeResultOrIdleFrame, encode, encodeEvalFrame, encodeFrame, FrameReader, isResultOrIdleFrame, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../../protocol/index.js';
 import { CpuWatch } from './cpu-watch.js';
 import { LogAllowance } from './frame-bounds.js';
 import { TokenBucket } from './rate.js';
@@ -298,7 +298,7 @@ export class WorkerProcess {
       this.#frameRate.spend(1, now);
       this.#byteRate.spend(frame.length, now);
       try {
-        this.#handle(checkFromWorker(decode(new Uint8Array(frame))));
+        this.#handle(checkFromWorker(isResultOrIdleFrame(frame) ? decodeResultOrIdleFrame(frame) : decode(new Uint8Array(frame))));
       } catch (e) {
         return this.#violation(e);
       }
@@ -438,7 +438,7 @@ export class WorkerProcess {
         stdin.uncork();
       });
     }
-    stdin.write(encodeFrame(encode(msg)));
+    stdin.write(msg.type === 'eval' ? encodeEvalFrame(msg) : encodeFrame(encode(msg)));
     // A worker that does not read what we send makes us hold it: past a bound that is its memory, not ours.
     if (this.#child.stdin!.writableLength > this.#maxBuffered) {
       this.#stderr += `\n[keynode] the worker stopped reading; ${this.#child.stdin!.writableLength} bytes were waiting for it`;

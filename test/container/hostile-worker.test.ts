@@ -130,6 +130,34 @@ describe('a worker whose sandbox is broken', () => {
     expect(await client.at(node, () => 'back')).toBe('back');
   });
 
+  it('is killed for a malformed frame in the eval frames\' binary layout; nothing it wrote counts, and its node answers on a new worker', async () => {
+    const { container, client } = await startContainer({ workerWrapper: HOSTILE, idleTimeoutMs: 120_000 });
+    const node = await client.spawn({ lifetime: Lifetime.root() });
+    const id = '0000000000000000'; // the eval's id goes here (idAt: 1)
+    const u32 = (n: number) => n.toString(16).padStart(8, '0');
+    const ref = (name: string, value: string) => `00${u32(name.length / 2)}${name}${u32(value.length / 2)}${value}`;
+    const cases: Record<string, { hex: string; idAt?: number }> = {
+      'a value longer than the frame': { hex: `e2${id}${u32(10)}aaaa`, idAt: 1 },
+      'bytes past the end (after a well-formed write)': { hex: `e2${id}${u32(1)}01${u32(1)}${ref('6e', '2a')}ff`, idAt: 1 },
+      'more writes than bytes': { hex: `e2${id}${u32(0)}${u32(0x7fffffff)}`, idAt: 1 },
+      'a write of an unknown kind': { hex: `e2${id}${u32(0)}${u32(1)}07${u32(0)}${u32(0)}`, idAt: 1 },
+      'a name that is not UTF-8': { hex: `e2${id}${u32(0)}${u32(1)}${ref('c328', '')}`, idAt: 1 },
+      'an id that is not a number': { hex: `e27ff8000000000000${u32(0)}${u32(0)}` },
+      'the id of another eval': { hex: `e2${(12345).toString(16).padStart(16, '0')}${u32(0)}${u32(0)}` },
+      'an idle with a byte after it': { hex: 'e300' },
+    };
+    for (const [what, frame] of Object.entries(cases)) {
+      const slept = nextSleep(container, node.id);
+      expect(await codeOf(client.at(node, hostile({ attack: 'raw-frame', ...frame }))), what).toBe('ERR_WORKER_CRASHED');
+      expect(await slept, what).toBe('crash');
+    }
+    expect(await client.at(node, (ctx) => ctx.ref('n').get())).toBeNull();
+    // A well-formed frame in the same layout is taken (the same bytes the real worker writes): a ref write.
+    const ok = `e2${id}${u32(1)}01${u32(1)}${ref(Buffer.from('r').toString('hex'), '2a')}`;
+    expect(await client.at(node, hostile({ attack: 'raw-frame', hex: [ok, 'e3'], idAt: 1 }))).toBe(1);
+    expect(await client.at(node, (ctx) => ctx.ref<number>('r').get())).toBe(42);
+  }, 60_000);
+
   it('is killed when it computes after saying idle, well before it has used 5 CPU-seconds; its node answers on a new worker', async () => {
     const { container, client } = await startContainer({ workerWrapper: HOSTILE, idleTimeoutMs: 120_000 });
     const node = await client.spawn({ lifetime: Lifetime.root() });

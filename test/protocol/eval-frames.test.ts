@@ -1,0 +1,126 @@
+/**
+ * The eval frames' binary layout (protocol/eval-frames.ts): what one end writes the other reads back exactly,
+ * and the container's reading of a worker's frames refuses every malformed one with ERR_BAD_MESSAGE (never
+ * another exception, never a half-read message), checked on every prefix of valid frames and on seeded
+ * mutations of them. The same frames from a real (hostile) worker: test/container/hostile-worker.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import { isKeynodeError } from 'keynode';
+import {
+  decode, decodeEvalFrame, decodeResultOrIdleFrame, encode, encodeEvalFrame, encodeResultIdleFrames, FrameReader, isEvalFrame, isResultOrIdleFrame,
+  type FromWorker, type Write,
+} from '../../dist/protocol/index.js';
+import { checkFromWorker } from '../../dist/container/fleet/worker-messages.js';
+import { Rng } from './fuzz-gen.js';
+
+const caller = 'b'.repeat(52);
+const evals = [
+  { type: 'eval' as const, id: 1, h: 'a'.repeat(64), args: encode([]), from: caller },
+  { type: 'eval' as const, id: 2 ** 40 + 3, h: 'rehearsal', fn: '(ctx, s) => s + "é∑😀"', args: encode([1, 'two', { three: 3 }, new Uint8Array(300)]), from: caller },
+  { type: 'eval' as const, id: 7, h: 'x', fn: '', args: new Uint8Array(70_000).fill(0x90), from: caller },
+];
+const writes: Write[] = [
+  { op: 'ref', name: 'counter', value: encode(41) },
+  { op: 'put', name: 'índice', key: 'ключ 😀', value: encode({ a: [1, 2] }) },
+  { op: 'del', name: 'i', key: '' },
+  { op: 'ref', name: 'e', value: new Uint8Array(0) },
+];
+const results = [
+  { type: 'result' as const, id: 1, ok: true as const, value: encode(1), writes: [] },
+  { type: 'result' as const, id: 2 ** 52, ok: true as const, value: encode('x'.repeat(5000)), writes },
+];
+
+/** The two frame bodies of a result-and-idle write. */
+function bodies(bytes: Buffer): Buffer[] {
+  return new FrameReader(1 << 30).push(bytes);
+}
+
+/** The container's whole reading of a worker frame body: the binary layout, then the shape checks. */
+function read(body: Uint8Array): FromWorker {
+  return checkFromWorker(isResultOrIdleFrame(body) ? decodeResultOrIdleFrame(body) : decode(body));
+}
+
+function refusal(f: () => unknown): string | undefined {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    if (!isKeynodeError(e)) throw e;
+    return e.code;
+  }
+}
+
+describe('eval frames', () => {
+  it('an eval reads back exactly, its arguments a plain Uint8Array with a buffer of its own', () => {
+    for (const m of evals) {
+      const [body] = bodies(encodeEvalFrame(m));
+      expect(isEvalFrame(body!)).toBe(true);
+      const back = decodeEvalFrame(body!);
+      expect(back).toEqual(m);
+      expect('fn' in back).toBe(m.fn !== undefined);
+      expect(Object.getPrototypeOf(back.args)).toBe(Uint8Array.prototype);
+      expect(back.args.byteOffset).toBe(0);
+      expect(back.args.buffer.byteLength).toBe(m.args.length);
+    }
+  });
+
+  it('a result and its idle read back exactly, as two frames in one write, and pass the shape checks', () => {
+    for (const m of results) {
+      const [result, idle, ...rest] = bodies(encodeResultIdleFrames(m));
+      expect(rest).toEqual([]);
+      expect(read(result!)).toEqual(m);
+      expect(read(idle!)).toEqual({ type: 'idle' });
+      const back = decodeResultOrIdleFrame(result!) as Extract<FromWorker, { type: 'result'; ok: true }>;
+      for (const bytes of [back.value, ...back.writes.flatMap((w) => ('value' in w ? [w.value] : []))]) {
+        expect(Object.getPrototypeOf(bytes)).toBe(Uint8Array.prototype);
+        expect(bytes.buffer.byteLength).toBe(bytes.length);
+      }
+    }
+  });
+
+  it('is never mistaken for MessagePack, nor MessagePack for it: every message is a map', () => {
+    for (const m of [...evals, ...results, { type: 'idle' }, { type: 'ready', pid: 1 }]) {
+      const b = encode(m);
+      expect(isEvalFrame(b) || isResultOrIdleFrame(b)).toBe(false);
+    }
+  });
+
+  it('refuses every prefix of a valid result or idle frame, and bytes past its end, with ERR_BAD_MESSAGE', () => {
+    for (const m of results) {
+      const [result, idle] = bodies(encodeResultIdleFrames(m));
+      for (const body of [result!, idle!]) {
+        for (let n = 1; n < body.length; n++) {
+          // A prefix of a result that ends on an idle tag is no idle: either way it is refused.
+          expect(refusal(() => read(body.subarray(0, n))), `prefix ${n} of ${body.length}`).toBe('ERR_BAD_MESSAGE');
+        }
+        expect(refusal(() => read(Buffer.concat([body, Buffer.from([0])])))).toBe('ERR_BAD_MESSAGE');
+      }
+    }
+  });
+
+  it('refuses a write count larger than the bytes could hold before building anything for it', () => {
+    const body = Buffer.alloc(1 + 8 + 4 + 4);
+    body[0] = 0xe2;
+    body.writeDoubleBE(1, 1);
+    body.writeUInt32BE(0xffffffff, 13);
+    expect(refusal(() => decodeResultOrIdleFrame(body))).toBe('ERR_BAD_MESSAGE');
+  });
+
+  it('seeded mutations of valid frames are read or refused with a keynode error, nothing else', () => {
+    const rng = new Rng(0x6576616c);
+    const valid = results.flatMap((m) => bodies(encodeResultIdleFrames(m)));
+    let refused = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const body = Buffer.from(rng.pick(valid));
+      for (let k = rng.range(1, 4); k > 0; k--) body[rng.int(body.length)] = rng.int(256);
+      body[0] = rng.pick([0xe2, 0xe3]);
+      const code = refusal(() => read(body));
+      if (code !== undefined) {
+        expect(code).toBe('ERR_BAD_MESSAGE');
+        refused++;
+      }
+    }
+    // Most mutations break something (a length, a tag, UTF-8); some land in a value's bytes and read fine.
+    expect(refused).toBeGreaterThan(10_000);
+  });
+});
