@@ -7,6 +7,7 @@
  * path to the bad value: `result.items[3].owner is a class instance (Customer)`.
  */
 import { Decoder, Encoder, ExtensionCodec } from '@msgpack/msgpack';
+import { decodeScalars, encodeScalar } from './scalar-codec.js';
 import { KeynodeError } from './errors.js';
 import { parseNodeUrl, type NodeId } from './ids.js';
 
@@ -404,6 +405,8 @@ export function makeCodec(makeRef: (url: string) => unknown): ValueCodec {
   const dec = new Decoder({ extensionCodec: ext });
   return {
     encode: (v, label = 'value') => {
+      const quick = encodeScalar(v);
+      if (quick) return quick;
       const bytes = encodeWith(enc, v, label, true);
       if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes(PROTO_KEY)) {
         try {
@@ -415,6 +418,8 @@ export function makeCodec(makeRef: (url: string) => unknown): ValueCodec {
       return bytes;
     },
     decode: (b) => {
+      const quick = decodeScalars(b);
+      if (quick) return quick.v;
       try {
         return dec.decode(b);
       } catch (cause) {
