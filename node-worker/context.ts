@@ -53,15 +53,19 @@ function fail(code: 'ERR_SANDBOX' | 'ERR_EVAL_ENDED' | 'ERR_BAD_MESSAGE', messag
   throw hostError(code, message);
 }
 
+// A leading U+FEFF is refused: UTF-8 decoders drop it as a byte-order mark (MessagePack's does for longer
+// strings), so a name or key starting with one could be written under one key and read under another.
 function checkName(what: string, name: unknown): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME || name.includes('\u0000')) {
-    fail('ERR_BAD_MESSAGE', `${what} name must be a string of 1 to ${MAX_NAME} characters without NUL`);
+  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME || name.includes('\u0000') || name.charCodeAt(0) === 0xfeff) {
+    fail('ERR_BAD_MESSAGE', `${what} name must be a string of 1 to ${MAX_NAME} characters without NUL, not starting with U+FEFF`);
   }
   return name;
 }
 
 function checkKey(key: unknown): string {
-  if (typeof key !== 'string' || key.length > MAX_KEY) fail('ERR_BAD_MESSAGE', `index keys are strings of up to ${MAX_KEY} characters`);
+  if (typeof key !== 'string' || key.length > MAX_KEY || key.charCodeAt(0) === 0xfeff) {
+    fail('ERR_BAD_MESSAGE', `index keys are strings of up to ${MAX_KEY} characters, not starting with U+FEFF`);
+  }
   return key;
 }
 

@@ -12,6 +12,7 @@ import { getHeapStatistics } from 'node:v8';
 import { makeCodec, NodeRef } from '../protocol/codec.js';
 import { KeynodeError, type RemoteError, type WireError } from '../protocol/errors.js';
 import type { FromWorker, ToWorker, WorkerNode, WorkerRequest } from '../protocol/messages.js';
+import { decodeEvalFrame, encodeEvalFrame, encodeResultIdleFrames } from '../protocol/eval-frames.js';
 import { frame, listen, redirect, send, sendResult } from './channel.js';
 import { makeConsole } from './console.js';
 import { hostCall, hostError, isGenuine } from './host-errors.js';
@@ -253,23 +254,40 @@ function handle(msg: ToWorker): void {
 listen(handle);
 
 /**
- * A rehearsal of one whole wake before saying ready: become, an eval that reads, writes and logs, its
- * result, idle, release. V8 compiles each function the first time it runs; a pooled worker's first real wake
- * should not pay for that. Frames are built but go nowhere; the rehearsal's one request is answered here.
+ * A rehearsal of one whole wake before saying ready: become, an eval that reads, writes and logs, one that
+ * takes no arguments and returns a number (the codec's scalar paths), their results, idle, release. V8 compiles
+ * each function the first time it runs; a pooled worker's first real wake should not pay for that. Frames are
+ * built (the eval frames through their binary layout both ways) but go nowhere; requests are answered here.
  */
 async function rehearse(): Promise<void> {
   const id = 'a'.repeat(52);
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
+  const evals: Extract<ToWorker, { type: 'eval' }>[] = [
+    {
+      type: 'eval',
+      id: 0,
+      h: 'rehearsal',
+      fn: 'async (ctx, a) => { const before = await ctx.ref("x").get(); await ctx.ref("x").set({ a, before, m: new Map([[1, 2n]]) }); ctx.log("warm", a); console.log("%s", a); return { a, t: typeof ctx }; }',
+      args: codec.encode([1, 'x', [true]]),
+      from: id,
+    },
+    { type: 'eval', id: 1, h: 'rehearsal-2', fn: '() => 1', args: codec.encode([]), from: id },
+  ];
+  const next = () => {
+    const e = evals.shift();
+    if (e) handle(decodeEvalFrame(encodeEvalFrame(e).subarray(4)));
+    else handle({ type: 'release' });
+  };
   const restore = redirect((msg) => {
-    frame(msg);
+    if (msg.type === 'result' && msg.ok) encodeResultIdleFrames(msg);
+    else frame(msg);
     if (msg.type === 'request') queueMicrotask(() => handle({ type: 'reply', id: msg.id, ok: true, value: null }));
-    if (msg.type === 'idle') handle({ type: 'release' });
+    if (msg.type === 'idle') next();
     if (msg.type === 'released') done();
   });
   handle({ type: 'become', node: { id, url: `http://localhost/${id}`, parent: id, refs: 'readwrite', log: true, capabilities: [], spawn: false, maxMessageBytes: 1024 } });
-  const fn = 'async (ctx, a) => { const before = await ctx.ref("x").get(); await ctx.ref("x").set({ a, before, m: new Map([[1, 2n]]) }); ctx.log("warm", a); console.log("%s", a); return { a, t: typeof ctx }; }';
-  handle({ type: 'eval', id: 0, h: 'rehearsal', fn, args: codec.encode([1, 'x', [true]]), from: id });
+  next();
   await finished;
   redirect(restore);
 }

@@ -28,7 +28,12 @@ type EvalMessage = Extract<ToWorker, { type: 'eval' }>;
 type OkResult = Extract<FromWorker, { type: 'result'; ok: true }>;
 
 const OPS = ['ref', 'put', 'del'] as const;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// The shape checks' caps (container/fleet/worker-messages.ts) in UTF-8 bytes: up to 3 per UTF-16 code unit.
+const MAX_WRITES = 100_000;
+const MAX_NAME_BYTES = 256 * 3;
+const MAX_KEY_BYTES = 1024 * 3;
+// ignoreBOM: a leading U+FEFF is part of a name or key, not a byte-order mark to drop.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** A frame whose body is `size` bytes: the length prefix written, the body left to fill. */
 function frameOf(size: number): Buffer {
@@ -122,6 +127,13 @@ class Cursor {
     return ((this.b[at]! << 24) >>> 0) + ((this.b[at + 1]! << 16) | (this.b[at + 2]! << 8) | this.b[at + 3]!);
   }
 
+  /** A string's length, refused before the string is read when it could not pass the shape checks anyway. */
+  length(max: number): number {
+    const n = this.u32();
+    if (n > max) throw new KeynodeError('ERR_BAD_MESSAGE', 'a name or key in a frame is too long');
+    return n;
+  }
+
   f64(): number {
     const at = this.#need(8);
     return new DataView(this.b.buffer, this.b.byteOffset + at, 8).getFloat64(0);
@@ -157,7 +169,9 @@ export function decodeEvalFrame(body: Uint8Array): EvalMessage {
   const c = new Cursor(body);
   const id = c.f64();
   const h = c.text(c.u8());
-  const fn = c.u8() === 1 ? c.text(c.u32()) : undefined;
+  const flag = c.u8();
+  if (flag > 1) throw new KeynodeError('ERR_BAD_MESSAGE', 'an eval frame has a bad source flag');
+  const fn = flag === 1 ? c.text(c.u32()) : undefined;
   const args = c.bytes(c.u32());
   const from = c.text(c.u8());
   c.end();
@@ -180,16 +194,17 @@ export function decodeResultOrIdleFrame(body: Uint8Array): FromWorker {
   const id = c.f64();
   const value = c.bytes(c.u32());
   const count = c.u32();
-  // The smallest write (op, an empty name, an empty key or value) is 9 bytes.
-  if (count * 9 > body.length - c.at) throw new KeynodeError('ERR_BAD_MESSAGE', 'a result frame counts more writes than it holds');
+  // The smallest write (op, an empty name, an empty key or value) is 9 bytes; and no eval may write more than
+  // MAX_WRITES (the shape checks say so too, but only after all of them were built).
+  if (count > MAX_WRITES || count * 9 > body.length - c.at) throw new KeynodeError('ERR_BAD_MESSAGE', 'a result frame counts more writes than it may or than it holds');
   const writes: Write[] = [];
   for (let i = 0; i < count; i++) {
     const op = OPS[c.u8()];
     if (op === undefined) throw new KeynodeError('ERR_BAD_MESSAGE', 'a write of an unknown kind');
-    const name = c.text(c.u32());
+    const name = c.text(c.length(MAX_NAME_BYTES));
     if (op === 'ref') writes.push({ op, name, value: c.bytes(c.u32()) });
-    else if (op === 'put') writes.push({ op, name, key: c.text(c.u32()), value: c.bytes(c.u32()) });
-    else writes.push({ op, name, key: c.text(c.u32()) });
+    else if (op === 'put') writes.push({ op, name, key: c.text(c.length(MAX_KEY_BYTES)), value: c.bytes(c.u32()) });
+    else writes.push({ op, name, key: c.text(c.length(MAX_KEY_BYTES)) });
   }
   c.end();
   return { type: 'result', id, ok: true, value, writes };

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { decode, decodeResultOrIdleFrame, encode, encodeEvalFrame, encodeFrame, FrameReader, isResultOrIdleFrame, KeynodeError, type ErrorCode, type FromWorker, type ToWorker } from '../../protocol/index.js';
+import { decodeResultOrIdleFrame, encode, encodeEvalFrame, encodeFrame, FrameReader, isResultOrIdleFrame, KeynodeError, strictDecoder, type ErrorCode, type FromWorker, type ToWorker } from '../../protocol/index.js';
 import { CpuWatch } from './cpu-watch.js';
 import { LogAllowance } from './frame-bounds.js';
 import { TokenBucket } from './rate.js';
@@ -113,6 +113,13 @@ export interface WorkerExit {
 }
 
 const IGNORE = (): void => {};
+
+/**
+ * MessagePack from a worker, every declared length capped before anything is built for it: a result's writes
+ * (100,000 at most, as the shape checks say), a map's keys (protocol maps are small; a spawn request's options
+ * are the largest), strings and bytes (a frame's own cap bounds them).
+ */
+const decodeWorkerFrame = strictDecoder({ maxArrayLength: 100_000, maxMapLength: 1024, maxStrLength: 0xffff_ffff, maxBinLength: 0xffff_ffff, maxExtLength: 0xffff_ffff });
 
 /**
  * Frames handled from one worker before the event loop turns (then the rest wait, and its pipe is not read
@@ -298,7 +305,7 @@ export class WorkerProcess {
       this.#frameRate.spend(1, now);
       this.#byteRate.spend(frame.length, now);
       try {
-        this.#handle(checkFromWorker(isResultOrIdleFrame(frame) ? decodeResultOrIdleFrame(frame) : decode(new Uint8Array(frame))));
+        this.#handle(checkFromWorker(isResultOrIdleFrame(frame) ? decodeResultOrIdleFrame(frame) : decodeWorkerFrame(new Uint8Array(frame))));
       } catch (e) {
         return this.#violation(e);
       }
@@ -409,11 +416,13 @@ export class WorkerProcess {
    */
   sendEval(msg: Extract<ToWorker, { type: 'eval' }>): EvalTicket {
     if (!this.#listening) return { written: false, gate: 0 };
+    // Encoded before anything is marked in flight: a frame that cannot be built leaves this worker as it was.
+    const bytes = encodeEvalFrame(msg);
     this.#evalOut = true;
     this.#resulted = false;
     this.logs.startEval();
     this.#busy();
-    return { written: this.send(msg), gate: this.#releasesSent };
+    return { written: this.#write(bytes), gate: this.#releasesSent };
   }
 
   /**
@@ -427,6 +436,10 @@ export class WorkerProcess {
 
   /** Writes a frame; false when it was not written (the worker is gone or condemned). */
   send(msg: ToWorker): boolean {
+    return this.#write(msg.type === 'eval' ? encodeEvalFrame(msg) : encodeFrame(encode(msg)));
+  }
+
+  #write(bytes: Buffer): boolean {
     if (!this.#listening) return false;
     const stdin = this.#child.stdin!;
     // Frames sent in one tick (become + eval, reply after reply) leave in one write: one wake-up of the worker.
@@ -438,7 +451,7 @@ export class WorkerProcess {
         stdin.uncork();
       });
     }
-    stdin.write(msg.type === 'eval' ? encodeEvalFrame(msg) : encodeFrame(encode(msg)));
+    stdin.write(bytes);
     // A worker that does not read what we send makes us hold it: past a bound that is its memory, not ours.
     if (this.#child.stdin!.writableLength > this.#maxBuffered) {
       this.#stderr += `\n[keynode] the worker stopped reading; ${this.#child.stdin!.writableLength} bytes were waiting for it`;

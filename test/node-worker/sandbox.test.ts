@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Lifetime, type KeynodeError } from 'keynode';
+import { Lifetime, type Ctx, type KeynodeError } from 'keynode';
 import { startContainer } from '../helpers/containers.js';
 
 /**
@@ -101,6 +101,33 @@ describe('sandbox', () => {
     expect(read.code).toBe('ERR_SANDBOX');
     const spawn = (await client.at(none, (ctx) => ctx.spawn({ lifetime: { kind: 'root' } })).catch((e: unknown) => e)) as KeynodeError;
     expect(spawn.code).toBe('ERR_SANDBOX');
+  });
+
+  it('refuses names and keys that could not be stored as given, and stores every other one exactly', async () => {
+    const { client } = await shared();
+    const refused = [
+      (ctx: Ctx) => ctx.ref('').set(1),
+      (ctx: Ctx) => ctx.ref('a\u0000b').set(1),
+      (ctx: Ctx) => ctx.ref('n'.repeat(257)).set(1),
+      // A leading U+FEFF: UTF-8 decoders drop it as a byte-order mark, so it could be written under one key and read under another.
+      (ctx: Ctx) => ctx.ref('\uFEFFcounter').set(1),
+      (ctx: Ctx) => ctx.index('i').put('\uFEFFk', 1),
+      (ctx: Ctx) => ctx.index('i').get('k'.repeat(1025)),
+    ];
+    for (const f of refused) expect(await client.at(node, f).then(() => 'ok', (e: KeynodeError) => e.code), String(f)).toBe('ERR_BAD_MESSAGE');
+    const names = ['n'.repeat(256), 'é∑😀 x', 'x\uFEFF', '\uD800'];
+    const keys = ['', 'k'.repeat(1024), 'ключ 😀', 'k\uFEFF'];
+    await client.at(node, async (ctx, names: string[], keys: string[]) => {
+      for (const n of names) await ctx.ref(n).set(n.length);
+      for (const k of keys) await ctx.index('exact').put(k, k.length);
+    }, names, keys);
+    const read = await client.at(node, async (ctx, names: string[], keys: string[]) => [
+      await Promise.all(names.map((n) => ctx.ref(n).get())),
+      await Promise.all(keys.map((k) => ctx.index('exact').get(k))),
+      (await ctx.index('exact').entries()).length,
+    ], names, keys);
+    // A lone surrogate is stored as UTF-8's replacement character, under which it is read back too.
+    expect(read).toEqual([names.map((n) => n.length), keys.map((k) => k.length), keys.length]);
   });
 
   it('reports user errors with name, message and code, never as container failures', async () => {

@@ -24,6 +24,9 @@ const writes: Write[] = [
   { op: 'put', name: 'índice', key: 'ключ 😀', value: encode({ a: [1, 2] }) },
   { op: 'del', name: 'i', key: '' },
   { op: 'ref', name: 'e', value: new Uint8Array(0) },
+  // A leading U+FEFF is kept (a UTF-8 decoder's default is to drop it as a byte-order mark).
+  { op: 'ref', name: '\uFEFF', value: encode(1) },
+  { op: 'put', name: '\uFEFFi', key: '\uFEFFk', value: encode(2) },
 ];
 const results = [
   { type: 'result' as const, id: 1, ok: true as const, value: encode(1), writes: [] },
@@ -104,6 +107,29 @@ describe('eval frames', () => {
     body.writeDoubleBE(1, 1);
     body.writeUInt32BE(0xffffffff, 13);
     expect(refusal(() => decodeResultOrIdleFrame(body))).toBe('ERR_BAD_MESSAGE');
+  });
+
+  it('refuses, before building them, more writes than an eval may make, and names or keys too long to pass', () => {
+    const head = (count: number) => {
+      const b = Buffer.alloc(1 + 8 + 4 + 4);
+      b[0] = 0xe2;
+      b.writeDoubleBE(1, 1);
+      b.writeUInt32BE(count, 13);
+      return b;
+    };
+    // 100,001 writes that would each fit (a del with a one-byte name and an empty key): refused on the count.
+    const del = Buffer.from([2, 0, 0, 0, 1, 0x61, 0, 0, 0, 0]);
+    expect(refusal(() => decodeResultOrIdleFrame(Buffer.concat([head(100_001), Buffer.alloc(100_001 * del.length)])))).toBe('ERR_BAD_MESSAGE');
+    expect(read(Buffer.concat([head(1000), ...Array(1000).fill(del)]))).toMatchObject({ type: 'result', writes: { length: 1000 } });
+    const long = (n: number) => Buffer.concat([head(1), Buffer.from([0, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]), Buffer.alloc(n, 0x61), Buffer.alloc(4)]);
+    expect(refusal(() => decodeResultOrIdleFrame(long(769)))).toBe('ERR_BAD_MESSAGE');
+    expect(refusal(() => read(long(257)))).toBe('ERR_BAD_MESSAGE'); // the shape checks' 256 characters
+  });
+
+  it('the worker refuses an eval frame with a source flag other than 0 or 1', () => {
+    const [body] = bodies(encodeEvalFrame(evals[0]!));
+    body![1 + 8 + 1 + 64] = 2;
+    expect(refusal(() => decodeEvalFrame(body!))).toBe('ERR_BAD_MESSAGE');
   });
 
   it('seeded mutations of valid frames are read or refused with a keynode error, nothing else', () => {
