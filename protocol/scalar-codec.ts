@@ -35,7 +35,7 @@ export function decodeScalars(bytes: Uint8Array): { v: unknown } | undefined {
 
 const MAX_STR = 31; // a fixstr
 
-/** Encodes undefined/null, a boolean, an integer of up to 32 bits, a float64 or an ASCII string of up to 31 characters; else undefined. */
+/** Encodes undefined/null, a boolean, a number or an ASCII string of up to 31 characters; else undefined. */
 export function encodeScalar(v: unknown): Uint8Array | undefined {
   switch (typeof v) {
     case 'undefined':
@@ -64,20 +64,33 @@ export function encodeScalar(v: unknown): Uint8Array | undefined {
 
 function encodeNumber(n: number): Uint8Array {
   // Integers as the library writes them (the smallest format that holds them; -0 as 0), others as float64.
-  if (Number.isSafeInteger(n) && n >= -0x80000000 && n <= 0xffffffff) {
+  if (Number.isSafeInteger(n)) {
     if (n >= 0) {
       if (n <= 0x7f) return Uint8Array.of(n);
       if (n <= 0xff) return Uint8Array.of(0xcc, n);
       if (n <= 0xffff) return Uint8Array.of(0xcd, n >> 8, n & 0xff);
-      return Uint8Array.of(0xce, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+      if (n <= 0xffffffff) return Uint8Array.of(0xce, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+      return wide(0xcf, n);
     }
     if (n >= -0x20) return Uint8Array.of(n & 0xff);
     if (n >= -0x80) return Uint8Array.of(0xd0, n & 0xff);
     if (n >= -0x8000) return Uint8Array.of(0xd1, (n >> 8) & 0xff, n & 0xff);
-    return Uint8Array.of(0xd2, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+    if (n >= -0x80000000) return Uint8Array.of(0xd2, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+    return wide(0xd3, n);
   }
   const out = new Uint8Array(9);
   out[0] = 0xcb;
   new DataView(out.buffer).setFloat64(1, n);
+  return out;
+}
+
+/** uint64 (0xcf) or int64 (0xd3) of a safe integer: high and low 32 bits, two's complement below zero. */
+function wide(tag: number, n: number): Uint8Array {
+  const out = new Uint8Array(9);
+  const view = new DataView(out.buffer);
+  const high = Math.floor(n / 0x1_0000_0000);
+  out[0] = tag;
+  view.setInt32(1, high);
+  view.setUint32(5, n - high * 0x1_0000_0000);
   return out;
 }
