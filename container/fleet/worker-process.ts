@@ -434,9 +434,9 @@ export class WorkerProcess {
     return ticket.written && this.#releasesAnswered >= ticket.gate;
   }
 
-  /** Writes a frame; false when it was not written (the worker is gone or condemned). */
-  send(msg: ToWorker): boolean {
-    return this.#write(msg.type === 'eval' ? encodeEvalFrame(msg) : encodeFrame(encode(msg)));
+  /** Writes a frame; false when it was not written (the worker is gone or condemned). Evals go by sendEval. */
+  send(msg: Exclude<ToWorker, { type: 'eval' }>): boolean {
+    return this.#write(encodeFrame(encode(msg)));
   }
 
   #write(bytes: Buffer): boolean {
