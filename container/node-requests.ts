@@ -107,7 +107,7 @@ export class NodeRequests {
   }
 
   /** Commits an eval's writes in one batch, with the lifetime bookkeeping the eval causes. */
-  async commit(node: AwakeNode, writes: Write[]): Promise<void> {
+  async commit(node: AwakeNode, writes: readonly Write[]): Promise<void> {
     if (node.selfDestruct !== undefined) {
       node.selfDestruct = undefined;
       // The eval's result still reaches its caller; the node ends right after, its writes discarded.

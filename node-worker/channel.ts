@@ -71,6 +71,7 @@ export function sendResult(result: Extract<FromWorker, { type: 'result' }>): voi
 
 export function listen(onMessage: (msg: ToWorker) => void): void {
   const reader = new FrameReader(MAX_FRAME);
+  const each = (frame: Buffer): void => onMessage(isEvalFrame(frame) ? decodeEvalFrame(frame) : (decode(new Uint8Array(frame)) as ToWorker));
   // `onread` is documented for socket.connect(); the constructor takes it too, but the types do not say so.
   const options: SocketConstructorOpts & { onread: OnReadOpts } = {
     fd: 0,
@@ -78,13 +79,12 @@ export function listen(onMessage: (msg: ToWorker) => void): void {
     writable: false,
     onread: {
       buffer: Buffer.allocUnsafe(64 * 1024),
+      // `into` is that buffer (typed as a Uint8Array; Node hands back the Buffer it was given).
       callback(n: number, into: Uint8Array): boolean {
-        // The buffer is read into again on the next read: the reader keeps a copy of what it has to hold.
-        for (const frame of reader.push(Buffer.from(into.subarray(0, n)))) {
-          // A plain copy, so no Buffer (whose prototype lockdown does not freeze) and no view on a shared pool
-          // ever reaches user code through a decoded value.
-          onMessage(isEvalFrame(frame) ? decodeEvalFrame(frame) : (decode(new Uint8Array(frame)) as ToWorker));
-        }
+        // Frames are views into the read buffer, read into again next time: both decoders copy what they keep
+        // (into plain Uint8Arrays, so no Buffer, whose prototype lockdown does not freeze, and no view on a
+        // shared pool ever reaches user code through a decoded value).
+        reader.read(Buffer.isBuffer(into) ? into : Buffer.from(into.buffer, into.byteOffset, into.byteLength), n, each);
         return true; // keep reading
       },
     },

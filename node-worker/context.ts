@@ -14,13 +14,16 @@ declare function harden<T>(value: T): T;
  * What harden() would do to the objects made here, without its generic walk (tens of µs per eval, with a
  * fresh ctx every eval): each is a plain object whose own properties are functions made here or values
  * already hardened, and each function is an arrow, a method or an async function, so it has no `prototype`
- * of its own and its prototype chain is lockdown's, already frozen.
+ * of its own and its prototype chain is lockdown's, already frozen. `for…in`, not Object.values: no array
+ * per object per eval (the prototype, Object.prototype, has nothing enumerable).
  */
 function frozen<T extends object>(o: T): T {
-  for (const v of Object.values(o)) if (typeof v === 'function') Object.freeze(v);
+  for (const k in o) {
+    const v = o[k];
+    if (typeof v === 'function') Object.freeze(v);
+  }
   return Object.freeze(o);
 }
-
 let lifetime: typeof LIFETIME | undefined;
 
 export interface Codec {
@@ -32,8 +35,20 @@ export interface Codec {
 export interface EvalScope {
   readonly id: number;
   ended: boolean;
-  readonly writes: Map<string, Write>;
+  /** This eval's writes by key, made at its first write (most evals write nothing). */
+  writes: Map<string, Write> | undefined;
   logLines: number;
+}
+
+const NO_WRITES: readonly Write[] = Object.freeze([]);
+
+/** What the eval wrote, in the order first written, for its result. */
+export function writesOf(scope: EvalScope): readonly Write[] {
+  return scope.writes ? [...scope.writes.values()] : NO_WRITES;
+}
+
+function written(scope: EvalScope): Map<string, Write> {
+  return (scope.writes ??= new Map());
 }
 
 export interface ContextDeps {
@@ -107,19 +122,24 @@ export function appendLog(deps: Pick<ContextDeps, 'log'>, scope: EvalScope, line
   deps.log(scope, line);
 }
 
+// Guards shared by every eval (the scope and node are arguments, not captured), so a ctx costs only the
+// functions the user can reach.
+function live(scope: EvalScope): void {
+  if (scope.ended) fail('ERR_EVAL_ENDED', 'this eval has already returned; ctx methods work only while it runs');
+}
+
+function canRead(scope: EvalScope, node: WorkerNode): void {
+  live(scope);
+  if (node.refs === 'none') fail('ERR_SANDBOX', "this node's sandbox grants no refs (sandbox.refs is 'none')");
+}
+
+function canWrite(scope: EvalScope, node: WorkerNode): void {
+  canRead(scope, node);
+  if (node.refs !== 'readwrite') fail('ERR_SANDBOX', "this node's sandbox grants read-only refs (sandbox.refs is 'read')");
+}
+
 export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): unknown {
   const { node, codec } = deps;
-  const live = (): void => {
-    if (scope.ended) fail('ERR_EVAL_ENDED', 'this eval has already returned; ctx methods work only while it runs');
-  };
-  const canRead = (): void => {
-    live();
-    if (node.refs === 'none') fail('ERR_SANDBOX', "this node's sandbox grants no refs (sandbox.refs is 'none')");
-  };
-  const canWrite = (): void => {
-    canRead();
-    if (node.refs !== 'readwrite') fail('ERR_SANDBOX', "this node's sandbox grants read-only refs (sandbox.refs is 'read')");
-  };
   const ask = (req: WorkerRequest): Promise<unknown> => deps.request(scope, req);
 
   const ref = (rawName: unknown) => {
@@ -127,16 +147,16 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
     const key = `r\u0000${name}`;
     return frozen({
       async get(): Promise<unknown> {
-        canRead();
-        const w = scope.writes.get(key);
+        canRead(scope, node);
+        const w = scope.writes?.get(key);
         if (w?.op === 'ref') return codec.decode(w.value);
         const bytes = (await ask({ op: 'ref.get', name })) as Uint8Array | null;
         return bytes ? codec.decode(bytes) : undefined;
       },
       async set(value: unknown): Promise<void> {
-        canWrite();
+        canWrite(scope, node);
         // Encoded now: later changes to `value` do not leak into the commit, and bad values fail here.
-        scope.writes.set(key, { op: 'ref', name, value: codec.encode(value, 'value') });
+        written(scope).set(key, { op: 'ref', name, value: codec.encode(value, 'value') });
       },
     });
   };
@@ -147,31 +167,31 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
     const overlay = (): Map<string, Write> => {
       const prefix = `i\u0000${name}\u0000`;
       const out = new Map<string, Write>();
-      for (const [k, w] of scope.writes) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), w);
+      for (const [k, w] of scope.writes ?? []) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), w);
       return out;
     };
     return frozen({
       async get(rawKey: unknown): Promise<unknown> {
-        canRead();
+        canRead(scope, node);
         const k = checkKey(rawKey);
-        const w = scope.writes.get(wkey(k));
+        const w = scope.writes?.get(wkey(k));
         if (w) return w.op === 'put' ? codec.decode(w.value) : undefined;
         const bytes = (await ask({ op: 'index.get', name, key: k })) as Uint8Array | null;
         return bytes ? codec.decode(bytes) : undefined;
       },
       async put(rawKey: unknown, value: unknown): Promise<void> {
-        canWrite();
+        canWrite(scope, node);
         const k = checkKey(rawKey);
-        scope.writes.set(wkey(k), { op: 'put', name, key: k, value: codec.encode(value, 'value') });
+        written(scope).set(wkey(k), { op: 'put', name, key: k, value: codec.encode(value, 'value') });
       },
       async delete(rawKey: unknown): Promise<void> {
-        canWrite();
+        canWrite(scope, node);
         const k = checkKey(rawKey);
-        scope.writes.set(wkey(k), { op: 'del', name, key: k });
+        written(scope).set(wkey(k), { op: 'del', name, key: k });
       },
       /** Entries in key order, this eval's own writes included. */
       async entries(options?: { prefix?: unknown; limit?: unknown }): Promise<[string, unknown][]> {
-        canRead();
+        canRead(scope, node);
         const prefix = options?.prefix === undefined ? '' : checkKey(options.prefix);
         const limit = options?.limit === undefined ? 1000 : Number(options.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) fail('ERR_BAD_MESSAGE', 'entries() limit is an integer from 1 to 10000');
@@ -193,7 +213,7 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
   };
 
   const at = async (target: unknown, fn: unknown, ...args: unknown[]): Promise<unknown> => {
-    live();
+    live(scope);
     const nodeName = typeof target === 'string' ? target : (target as { url?: unknown })?.url;
     if (typeof nodeName !== 'string') fail('ERR_BAD_MESSAGE', 'ctx.at(node, fn, ...args): node is a node URL, ID or handle');
     if (typeof fn !== 'function') fail('ERR_BAD_MESSAGE', 'ctx.at(node, fn, ...args): fn must be a function');
@@ -207,7 +227,7 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
   const caps: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
   for (const name of node.capabilities) {
     const call = async (...args: unknown[]) => {
-      live();
+      live(scope);
       const bytes = (await ask({ op: 'cap', name, args: codec.encode(args, 'args') })) as Uint8Array;
       return codec.decode(bytes);
     };
@@ -226,24 +246,24 @@ export function makeContext(deps: ContextDeps, scope: EvalScope, from: string): 
     at,
     caps: frozen(caps),
     log(...args: unknown[]): void {
-      live();
+      live(scope);
       if (!node.log) return;
       appendLog(deps, scope, formatLogArgs(args));
     },
     async spawn(options: unknown): Promise<unknown> {
-      live();
+      live(scope);
       if (node.spawn === false) fail('ERR_SANDBOX', "this node's sandbox does not allow spawn (sandbox.spawn is false)");
       const bytes = (await ask({ op: 'spawn', spec: toPlain(options) })) as Uint8Array;
       return codec.decode(bytes);
     },
     async destroy(target: unknown): Promise<void> {
-      live();
+      live(scope);
       const nodeName = typeof target === 'string' ? target : (target as { url?: unknown })?.url;
       if (typeof nodeName !== 'string') fail('ERR_BAD_MESSAGE', 'ctx.destroy(node): node is a node URL, ID or handle');
       await ask({ op: 'destroy', node: nodeName });
     },
     async destroySelf(): Promise<void> {
-      live();
+      live(scope);
       await ask({ op: 'destroySelf' });
     },
   };

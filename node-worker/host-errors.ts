@@ -21,12 +21,7 @@ export function isGenuine(e: unknown): e is KeynodeError {
   return typeof e === 'object' && e !== null && genuine.has(e);
 }
 
-/** Runs `f`, turning any KeynodeError our own libraries throw into a genuine one. */
-export function hostCall<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (isKeynodeError(e) && !genuine.has(e)) throw hostError(e.code, e.message, e.remote);
-    throw e;
-  }
+/** What our own libraries threw, with a KeynodeError among it made genuine (for `throw asGenuine(e)`). */
+export function asGenuine(e: unknown): unknown {
+  return isKeynodeError(e) && !genuine.has(e) ? hostError(e.code, e.message, e.remote) : e;
 }

@@ -15,8 +15,8 @@ import type { FromWorker, ToWorker, WorkerNode, WorkerRequest } from '../protoco
 import { decodeEvalFrame, encodeEvalFrame, encodeResultIdleFrames } from '../protocol/eval-frames.js';
 import { frame, listen, redirect, send, sendResult } from './channel.js';
 import { makeConsole } from './console.js';
-import { hostCall, hostError, isGenuine } from './host-errors.js';
-import { appendLog, makeContext, type EvalScope } from './context.js';
+import { asGenuine, hostError, isGenuine } from './host-errors.js';
+import { appendLog, makeContext, writesOf, type ContextDeps, type EvalScope } from './context.js';
 import { nodeGlobals, Sandbox } from './sandbox.js';
 
 declare function lockdown(options: Record<string, string>): void;
@@ -45,16 +45,32 @@ harden(NodeRef);
 process.on('uncaughtException', (e) => process.stderr.write(`uncaught: ${safeText(e)}\n`));
 process.on('unhandledRejection', (e) => process.stderr.write(`unhandled rejection: ${safeText(e)}\n`));
 
-/** The eval whose log `console` writes to: the last one started, until it ends. */
-let logging: { scope: EvalScope; node: WorkerNode } | undefined;
+/** The eval whose log `console` writes to (the last one started, until it ends), and its node. */
+let logging: EvalScope | undefined;
+let loggingNode: WorkerNode | undefined;
 const sendLog = (scope: EvalScope, line: string) => send({ type: 'log', eval: scope.id, line });
 const nodeConsole = makeConsole((line) => {
   const l = logging;
-  if (l && !l.scope.ended && l.node.log) appendLog({ log: sendLog }, l.scope, line);
+  if (l && !l.ended && loggingNode?.log) appendLog({ log: sendLog }, l, line);
 }, () => powerful.Date.now());
 const globals = nodeGlobals(powerful, nodeConsole.console);
 const raw = makeCodec((url) => harden(new NodeRef(url)));
-const codec = { encode: (v: unknown, label?: string) => hostCall(() => raw.encode(v, label)), decode: (b: Uint8Array) => hostCall(() => raw.decode(b)) };
+const codec = {
+  encode(v: unknown, label?: string): Uint8Array {
+    try {
+      return raw.encode(v, label);
+    } catch (e) {
+      throw asGenuine(e);
+    }
+  },
+  decode(b: Uint8Array): unknown {
+    try {
+      return raw.decode(b);
+    } catch (e) {
+      throw asGenuine(e);
+    }
+  },
+};
 
 /** Everything this process holds of the node it serves now; `release` drops all of it at once. */
 interface Serving {
@@ -63,6 +79,12 @@ interface Serving {
   sandbox: Sandbox;
   /** ctx requests awaiting the container's reply, by request ID. */
   pending: Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>;
+  /** What every eval's ctx is made from: built once per node (or change of its policies), not per eval. */
+  deps: ContextDeps;
+}
+
+function serve(node: WorkerNode, here: unknown, sandbox: Sandbox, pending: Serving['pending']): Serving {
+  return { node, here, sandbox, pending, deps: { node, here, codec, request: requester(pending), log: sendLog } };
 }
 
 let serving: Serving | undefined;
@@ -142,7 +164,7 @@ function requester(pending: Serving['pending']) {
 }
 
 async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
-  const scope: EvalScope = { id: msg.id, ended: false, writes: new Map(), logLines: 0 };
+  const scope: EvalScope = { id: msg.id, ended: false, writes: undefined, logLines: 0 };
   let result: Extract<FromWorker, { type: 'result' }>;
   // Held for the whole eval: a release cannot arrive before its result (the container waits for idle).
   const s = serving;
@@ -155,24 +177,27 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
   // what the worker answered), not the worker's to say, so that frame would be one more per eval for nothing.
   try {
     if (!s) throw hostError('ERR_INTERNAL', 'eval before become');
-    const { node, here, sandbox, pending } = s;
+    const { node, sandbox } = s;
     const fn = sandbox.compile(msg.h, msg.fn);
     const args = codec.decode(msg.args);
     if (!Array.isArray(args)) throw hostError('ERR_BAD_MESSAGE', 'eval arguments must be an array');
-    const ctx = makeContext({ node, here, codec, request: requester(pending), log: sendLog }, scope, msg.from);
+    const ctx = makeContext(s.deps, scope, msg.from);
     nodeConsole.reset();
-    logging = { scope, node };
-    const value = await fn(ctx, ...args);
+    logging = scope;
+    loggingNode = node;
+    // The decoded array itself, ctx in front: a spread would build an iterator per eval.
+    args.unshift(ctx);
+    const value = await Reflect.apply(fn, undefined, args);
     // End the scope before encoding: a getter on the result must not be able to write after this point.
     scope.ended = true;
     const bytes = codec.encode(value, 'result');
     if (bytes.length > s.node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${node.maxMessageBytes}`);
-    result = { type: 'result', id: msg.id, ok: true, value: bytes, writes: [...scope.writes.values()] };
+    result = { type: 'result', id: msg.id, ok: true, value: bytes, writes: writesOf(scope) };
   } catch (e) {
     scope.ended = true;
     result = { type: 'result', id: msg.id, ok: false, error: toWire(e) };
   }
-  if (logging?.scope === scope) logging = undefined;
+  if (logging === scope) logging = loggingNode = undefined;
   finish(result);
 }
 
@@ -228,8 +253,8 @@ function handle(msg: ToWorker): void {
   switch (msg.type) {
     case 'become':
       // The same node again is a change of its policies; another node starts from a fresh Compartment.
-      if (serving?.node.id === msg.node.id) serving = { ...serving, node: msg.node };
-      else serving = { node: msg.node, here: harden(new NodeRef(msg.node.url)), sandbox: freshSandbox(), pending: new Map() };
+      if (serving?.node.id === msg.node.id) serving = serve(msg.node, serving.here, serving.sandbox, serving.pending);
+      else serving = serve(msg.node, harden(new NodeRef(msg.node.url)), freshSandbox(), new Map());
       return;
     case 'eval':
       void runEval(msg);

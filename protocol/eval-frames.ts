@@ -78,7 +78,8 @@ function writeSize(w: Write): number {
 /** An ok result and the `idle` behind it, as the bytes of two frames in one buffer (one write). */
 export function encodeResultIdleFrames(m: OkResult): Buffer {
   let size = 1 + 8 + 4 + m.value.length + 4;
-  for (const w of m.writes) size += writeSize(w);
+  // Indexed loops: an iterator per loop per eval is garbage a worker called now and then pays for in page faults.
+  for (let i = 0; i < m.writes.length; i++) size += writeSize(m.writes[i]!);
   const out = Buffer.allocUnsafe(4 + size + 5);
   let at = out.writeUInt32BE(size, 0);
   out[at++] = RESULT_TAG;
@@ -87,7 +88,8 @@ export function encodeResultIdleFrames(m: OkResult): Buffer {
   out.set(m.value, at);
   at += m.value.length;
   at = out.writeUInt32BE(m.writes.length, at);
-  for (const w of m.writes) {
+  for (let i = 0; i < m.writes.length; i++) {
+    const w = m.writes[i]!;
     out[at++] = OPS.indexOf(w.op);
     at = out.writeUInt32BE(Buffer.byteLength(w.name), at);
     at += out.write(w.name, at, 'utf8');
@@ -105,6 +107,25 @@ export function encodeResultIdleFrames(m: OkResult): Buffer {
   out[at] = IDLE_TAG;
   return out;
 }
+
+// f64 without a DataView per frame: the eight bytes go through one shared Float64Array, reversed on a
+// little-endian machine (the layout is big-endian).
+const scratch = new Float64Array(1);
+const scratchBytes = new Uint8Array(scratch.buffer);
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The last string read for one field of a frame, and its bytes: a worker's evals name the same function and
+ * the same caller again and again, and comparing ≤ 255 bytes costs less than a string (and a view) per frame.
+ */
+class Memo {
+  text = '';
+  readonly bytes = new Uint8Array(255);
+  length = -1;
+}
+
+const hashMemo = new Memo();
+const callerMemo = new Memo();
 
 /** Reads a frame body front to back; any read past its end, or bytes left at the end, is ERR_BAD_MESSAGE. */
 class Cursor {
@@ -136,7 +157,8 @@ class Cursor {
 
   f64(): number {
     const at = this.#need(8);
-    return new DataView(this.b.buffer, this.b.byteOffset + at, 8).getFloat64(0);
+    for (let i = 0; i < 8; i++) scratchBytes[littleEndian ? 7 - i : i] = this.b[at + i]!;
+    return scratch[0]!;
   }
 
   /**
@@ -146,7 +168,9 @@ class Cursor {
   bytes(n: number): Uint8Array {
     const at = this.#need(n);
     const out = new Uint8Array(n);
-    out.set(this.b.subarray(at, at + n));
+    // A few bytes (most arguments and results) by hand: a view to copy them from would cost more.
+    if (n <= 64) for (let i = 0; i < n; i++) out[i] = this.b[at + i]!;
+    else out.set(this.b.subarray(at, at + n));
     return out;
   }
 
@@ -159,6 +183,20 @@ class Cursor {
     }
   }
 
+  /** A string of at most 255 bytes, the memo's own when the bytes are the same as last time. */
+  memoText(n: number, memo: Memo): string {
+    const at = this.#need(n);
+    let same = n === memo.length;
+    for (let i = 0; same && i < n; i++) same = this.b[at + i] === memo.bytes[i];
+    if (same) return memo.text;
+    this.at = at;
+    const text = this.text(n);
+    memo.bytes.set(this.b.subarray(at, at + n));
+    memo.length = n;
+    memo.text = text;
+    return text;
+  }
+
   end(): void {
     if (this.at !== this.b.length) throw new KeynodeError('ERR_BAD_MESSAGE', 'a frame has bytes past its end');
   }
@@ -168,12 +206,12 @@ class Cursor {
 export function decodeEvalFrame(body: Uint8Array): EvalMessage {
   const c = new Cursor(body);
   const id = c.f64();
-  const h = c.text(c.u8());
+  const h = c.memoText(c.u8(), hashMemo);
   const flag = c.u8();
   if (flag > 1) throw new KeynodeError('ERR_BAD_MESSAGE', 'an eval frame has a bad source flag');
   const fn = flag === 1 ? c.text(c.u32()) : undefined;
   const args = c.bytes(c.u32());
-  const from = c.text(c.u8());
+  const from = c.memoText(c.u8(), callerMemo);
   c.end();
   const m: EvalMessage = { type: 'eval', id, h, args, from };
   if (fn !== undefined) m.fn = fn;

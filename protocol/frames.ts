@@ -38,6 +38,33 @@ export class FrameReader {
     return frames;
   }
 
+  /**
+   * Feeds the first `n` bytes of a read buffer that is read into again after this call: each whole frame is
+   * handed to `each` as a view into it, valid only until `each` returns; only a frame cut short is copied.
+   * A stream read whose frames are whole (nearly every read of a small frame) is thus copied nowhere.
+   */
+  read(buffer: Buffer, n: number, each: (frame: Buffer) => void): void {
+    if (this.#size > 0) {
+      for (const frame of this.push(Buffer.from(buffer.subarray(0, n)))) each(frame);
+      return;
+    }
+    let at = 0;
+    try {
+      while (n - at >= 4) {
+        const length = buffer.readUInt32BE(at);
+        if (length > this.#max) throw new KeynodeError('ERR_TOO_LARGE', `frame of ${length} bytes exceeds the ${this.#max}-byte limit`);
+        if (n - at - 4 < length) break;
+        const start = at + 4;
+        at = start + length;
+        each(buffer.subarray(start, at));
+      }
+    } finally {
+      // Even when `each` throws, the stream stays in step: the rest of this read goes through push() (whole
+      // frames in it are dropped with the throw; a partial one waits for the rest of its bytes).
+      if (at < n) this.push(Buffer.from(buffer.subarray(at, n)));
+    }
+  }
+
   #peek(n: number): Buffer {
     if (this.#chunks[0]!.length >= n) return this.#chunks[0]!;
     const joined = Buffer.concat(this.#chunks);

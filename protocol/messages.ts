@@ -173,7 +173,7 @@ export type FromWorker =
   | { type: 'started'; id: number }
   | { type: 'request'; id: number; eval: number; req: WorkerRequest }
   | { type: 'log'; eval: number; line: string }
-  | { type: 'result'; id: number; ok: true; value: Uint8Array; writes: Write[] }
+  | { type: 'result'; id: number; ok: true; value: Uint8Array; writes: readonly Write[] }
   | { type: 'result'; id: number; ok: false; error: WireError };
 
 /** The reply to `move`: the node's URL now, and what moved. */

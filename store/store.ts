@@ -111,7 +111,7 @@ export class Txn {
     return this.put('c', childKey(rec.parent, rec.id), EMPTY);
   }
   /** The eval's writes, already checked by the container, each with its size entry (see keys.sizeKey). */
-  writes(id: NodeId, writes: Write[]): this {
+  writes(id: NodeId, writes: readonly Write[]): this {
     for (const w of writes) {
       const sub = w.op === 'ref' ? 'r' : 'i';
       const key = w.op === 'ref' ? refKey(id, w.name) : indexKey(id, w.name, w.key);

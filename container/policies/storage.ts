@@ -15,7 +15,7 @@ import type { Budgets } from './budgets.js';
  * For each entry one eval's writes touch (by its size key): what it will be charged, 0 for a delete. The last
  * write to a key is the one that stays (a worker may send one key twice: it is hostile input).
  */
-function nextSizes(id: string, writes: Write[]): Map<string, number> {
+function nextSizes(id: string, writes: readonly Write[]): Map<string, number> {
   const out = new Map<string, number>();
   for (const w of writes) {
     if (w.op === 'ref') {
@@ -30,7 +30,7 @@ function nextSizes(id: string, writes: Write[]): Map<string, number> {
 }
 
 /** Bytes one eval hands the store: every key it writes or deletes (names included), every value, their sizes. */
-export function writtenBytes(id: string, writes: Write[]): number {
+export function writtenBytes(id: string, writes: readonly Write[]): number {
   let total = 0;
   for (const w of writes) {
     if (w.op === 'ref') total += stateEntryBytes(refKey(id, w.name), w.value.length);
@@ -55,7 +55,7 @@ export class StorageQuota {
    * charged before (its size entry, 4 bytes, never its value), read and checked when the batch is written
    * (store/meter). A destroy that gets there first fails this commit.
    */
-  async charge(rec: NodeRecord, writes: Write[], txn: Txn): Promise<void> {
+  async charge(rec: NodeRecord, writes: readonly Write[], txn: Txn): Promise<void> {
     txn.charge(await this.#budgets.storageAccount(rec), 0, nextSizes(rec.id, writes));
   }
 

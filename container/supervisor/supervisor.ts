@@ -27,7 +27,7 @@ export interface SupervisorHooks {
   /** A request the node's code makes through ctx. */
   onRequest(node: AwakeNode, req: WorkerRequest): Promise<unknown>;
   /** Commits an eval's writes; throwing fails the eval and discards them. */
-  onCommit(node: AwakeNode, writes: Write[]): Promise<void>;
+  onCommit(node: AwakeNode, writes: readonly Write[]): Promise<void>;
   onLog(node: AwakeNode, line: string): void;
   /** The node has no process any more (slept, crashed idle, destroyed). */
   onAsleep(node: AwakeNode, why: 'idle' | 'crash' | 'destroyed' | 'shutdown'): void;

@@ -126,6 +126,22 @@ describe('eval frames', () => {
     expect(refusal(() => read(long(257)))).toBe('ERR_BAD_MESSAGE'); // the shape checks' 256 characters
   });
 
+  it('an eval reads back exactly when its hash and caller change between frames of the same length', () => {
+    // The worker keeps the last hash and caller it read, to reuse the string when the bytes are the same.
+    const ids = [0, -1, 0.5, 2 ** 53 - 1, 1e-300, Number.MAX_VALUE];
+    const seq = ['a', 'b', 'a', 'a', 'c'].flatMap((x, i) => [
+      { type: 'eval' as const, id: ids[i % ids.length]!, h: x.repeat(64), args: encode([i]), from: x.repeat(52) },
+      { type: 'eval' as const, id: i + 0.25, h: `${x.repeat(63)}z`, args: encode([]), from: `z${x.repeat(51)}` },
+    ]);
+    for (const m of seq) expect(decodeEvalFrame(bodies(encodeEvalFrame(m))[0]!)).toEqual(m);
+    // A frame refused for bad UTF-8 in its hash leaves nothing behind: the next frame with the same length reads right.
+    const [bad] = bodies(encodeEvalFrame({ ...seq[0]!, h: 'q'.repeat(64) }));
+    bad!.fill(0xff, 1 + 8 + 1, 1 + 8 + 1 + 64);
+    expect(refusal(() => decodeEvalFrame(bad!))).toBe('ERR_BAD_MESSAGE');
+    expect(decodeEvalFrame(bodies(encodeEvalFrame(seq[0]!))[0]!)).toEqual(seq[0]);
+    expect(decodeEvalFrame(bodies(encodeEvalFrame({ ...seq[0]!, h: 'q'.repeat(64) }))[0]!).h).toBe('q'.repeat(64));
+  });
+
   it('the worker refuses an eval frame with a source flag other than 0 or 1', () => {
     const [body] = bodies(encodeEvalFrame(evals[0]!));
     body![1 + 8 + 1 + 64] = 2;

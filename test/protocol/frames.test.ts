@@ -99,4 +99,36 @@ describe('stdio frames', () => {
     }
     expect((err as { code?: string }).code).toBe('ERR_TOO_LARGE');
   });
+
+  it('read(): frames are views into a read buffer used again for the next read, whole ones handed over uncopied', () => {
+    // The channel's use: one buffer, read into again (here: scribbled over) as soon as read() returns.
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const reader = new FrameReader(1 << 20);
+      const buffer = Buffer.alloc(stream.length);
+      const got: unknown[] = [];
+      const views: Buffer[] = [];
+      for (const chunk of [stream.subarray(0, cut), stream.subarray(cut)]) {
+        chunk.copy(buffer);
+        reader.read(buffer, chunk.length, (frame) => {
+          got.push(decode(new Uint8Array(frame)));
+          if (frame.buffer === buffer.buffer) views.push(frame);
+        });
+        buffer.fill(0xc1); // 0xc1 is never used in MessagePack: a frame kept past read() would not decode
+      }
+      expect(got, `cut at ${cut}`).toEqual(messages);
+      // With nothing held over, whole frames of the first read are views into the buffer, not copies.
+      if (cut === stream.length) expect(views).toHaveLength(messages.length);
+    }
+  });
+
+  it('read(): a frame over the limit is refused with ERR_TOO_LARGE, as push() does', () => {
+    const frame = encodeFrame(new Uint8Array(1001));
+    let err: unknown;
+    try {
+      new FrameReader(1000).read(frame, frame.length, () => undefined);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).toBe('ERR_TOO_LARGE');
+  });
 });
