@@ -163,42 +163,62 @@ function requester(pending: Serving['pending']) {
   };
 }
 
-async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> {
-  const scope: EvalScope = { id: msg.id, ended: false, writes: undefined, logLines: 0 };
-  let result: Extract<FromWorker, { type: 'result' }>;
+function runEval(msg: Extract<ToWorker, { type: 'eval' }>): void {
   // Held for the whole eval: a release cannot arrive before its result (the container waits for idle).
   const s = serving;
   if (s && msg.fn === undefined && !s.sandbox.has(msg.h)) {
     // Named by a hash this Compartment has not compiled (or has dropped): nothing runs, the container resends.
-    finish({ type: 'result', id: msg.id, ok: false, error: { code: 'ERR_UNKNOWN_CODE', message: 'this worker does not have that function' } });
+    finishSoon({ type: 'result', id: msg.id, ok: false, error: { code: 'ERR_UNKNOWN_CODE', message: 'this worker does not have that function' } });
     return;
   }
   // No `started` frame: whether an eval may have run is the container's to know (it counts what it wrote and
   // what the worker answered), not the worker's to say, so that frame would be one more per eval for nothing.
+  const scope: EvalScope = { id: msg.id, ended: false, writes: undefined, logLines: 0 };
+  let returned: unknown;
   try {
     if (!s) throw hostError('ERR_INTERNAL', 'eval before become');
-    const { node, sandbox } = s;
-    const fn = sandbox.compile(msg.h, msg.fn);
+    const fn = s.sandbox.compile(msg.h, msg.fn);
     const args = codec.decode(msg.args);
     if (!Array.isArray(args)) throw hostError('ERR_BAD_MESSAGE', 'eval arguments must be an array');
     const ctx = makeContext(s.deps, scope, msg.from);
     nodeConsole.reset();
     logging = scope;
-    loggingNode = node;
+    loggingNode = s.node;
     // The decoded array itself, ctx in front: a spread would build an iterator per eval.
     args.unshift(ctx);
-    const value = await Reflect.apply(fn, undefined, args);
+    returned = Reflect.apply(fn, undefined, args);
+  } catch (e) {
+    scope.ended = true;
+    const result: EvalResult = { type: 'result', id: msg.id, ok: false, error: toWire(e) };
+    if (logging === scope) logging = loggingNode = undefined;
+    finishSoon(result);
+    return;
+  }
+  void settle(scope, s, returned);
+}
+
+type EvalResult = Extract<FromWorker, { type: 'result' }>;
+
+/**
+ * The rest of an eval once what it returned has settled. Apart from runEval, so the async function's frame
+ * (kept on the heap across the await) holds only what this part needs: it is made once per eval.
+ */
+async function settle(scope: EvalScope, s: Serving, returned: unknown): Promise<void> {
+  let result: EvalResult;
+  try {
+    const value = await returned;
     // End the scope before encoding: a getter on the result must not be able to write after this point.
     scope.ended = true;
     const bytes = codec.encode(value, 'result');
-    if (bytes.length > s.node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${node.maxMessageBytes}`);
-    result = { type: 'result', id: msg.id, ok: true, value: bytes, writes: writesOf(scope) };
+    if (bytes.length > s.node.maxMessageBytes) throw hostError('ERR_TOO_LARGE', `the result is ${bytes.length} bytes; this node's limit is ${s.node.maxMessageBytes}`);
+    result = { type: 'result', id: scope.id, ok: true, value: bytes, writes: writesOf(scope) };
   } catch (e) {
     scope.ended = true;
-    result = { type: 'result', id: msg.id, ok: false, error: toWire(e) };
+    result = { type: 'result', id: scope.id, ok: false, error: toWire(e) };
   }
   if (logging === scope) logging = loggingNode = undefined;
-  finish(result);
+  // After an await, so in a microtask: see finishSoon.
+  process.nextTick(sendResult, result);
 }
 
 /**
@@ -206,9 +226,14 @@ async function runEval(msg: Extract<ToWorker, { type: 'eval' }>): Promise<void> 
  * (a dangling promise loop) keeps this worker from saying idle, so it is charged to that eval's time limit,
  * not to the next eval. The result waits for it too (for an eval that leaves nothing behind, the rest of
  * this turn): one write instead of two is one wake-up of the container fewer per eval.
+ *
+ * How: Node runs the ticks queued during a microtask checkpoint only once that checkpoint has emptied the
+ * microtask queue, so a tick queued from a microtask runs after every microtask. Called outside one, this
+ * hops into one first. (setImmediate waited the same, at the cost of a trip through the event loop's check
+ * phase and its async-hook bookkeeping on every eval.)
  */
-function finish(result: Extract<FromWorker, { type: 'result' }>): void {
-  setImmediate(() => sendResult(result));
+function finishSoon(result: EvalResult): void {
+  void Promise.resolve().then(() => process.nextTick(sendResult, result));
 }
 
 /**
