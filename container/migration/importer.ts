@@ -242,22 +242,30 @@ export class Importer {
     const wake: number[] = [];
     await rt.budgets.locked(rt.operator, async () => {
       const t = rt.store.txn();
+      // The moved lifetime states, as the parts carry them: they are in this batch, not yet in the store.
+      const lifeStates = new Map<string, Uint8Array>();
       for (let part = 0; part < prepared.parts; part++) {
         const key = partKey(node, move, part);
         const v = await rt.store.sub('p').get(key);
         if (!v) throw new KeynodeError('ERR_INTERNAL', `part ${part} of the move of ${node} is missing`);
-        for (const [sub, k, value] of decode(v) as Entry[]) t.put(sub as 'r', k, value);
+        for (const [sub, k, value] of decode(v) as Entry[]) {
+          t.put(sub as 'r', k, value);
+          if (sub === 'x') lifeStates.set(k, value);
+        }
         t.del('p', key);
       }
-      const states = await rt.store.getMany('x', prepared.records.map((r) => r.id));
-      for (const [i, rec] of prepared.records.entries()) {
+      for (const rec of prepared.records) {
         if (rec.lifetime.kind === 'ephemeral') rec.boot = rt.bootId;
         t.putNode(rec).del('m', rec.id).del('p', rec.id);
         const lt = rec.lifetime;
         if (lt.kind === 'resetting' || lt.kind === 'leased') {
-          // A reset counts from the last activity the source recorded; a lease from the move.
-          const state = states[i] ? (decode(states[i]!) as { last?: number }) : {};
-          const at = (lt.kind === 'resetting' ? (state.last ?? now) : now) + lt.seconds * 1000;
+          // A reset counts from the last activity the source recorded; a lease check is due when the source had
+          // it due (a package from a source that did not record it: a period from the move), never later than
+          // a period from now, whatever the package says.
+          const stored = lifeStates.get(rec.id);
+          const state = stored ? (decode(stored) as { last?: number; due?: number }) : {};
+          const period = lt.seconds * 1000;
+          const at = lt.kind === 'resetting' ? (state.last ?? now) + period : Math.min(Number.isFinite(state.due) ? state.due! : now + period, now + period);
           lifetimes.schedule.add(t, at, rec.id, lt.kind === 'resetting' ? 'reset' : 'lease');
           wake.push(at);
         }

@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  boxShared, encode, formatNodeUrl, KeynodeError, sealKeysShared, type NodeId,
+  boxShared, decode, encode, formatNodeUrl, KeynodeError, sealKeysShared, type NodeId,
   type DrainReport,
   type MoveResult,
 } from '../../protocol/index.js';
@@ -242,6 +242,14 @@ export class Mover {
         record.usedNodes = Math.max(0, record.usedNodes - share);
         t.put('b', h, encode(record));
       }
+      // A Leased node's next check leaves with it (the target schedules it at the same time): the deadline here
+      // goes in this batch. One rescheduled since it was read stays, and finds no node when it comes due.
+      const leased = nodes.filter((n) => n.lifetime.kind === 'leased');
+      const states = await rt.store.getMany('x', leased.map((n) => n.id));
+      leased.forEach((n, i) => {
+        const due = states[i] ? (decode(states[i]!) as { due?: unknown }).due : undefined;
+        if (typeof due === 'number') lifetimes.schedule.remove(t, { at: due, id: n.id, kind: 'lease' });
+      });
       for (const n of nodes) {
         const fwd: Forward = { url: formatNodeUrl(origin, n.id), container, move, at, ancestors: [...n.ancestors] };
         t.del('n', n.id).del('c', childKey(n.parent, n.id)).del('x', n.id).del('b', n.id).del('s', usageKey(n.id)).del('s', ownUsageKey(n.id));

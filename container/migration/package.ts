@@ -146,7 +146,7 @@ export function checkEntry(e: unknown, ids: ReadonlySet<string>): Entry {
   if (sub === 's' && !/^\d{1,16}$/.test(Buffer.from(value).toString('latin1'))) bad('a storage counter is a decimal number of bytes');
   // A budget holder's record of a node is its count of nodes under it, nothing more (never a grant's limits).
   if (sub === 'b' && !isShaped(value, { usedNodes: true })) bad('a budget record is { usedNodes }');
-  if (sub === 'x' && !isShaped(value, { last: false, failures: false })) bad('lifetime state is { last?, failures? }');
+  if (sub === 'x' && !isShaped(value, { last: false, failures: false, due: false })) bad('lifetime state is { last?, failures?, due? }');
   return [sub, key, value];
 }
 

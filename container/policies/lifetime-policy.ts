@@ -23,6 +23,8 @@ import { HeldChildren } from './held-children.js';
 interface LifeState {
   last?: number;
   failures?: number;
+  /** A Leased node's next check as scheduled: a move carries it, so the check stays due when it was. */
+  due?: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -114,7 +116,10 @@ export class LifetimePolicy {
       this.schedule.add(txn, now + lt.seconds * 1000, rec.id, 'reset');
       txn.put('x', rec.id, encode({ last: now } satisfies LifeState));
     } else if (lt.kind === 'leased') {
-      this.schedule.add(txn, now + lt.seconds * 1000, rec.id, 'lease');
+      // Whole milliseconds, as the schedule's keys hold them (a move's checks want whole numbers).
+      const due = Math.floor(now + lt.seconds * 1000);
+      this.schedule.add(txn, due, rec.id, 'lease');
+      txn.put('x', rec.id, encode({ due } satisfies LifeState));
     } else if (lt.kind === 'ephemeral') {
       txn.put('e', `${rec.parent}${rec.id}`, EMPTY);
     }
@@ -284,7 +289,7 @@ export class LifetimePolicy {
     const txn = this.#rt.store.txn();
     this.schedule.remove(txn, d);
     this.schedule.add(txn, at, d.id, d.kind);
-    if (state) txn.put('x', d.id, encode(state));
+    if (state) txn.put('x', d.id, encode(d.kind === 'lease' ? { ...state, due: Math.floor(at) } : state));
     await txn.commit();
     this.schedule.notify(at);
   }

@@ -23,19 +23,33 @@ async function tenant(url: string, operator: Client, maxNodes = 100): Promise<Cl
   return c;
 }
 
-/** Resolves with the time (ms since `from`) the container reports `event` for `id`; rejects after `ms`. */
-function eventWithin(container: Container, event: 'destroy' | 'reset', id: string, from: number, ms: number): Promise<number> {
+/**
+ * Resolves with the time (ms since `from`) the container reports `event` for `id`; rejects after `ms`. With
+ * `afterWake`, only an event after the node's next wake counts: listening before the eval that wakes it, a
+ * reset of the node before that eval (its first period ran out while the eval was on its way) is not the one
+ * wanted, and one right after the eval's commit (before its reply reaches this process) is not missed.
+ */
+function eventWithin(container: Container, event: 'destroy' | 'reset', id: string, from: number, ms: number, afterWake = false): Promise<number> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      container.off(event, on);
-      reject(new Error(`no ${event} of ${id} within ${ms} ms`));
-    }, ms);
-    const on = (gone: string) => {
-      if (gone !== id) return;
+    let woke = !afterWake;
+    const done = () => {
       clearTimeout(timer);
       container.off(event, on);
+      container.off('wake', onWake);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`no ${event} of ${id} within ${ms} ms`));
+    }, ms);
+    const onWake = (awake: string) => {
+      if (awake === id) woke = true;
+    };
+    const on = (gone: string) => {
+      if (gone !== id || !woke) return;
+      done();
       resolve(Date.now() - from);
     };
+    container.on('wake', onWake);
     container.on(event, on);
   });
 }
@@ -47,8 +61,8 @@ async function deadlineLatency(container: Container, c: Client, owner: { id: str
   const destroyed = eventWithin(container, 'destroy', leased.id, start, 30_000);
   const resetting = await c.spawn({ lifetime: Lifetime.resetting(0.2) });
   const setAt = Date.now();
+  const reset = eventWithin(container, 'reset', resetting.id, setAt, 30_000, true);
   await c.at(resetting, (ctx) => ctx.ref('a').set(1));
-  const reset = eventWithin(container, 'reset', resetting.id, setAt, 30_000);
   const [destroy, resetMs] = await Promise.all([destroyed, reset]);
   expect(await c.at(resetting, (ctx) => ctx.ref('a').get())).toBe(null);
   return { destroy, reset: resetMs };
@@ -138,9 +152,9 @@ describe('deadlines are fair across tenants', () => {
     // The same tenant's idle Resetting node, and another tenant's, are reset and leased on time meanwhile.
     const own = await abuser.spawn({ lifetime: Lifetime.resetting(0.2) });
     const ownSet = Date.now();
-    await abuser.at(own, (ctx) => ctx.ref('a').set(1));
-    const ownReset = eventWithin(container, 'reset', own.id, ownSet, 30_000);
+    const ownReset = eventWithin(container, 'reset', own.id, ownSet, 30_000, true);
     ownReset.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
+    await abuser.at(own, (ctx) => ctx.ref('a').set(1));
     const loaded = await deadlineLatency(container, victim, owner);
     const bound = (ms: number) => Math.max(2 * ms, 3000);
     expect(loaded.destroy).toBeLessThanOrEqual(bound(unloaded.destroy));

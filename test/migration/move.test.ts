@@ -165,6 +165,24 @@ describe('move', () => {
     }
   });
 
+  it("lifetime deadlines keep their time when a node moves: a Leased node's next check, a Resetting node's reset", async () => {
+    const [a, b] = fleet as [TestContainer, TestContainer, TestContainer];
+    const home = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'readwrite' } });
+    // Ten-minute periods: no deadline runs during the test; only where each is scheduled is looked at.
+    const leased = await a.client.spawn({ lifetime: Lifetime.leased(600, { node: home, fn: async () => true }) });
+    const resetting = await a.client.spawn({ lifetime: Lifetime.resetting(600) });
+    const scheduled = async (c: TestContainer, id: string) => (await c.container.runtime.store.dueDeadlines(Number.MAX_SAFE_INTEGER - 1, 10_000)).filter((d) => d.id === id);
+    for (const [node, kind] of [[leased, 'lease'], [resetting, 'reset']] as const) {
+      const [before] = await scheduled(a, node.id);
+      expect(before?.kind).toBe(kind);
+      // A move takes milliseconds at least: a deadline counted from it would be later than this one.
+      await a.client.move(node, b.url);
+      expect(await scheduled(b, node.id)).toEqual([{ at: before!.at, id: node.id, kind }]);
+    }
+    // The source's own lease deadline left with the node (a reset's stays, and finds no node when it comes due).
+    expect(await scheduled(a, leased.id)).toEqual([]);
+  });
+
   it("an Ephemeral child held by its parent's state moves with it and is still held; dropped, it is collected on the target", async () => {
     const [a, b] = fleet as [TestContainer, TestContainer];
     const parent = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: { refs: 'readwrite', spawn: { lifetimes: ['ephemeral'] }, timeoutMs: 10_000 }, budget: { maxNodes: 2 } });
