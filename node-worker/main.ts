@@ -8,6 +8,7 @@
  * It holds no secret: the node's private key stays in the container, which signs on the node's behalf.
  * The container treats everything this process says as untrusted input.
  */
+import { types } from 'node:util';
 import { getHeapStatistics } from 'node:v8';
 import { makeCodec, NodeRef } from '../protocol/codec.js';
 import { KeynodeError, type RemoteError, type WireError } from '../protocol/errors.js';
@@ -104,12 +105,24 @@ let nextRequest = 1;
 
 const collect = (globalThis as { gc?: () => void }).gc;
 
+/**
+ * A thrown or rejected value as text for stderr, without running any code of it: these handlers run when Node
+ * gets to them, which may be after the eval that made the value has answered (a rejection is reported after the
+ * ticks that send results), so a getter, a `toString` or a Proxy trap that spun there would be charged to the
+ * next eval. Only own data properties are read.
+ */
 function safeText(e: unknown): string {
+  if ((typeof e !== 'object' && typeof e !== 'function') || e === null) return String(e); // a primitive runs nothing
+  if (types.isProxy(e)) return '[a Proxy]';
   try {
-    return e instanceof Error ? (e.stack ?? e.message) : String(e);
+    for (const key of ['stack', 'message']) {
+      const d = Object.getOwnPropertyDescriptor(e, key);
+      if (typeof d?.value === 'string') return d.value.slice(0, 16 * 1024);
+    }
   } catch {
-    return '[unprintable]';
+    // nothing readable
   }
+  return types.isNativeError(e) ? '[an error]' : `[a value of type ${typeof e}]`;
 }
 
 function readString(o: object, key: string, max: number): string | undefined {

@@ -259,13 +259,22 @@ export class Importer {
         t.putNode(rec).del('m', rec.id).del('p', rec.id);
         const lt = rec.lifetime;
         if (lt.kind === 'resetting' || lt.kind === 'leased') {
-          // A reset counts from the last activity the source recorded; a lease check is due when the source had
-          // it due (a package from a source that did not record it: a period from the move), never later than
-          // a period from now, whatever the package says.
+          // A reset counts from the last activity the source recorded, a lease check is due when the source had
+          // it due (from a source that did not record it: a period from the move); neither later than the
+          // package could honestly say (a last activity after now, a check more than a period away: a source's
+          // clock ahead of ours, or a hostile package), and the state kept here says what was scheduled.
           const stored = lifeStates.get(rec.id);
-          const state = stored ? (decode(stored) as { last?: number; due?: number }) : {};
+          const state = stored ? (decode(stored) as { last?: number; due?: number; failures?: number }) : {};
           const period = lt.seconds * 1000;
-          const at = lt.kind === 'resetting' ? (state.last ?? now) + period : Math.min(Number.isFinite(state.due) ? state.due! : now + period, now + period);
+          let at: number;
+          if (lt.kind === 'resetting') {
+            const last = Math.min(state.last ?? now, now);
+            at = last + period;
+            if (state.last !== undefined && state.last !== last) t.put('x', rec.id, encode({ ...state, last }));
+          } else {
+            at = Math.floor(Math.min(state.due ?? now + period, now + period));
+            if (state.due !== undefined && state.due !== at) t.put('x', rec.id, encode({ ...state, due: at }));
+          }
           lifetimes.schedule.add(t, at, rec.id, lt.kind === 'resetting' ? 'reset' : 'lease');
           wake.push(at);
         }

@@ -243,7 +243,8 @@ export class Mover {
         t.put('b', h, encode(record));
       }
       // A Leased node's next check leaves with it (the target schedules it at the same time): the deadline here
-      // goes in this batch. One rescheduled since it was read stays, and finds no node when it comes due.
+      // goes in this batch. One not where the state says (rescheduled since it was read, retried after an
+      // error, deferred for a full lane) stays, and finds no node when it comes due.
       const leased = nodes.filter((n) => n.lifetime.kind === 'leased');
       const states = await rt.store.getMany('x', leased.map((n) => n.id));
       leased.forEach((n, i) => {

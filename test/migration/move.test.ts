@@ -9,6 +9,7 @@ import { connect, Identity, Lifetime, type Client, type NodeHandle } from 'keyno
 import { defer, until, type TestContainer } from '../helpers/containers.js';
 import { startFleet } from '../helpers/fleet-local.js';
 import { exactlyOnceWrite as WRITE } from '../helpers/writes.js';
+import { decode, encode } from '../../dist/protocol/index.js';
 import { failure as caught } from '../policies/util.js';
 
 let fleet: TestContainer[];
@@ -181,6 +182,20 @@ describe('move', () => {
     }
     // The source's own lease deadline left with the node (a reset's stays, and finds no node when it comes due).
     expect(await scheduled(a, leased.id)).toEqual([]);
+
+    // A source whose state says later than it could (its clock ahead, or a hostile member): never later than a
+    // period from the move here, and the state kept says so.
+    const years = Date.now() + 10 * 365 * 86_400_000;
+    const ahead = [await a.client.spawn({ lifetime: Lifetime.leased(600, { node: home, fn: async () => true }) }), await a.client.spawn({ lifetime: Lifetime.resetting(600) })];
+    await a.container.runtime.store.txn().put('x', ahead[0]!.id, encode({ due: years })).put('x', ahead[1]!.id, encode({ last: years })).commit();
+    for (const node of ahead) {
+      await a.client.move(node, b.url);
+      const after = Date.now();
+      const [d] = await scheduled(b, node.id);
+      expect(d!.at).toBeLessThanOrEqual(after + 600_000);
+      const state = decode((await b.container.runtime.store.sub('x').get(node.id))!) as { due?: number; last?: number };
+      expect(state.due ?? state.last).toBeLessThanOrEqual(after + (state.due === undefined ? 0 : 600_000));
+    }
   });
 
   it("an Ephemeral child held by its parent's state moves with it and is still held; dropped, it is collected on the target", async () => {

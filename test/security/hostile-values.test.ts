@@ -199,6 +199,28 @@ describe('after the result', () => {
   });
 });
 
+describe('values rejected and left unhandled', () => {
+  it("run none of their code in the worker's rejection handler, which Node calls after the eval has answered", async () => {
+    // Each would spin if the handler touched it: toString, a stack getter, Proxy traps.
+    const first = await run(
+      hostile,
+      `() => {
+        Promise.reject({ toString() { for (;;) {} } });
+        const e = new Error('x');
+        Object.defineProperty(e, 'stack', { get() { for (;;) {} } });
+        Promise.reject(e);
+        Promise.reject(new Proxy({}, { getPrototypeOf() { for (;;) {} }, getOwnPropertyDescriptor() { for (;;) {} }, get() { for (;;) {} } }));
+        return 'returned';
+      }`,
+    );
+    expect(codeOf(first)).toContain('returned');
+    // Had a handler spun after the answer, this eval (maybe another caller's) would pay for it with a timeout.
+    const second = await run(hostile, `() => 'second'`);
+    expect(codeOf(second)).toContain('second');
+    await nobodyHarmed();
+  });
+});
+
 describe('log spam', () => {
   it('caps what is kept, and the container keeps serving another node meanwhile', async () => {
     const { client } = tc;
