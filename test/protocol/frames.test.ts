@@ -121,6 +121,31 @@ describe('stdio frames', () => {
     }
   });
 
+  it('read(): a frame spread over many reads, and a handler that throws, leave the stream in step', () => {
+    const reader = new FrameReader(1 << 20);
+    const buffer = Buffer.alloc(stream.length);
+    const got: unknown[] = [];
+    let throwOnce = true;
+    const feed = (chunk: Buffer) => {
+      chunk.copy(buffer);
+      reader.read(buffer, chunk.length, (frame) => {
+        const m = decode(new Uint8Array(frame));
+        if (throwOnce && got.length === 1) {
+          throwOnce = false;
+          throw new Error('handler failed');
+        }
+        got.push(m);
+      });
+      buffer.fill(0xc1);
+    };
+    // The first two frames and a few bytes of the third in one read: the handler throws on the second.
+    const cut = 4 + payloads[0]!.length + 4 + payloads[1]!.length + 2;
+    expect(() => feed(stream.subarray(0, cut))).toThrow('handler failed');
+    // The rest in reads of three bytes: every frame after the one the handler refused arrives whole, in order.
+    for (let at = cut; at < stream.length; at += 3) feed(stream.subarray(at, Math.min(at + 3, stream.length)));
+    expect(got).toEqual([messages[0], ...messages.slice(2)]);
+  });
+
   it('read(): a frame over the limit is refused with ERR_TOO_LARGE, as push() does', () => {
     const frame = encodeFrame(new Uint8Array(1001));
     let err: unknown;
