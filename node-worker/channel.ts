@@ -79,12 +79,12 @@ export function listen(onMessage: (msg: ToWorker) => void): void {
     writable: false,
     onread: {
       buffer: Buffer.allocUnsafe(64 * 1024),
-      // `into` is that buffer (typed as a Uint8Array; Node hands back the Buffer it was given).
+      // `into` is that Buffer (typed as a Uint8Array: Node hands back what it was given).
       callback(n: number, into: Uint8Array): boolean {
         // Frames are views into the read buffer, read into again next time: both decoders copy what they keep
         // (into plain Uint8Arrays, so no Buffer, whose prototype lockdown does not freeze, and no view on a
         // shared pool ever reaches user code through a decoded value).
-        reader.read(Buffer.isBuffer(into) ? into : Buffer.from(into.buffer, into.byteOffset, into.byteLength), n, each);
+        reader.read(into as Buffer, n, each);
         return true; // keep reading
       },
     },

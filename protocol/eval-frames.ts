@@ -175,12 +175,7 @@ class Cursor {
   }
 
   text(n: number): string {
-    const at = this.#need(n);
-    try {
-      return utf8.decode(this.b.subarray(at, at + n));
-    } catch {
-      throw new KeynodeError('ERR_BAD_MESSAGE', 'a string in a frame is not UTF-8');
-    }
+    return this.#utf8(this.#need(n), n);
   }
 
   /** A string of at most 255 bytes, the memo's own when the bytes are the same as last time. */
@@ -189,12 +184,19 @@ class Cursor {
     let same = n === memo.length;
     for (let i = 0; same && i < n; i++) same = this.b[at + i] === memo.bytes[i];
     if (same) return memo.text;
-    this.at = at;
-    const text = this.text(n);
+    const text = this.#utf8(at, n);
     memo.bytes.set(this.b.subarray(at, at + n));
     memo.length = n;
     memo.text = text;
     return text;
+  }
+
+  #utf8(at: number, n: number): string {
+    try {
+      return utf8.decode(this.b.subarray(at, at + n));
+    } catch {
+      throw new KeynodeError('ERR_BAD_MESSAGE', 'a string in a frame is not UTF-8');
+    }
   }
 
   end(): void {
