@@ -55,6 +55,7 @@ program
   .addOption(new Option('--fleet-refresh-ms <ms>', 'ask each peer for its load this often').argParser(int('fleet-refresh-ms')).env('KEYNODE_FLEET_REFRESH_MS'))
   .addOption(new Option('--fleet-resolve-ms <ms>', 'resolve dns: peers again this often').argParser(int('fleet-resolve-ms')).env('KEYNODE_FLEET_RESOLVE_MS'))
   .addOption(new Option('--idle-timeout-ms <ms>', 'sleep idle nodes after this long').argParser(int('idle-timeout-ms')).env('KEYNODE_IDLE_TIMEOUT_MS'))
+  .addOption(new Option('--tombstone-ttl-ms <ms>', "a destroyed node's ID answers ERR_NODE_DESTROYED this long (default 30 days)").argParser(int('tombstone-ttl-ms')).env('KEYNODE_TOMBSTONE_TTL_MS'))
   .addOption(new Option('--eval-timeout-ms <ms>', 'default sandbox.timeoutMs').argParser(int('eval-timeout-ms')).env('KEYNODE_EVAL_TIMEOUT_MS'))
   .addOption(new Option('--memory-mb <mb>', 'default sandbox.memoryMB').argParser(int('memory-mb')).env('KEYNODE_MEMORY_MB'))
   .addOption(new Option('--pool-min <n>', 'blank workers always kept ready').argParser(int('pool-min')).env('KEYNODE_POOL_MIN'))
@@ -83,7 +84,7 @@ program
       report(e);
       process.exit(EXIT.usage);
     }
-    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel', 'dashboard', 'tlsCert', 'tlsKey', 'tlsCa', 'fleetRefreshMs', 'fleetResolveMs'] as const;
+    const keys = ['host', 'port', 'data', 'publicUrl', 'idleTimeoutMs', 'tombstoneTtlMs', 'evalTimeoutMs', 'memoryMB', 'poolMin', 'poolMax', 'workerReuse', 'workerMaxNodes', 'maxSpareWorkers', 'maxBodyBytes', 'logLevel', 'dashboard', 'tlsCert', 'tlsKey', 'tlsCa', 'fleetRefreshMs', 'fleetResolveMs'] as const;
     for (const key of keys) {
       const flag = key === 'memoryMB' ? flags.memoryMb : flags[key];
       if (flag !== undefined) (options as Record<string, unknown>)[key] = typeof DEFAULTS[key as keyof ContainerOptions] === 'number' ? Number(flag) : flag;

@@ -29,6 +29,8 @@ export interface ContainerOptions {
   fleetResolveMs: number;
   /** An idle node is put to sleep after this long without work. */
   idleTimeoutMs: number;
+  /** A destroyed node's ID answers ERR_NODE_DESTROYED (and cannot be spawned again) this long; then it is unknown. */
+  tombstoneTtlMs: number;
   /** Default and ceiling of `sandbox.timeoutMs`. */
   evalTimeoutMs: number;
   maxEvalTimeoutMs: number;
@@ -127,6 +129,7 @@ export const DEFAULTS: ContainerOptions = {
   fleetRefreshMs: 2000,
   fleetResolveMs: 15_000,
   idleTimeoutMs: 30_000,
+  tombstoneTtlMs: 30 * 24 * 3_600_000,
   evalTimeoutMs: 5_000,
   maxEvalTimeoutMs: 300_000,
   memoryMB: 64,
@@ -171,7 +174,7 @@ export const DEFAULTS: ContainerOptions = {
 const NUMERIC: (keyof ContainerOptions)[] = [
   'port', 'idleTimeoutMs', 'evalTimeoutMs', 'maxEvalTimeoutMs', 'memoryMB', 'maxMemoryMB', 'rssOverheadMB', 'memoryPollMs',
   'maxBodyBytes', 'maxMessageBytes', 'skewMs', 'poolMin', 'poolMax', 'workerMaxNodes', 'maxSpareWorkers', 'spareIdleMs', 'releaseTimeoutMs', 'maxQueue', 'maxQueueBytes', 'maxInflightBytes', 'maxConnections', 'peerConnections', 'peerTenantRequests', 'peerTenantQueue', 'logLines', 'holdGraceMs', 'leaseFailures', 'maxDepth', 'minPeriodMs', 'requestTimeoutMs', 'headersTimeoutMs',
-  'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst', 'fleetRefreshMs', 'fleetResolveMs',
+  'tombstoneTtlMs', 'sessionTtlMs', 'maxSessions', 'maxSessionsPerPrincipal', 'handshakeRate', 'handshakeBurst', 'fleetRefreshMs', 'fleetResolveMs',
 ];
 
 function envName(key: string): string {

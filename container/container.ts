@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { encode, KeynodeError, storageBytes, type Identity, type MemberView, type NodeId, type Reply } from '../protocol/index.js';
-import { Store } from '../store/index.js';
+import { Store, TombstoneExpiry } from '../store/index.js';
 import { normalizeOptions, type ContainerOptions } from './config.js';
 import { Keyring } from './keyring.js';
 import { claimPrivate } from './data-dir.js';
@@ -76,6 +76,7 @@ export class Container extends EventEmitter<ContainerEvents> {
   #logbook!: LogBook;
   #remote!: RemotePeers;
   #lifetimes!: LifetimePolicy;
+  #tombstones: TombstoneExpiry | undefined;
   #dashboard: Dashboard | undefined;
   #sessions!: SessionEdge;
   #mover!: Mover;
@@ -336,6 +337,9 @@ export class Container extends EventEmitter<ContainerEvents> {
     await lifetimes.start();
     this.#fleet.fill();
     void this.#store.resumeCleanups().catch((err) => this.logger.error({ err }, 'resuming interrupted cleanups failed'));
+    this.#tombstones = new TombstoneExpiry(this.#store, o.tombstoneTtlMs, (err) => this.logger.error({ err }, 'expiring tombstones failed'));
+    this.#tombstones.start();
+    runtime.tombstonesExpired = () => this.#tombstones?.expired ?? 0;
     this.#status = 'open';
     membership.start();
     this.logger.info({ url: this.#url, data: o.data, operator: this.id }, 'keynode container started');
@@ -400,7 +404,7 @@ export class Container extends EventEmitter<ContainerEvents> {
     this.#dashboard?.close();
     this.#membership?.close();
     // Lifetime handlers may be waiting on evals: both stop before the store closes.
-    await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close()]);
+    await Promise.all([this.#lifetimes?.close(), this.#supervisor?.close(), this.#tombstones?.close()]);
     await this.#fleet?.close();
     await this.#logbook?.close();
     this.#server?.closeAllConnections();

@@ -75,6 +75,8 @@ export class Runtime {
   locate: (id: NodeId) => Promise<string | undefined> = async () => undefined;
   /** Origins of the other members of this container's fleet (migration/peers); set by the container. */
   peerOrigins: () => string[] = () => [];
+  /** Tombstones removed since this process started (store/tombstones.ts). */
+  tombstonesExpired: () => number = () => 0;
 
   constructor(o: ContainerOptions, store: Store, keyring: Keyring, logs: LogBook, remote: RemotePeers, origin: string) {
     this.options = o;
@@ -313,6 +315,7 @@ export class Runtime {
       peerCallsInFlight: peers.active, peerCallsWaiting: peers.waiting,
       spareWorkers: fleet.spares, blankWorkers: fleet.blanks, startingWorkers: fleet.starting,
       wakesFromSpare: spare, wakesFromSteal: steal, wakesFromBlank: blank, wakesFromNewProcess: fresh, retiredWorkers: retired,
+      tombstonesExpired: this.tombstonesExpired(),
     };
   }
 }

@@ -34,6 +34,10 @@ export function parseDeadlineKey(key: string): { at: number; id: NodeId; kind: s
   return { at: Number(key.slice(0, 15)), id: key.slice(15, 67), kind: key.slice(67) };
 }
 
+/** Tombstones by when they were written (sublevel `o`): the expired ones are a prefix of the range. */
+export const tombstoneKey = (at: number, id: NodeId): string => deadlineKey(at, id, '');
+export const tombstoneId = (key: string): NodeId => key.slice(15, 67);
+
 /** What `level` puts before every key of a one-letter sublevel (`!r!`). */
 const SUBLEVEL_PREFIX_BYTES = 3;
 /** Bytes one entry of a one-letter sublevel takes as LevelDB stores it: prefix, key (UTF-8) and value. */
