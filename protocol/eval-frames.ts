@@ -108,11 +108,10 @@ export function encodeResultIdleFrames(m: OkResult): Buffer {
   return out;
 }
 
-// f64 without a DataView per frame: the eight bytes go through one shared Float64Array, reversed on a
-// little-endian machine (the layout is big-endian).
-const scratch = new Float64Array(1);
-const scratchBytes = new Uint8Array(scratch.buffer);
-const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+// f64 without a DataView per frame: the eight bytes are copied in frame order into one shared buffer, which
+// one DataView reads big-endian (so no branch on the machine's byte order).
+const scratchBytes = new Uint8Array(8);
+const scratch = new DataView(scratchBytes.buffer);
 
 /**
  * The last string read for one field of a frame, and its bytes: a worker's evals name the same function and
@@ -157,8 +156,8 @@ class Cursor {
 
   f64(): number {
     const at = this.#need(8);
-    for (let i = 0; i < 8; i++) scratchBytes[littleEndian ? 7 - i : i] = this.b[at + i]!;
-    return scratch[0]!;
+    for (let i = 0; i < 8; i++) scratchBytes[i] = this.b[at + i]!;
+    return scratch.getFloat64(0);
   }
 
   /**
