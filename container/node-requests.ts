@@ -49,9 +49,10 @@ export class NodeRequests {
       case 'at': {
         const { id, url } = resolveNode(req.node);
         // A node elsewhere is not looked up here (known absent, it costs no store read either).
-        const target = (await rt.isLocal(id, url)) ? await rt.find(id) : undefined;
+        const local = await rt.isLocal(id, url);
+        const target = local ? await rt.find(id) : undefined;
         // Its own descendants are always in reach; anything else must be in sandbox.contacts.
-        if (!target?.ancestors.includes(node.id)) await this.#checkContact(node, id, url);
+        if (!target?.ancestors.includes(node.id)) this.#checkContact(node, id, url, local);
         return rt.callAs({ from: node.rec, target: req.node, fn: req.fn, args: req.args, deadline: running.deadline, chain: [...(running.job.chain ?? []), node.id] });
       }
       case 'cap': {
@@ -99,10 +100,10 @@ export class NodeRequests {
    * A contact admits a node, and for a node elsewhere also the container it lives on: a listed URL never lets
    * a call (signed as this node, carrying its data) go to another host that claims the same node ID.
    */
-  async #checkContact(node: AwakeNode, id: string, url: string | undefined): Promise<void> {
+  #checkContact(node: AwakeNode, id: string, url: string | undefined, local: boolean): void {
     const contacts = node.rec.sandbox.contacts;
     if (contacts === 'any') return;
-    if (contactAdmits(contacts, id, url, await this.#rt.isLocal(id, url))) return;
+    if (contactAdmits(contacts, id, url, local)) return;
     throw new KeynodeError('ERR_SANDBOX', `node ${node.id} may not contact ${url ?? id}: it is not in sandbox.contacts`);
   }
 
