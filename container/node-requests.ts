@@ -53,7 +53,7 @@ export class NodeRequests {
         const target = local ? await rt.find(id) : undefined;
         // Its own descendants are always in reach; anything else must be in sandbox.contacts.
         if (!target?.ancestors.includes(node.id)) this.#checkContact(node, id, url, local);
-        return rt.callAs({ from: node.rec, target: req.node, fn: req.fn, args: req.args, deadline: running.deadline, chain: [...(running.job.chain ?? []), node.id] });
+        return rt.callAs({ from: node.rec, target: req.node, fn: req.fn, args: req.args, deadline: running.deadline, chain: [...(running.job.chain ?? []), node.id], local });
       }
       case 'cap': {
         const cap = Object.hasOwn(sandbox.capabilities, req.name) ? sandbox.capabilities[req.name] : undefined;

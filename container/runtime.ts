@@ -39,6 +39,11 @@ export interface CallAs {
   deadline: number;
   chain?: NodeId[];
   grant?: { name: string; grant: Uint8Array; args?: Uint8Array };
+  /**
+   * Whether the target is on this container, as the caller's contact check decided: the first hop goes
+   * where that check assumed, even if the answer changed since (a tombstone expired, a node moved away).
+   */
+  local?: boolean;
 }
 
 export class Runtime {
@@ -229,19 +234,21 @@ export class Runtime {
     if (chain.includes(id)) throw cycleError(id);
     // A node that moved answers with a redirect (authenticated): followed to the same node, a bounded number of times.
     const seen = new Set([first ? parseNodeUrl(first).origin : this.origin]);
+    let local = call.local;
     for (let url = first; ;) {
       try {
-        return await this.#callOnce(call, id, url, chain);
+        return await this.#callOnce(call, id, url, chain, local);
       } catch (e) {
         const next = redirectTarget(e, id, seen);
         if (next === undefined) throw e;
         url = next;
+        local = undefined;
       }
     }
   }
 
-  async #callOnce(call: CallAs, id: NodeId, url: string | undefined, chain: NodeId[]): Promise<Uint8Array> {
-    if (await this.isLocal(id, url)) {
+  async #callOnce(call: CallAs, id: NodeId, url: string | undefined, chain: NodeId[], local: boolean | undefined): Promise<Uint8Array> {
+    if (local ?? (await this.isLocal(id, url))) {
       const args = call.grant?.args ? concatArrays(call.grant.args, call.args) : call.args;
       try {
         return await this.evalOn(id, call.from.id, call.fn, args, { deadline: call.deadline, chain, granted: call.grant !== undefined });

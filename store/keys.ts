@@ -36,7 +36,6 @@ export function parseDeadlineKey(key: string): { at: number; id: NodeId; kind: s
 
 /** Tombstones by when they were written (sublevel `o`): the expired ones are a prefix of the range. */
 export const tombstoneKey = (at: number, id: NodeId): string => deadlineKey(at, id, '');
-export const tombstoneId = (key: string): NodeId => key.slice(15, 67);
 
 /** What `level` puts before every key of a one-letter sublevel (`!r!`). */
 const SUBLEVEL_PREFIX_BYTES = 3;

@@ -4,14 +4,14 @@
  * `c` parent→child edges, `e` parent→ephemeral child edges, `x` lifetime state, `l` logs, `d` deadlines,
  * `b` budget holders, `g` pending cleanups, `h` which Ephemeral children a node's state holds, `s` storage
  * counters, `z` sizes of ref and index entries, `m` forwarding records of nodes that moved away, `p` moves
- * prepared here and not yet activated (container/migration), `o` tombstones by the time they were written
- * (store/tombstones.ts).
+ * prepared here and not yet activated (container/migration), `o` tombstones that expire, by the time they were
+ * written (store/tombstones.ts).
  * Everything one operation changes goes into one batch, so a crash leaves either all of it or none.
  */
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { decode, encode, KeynodeError, type NodeId, type Write } from '../protocol/index.js';
-import { childKey, deadlineKey, decodeSize, encodeSize, entryBytes, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey, sizedEntry, sizeKey, stateEntryBytes, tombstoneId, tombstoneKey } from './keys.js';
+import { childKey, deadlineKey, decodeSize, encodeSize, entryBytes, indexKey, indexRange, logKey, nodeRange, parseDeadlineKey, refKey, sizedEntry, sizeKey, stateEntryBytes, tombstoneKey } from './keys.js';
 import { AbsentIds } from './absent.js';
 import { Meter, type Charge, type Metering, type Requirement, type StorageAccount } from './meter.js';
 import { encodeRecord, type Forward, type LogLine, type NodeRecord, type Tombstone } from './records.js';
@@ -33,21 +33,6 @@ const CLEAR_CHUNK = 1024;
 const TRIM_CHUNK = 256;
 /** IDs remembered as not here (store/absent.ts): ~100 bytes each. */
 const ABSENT_MAX = 10_000;
-/**
- * In `o`, after every time key (those start with digits): present once the tombstones written before `o`
- * existed have their keys there too.
- */
-const TOMBSTONES_INDEXED = '~indexed';
-
-/** When a stored tombstone was written; 0 (expired at the first sweep) for one that does not say (no keynode writes such). */
-function destroyedAt(value: Uint8Array): number {
-  try {
-    const at = (decode(value) as Partial<Tombstone> | null)?.destroyedAt;
-    return typeof at === 'number' && Number.isFinite(at) ? at : 0;
-  } catch {
-    return 0;
-  }
-}
 
 const gone = (id: NodeId): KeynodeError => new KeynodeError('ERR_NODE_DESTROYED', `node ${id} was destroyed`);
 
@@ -327,14 +312,15 @@ export class Store {
 
   /**
    * Forgets a node in one batch (record gone, tombstone and cleanup marker written), then clears its
-   * state ranges. If the container dies between the two, `resumeCleanups()` finishes the job.
+   * state ranges. If the container dies between the two, `resumeCleanups()` finishes the job. A tombstone
+   * that `expires` gets a key by time in `o` (store/tombstones.ts); any other stays.
    */
-  async destroyNode(rec: NodeRecord, reason: string, extra?: Txn): Promise<void> {
+  async destroyNode(rec: NodeRecord, reason: string, extra?: Txn, expires = false): Promise<void> {
     const t = extra ?? this.txn();
     t.del('n', rec.id).del('c', childKey(rec.parent, rec.id));
     const at = Date.now();
     t.put('t', rec.id, encode({ destroyedAt: at, reason } satisfies Tombstone));
-    t.put('o', tombstoneKey(at, rec.id), EMPTY);
+    if (expires) t.put('o', tombstoneKey(at, rec.id), EMPTY);
     t.put('g', rec.id, EMPTY);
     await t.commit();
     await this.#clearNodeData(rec.id);
@@ -365,24 +351,12 @@ export class Store {
    */
   async expireTombstones(before: number, limit: number): Promise<number> {
     const t = this.txn();
-    for await (const key of this.sub('o').keys({ lt: tombstoneKey(before, ''), limit })) t.del('t', tombstoneId(key)).del('o', key);
-    if (t.ops.length) await t.commit();
-    return t.ops.length / 2;
-  }
-
-  /** Gives the tombstones of a store written before `o` existed their keys there; once per store. Returns how many. */
-  async indexTombstones(): Promise<number> {
-    if (await this.#get('o', TOMBSTONES_INDEXED)) return 0;
     let n = 0;
-    let t = this.txn();
-    for await (const [id, v] of this.sub('t').iterator()) {
-      t.put('o', tombstoneKey(destroyedAt(v), id), EMPTY);
-      if (++n % CLEAR_CHUNK === 0) {
-        await t.commit();
-        t = this.txn();
-      }
+    for await (const key of this.sub('o').keys({ lt: tombstoneKey(before, ''), limit })) {
+      t.del('t', parseDeadlineKey(key).id).del('o', key);
+      n++;
     }
-    await t.put('o', TOMBSTONES_INDEXED, EMPTY).commit();
+    if (n) await t.commit();
     return n;
   }
 

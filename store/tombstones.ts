@@ -1,18 +1,24 @@
 /**
  * @module store/tombstones
  * Tombstones expire. A destroyed node leaves a tombstone: for `ttlMs` its ID answers ERR_NODE_DESTROYED and
- * cannot be spawned again; after that it is unknown here (ERR_NODE_NOT_FOUND) and free. Kept for ever, they
- * would let one tenant that spawns and destroys in a loop grow every container's store (and its start-up and
- * backups) without bound: ~70 bytes a node, some 6 GB a day at a thousand destroys a second.
+ * cannot be spawned again; after that it is unknown here (ERR_NODE_NOT_FOUND), and a spawn or a move that
+ * brings the node's key may take the ID again. Kept for ever, they would let one tenant that spawns and
+ * destroys in a loop grow the store (and start-up, backups) without bound: ~220 bytes a node, ~19 GB a day at
+ * a thousand destroys a second.
  *
- * Each tombstone has a key in sublevel `o` ordered by when it was written, so a sweep reads only the expired
- * head of that range, never the whole store. Sweeps run every `min(ttlMs, SWEEP_EVERY_MS)`, so a tombstone
- * lives between `ttlMs` and `ttlMs` plus that period.
+ * Only the tombstone of a node none of whose descendants lives here expires (the destroy decides, from the
+ * budget its subtree holds: container/policies/budgets.ts `release`); any other stays, since a node spawned
+ * again under that ID would be their ancestor. Tombstones written before expiry existed stay too.
+ *
+ * Each expiring tombstone has a key in sublevel `o` ordered by when it was written, so a sweep reads only the
+ * expired head of that range, never the whole store. Sweeps run every `min(ttlMs, an hour)` (at least a
+ * second apart), so a tombstone lives between `ttlMs` and `ttlMs` plus that period.
  */
 import type { Store } from './store.js';
 
-/** How often tombstones are swept when their time to live is long. */
+/** How often tombstones are swept when their time to live is long, and at most. */
 const SWEEP_EVERY_MS = 60 * 60 * 1000;
+const SWEEP_FLOOR_MS = 1000;
 /** Tombstones removed per batch: the sweep yields to the event loop between batches. */
 const CHUNK = 1024;
 
@@ -32,16 +38,21 @@ export class TombstoneExpiry {
     this.#onError = onError;
   }
 
-  /** Indexes the tombstones of an older store (once), sweeps, and sweeps again every period. */
+  /** Sweeps now and every period. */
   start(): void {
-    this.#spawn(async () => {
-      await this.#store.indexTombstones();
-      await this.sweep();
-    });
-    this.#timer = setInterval(() => this.#spawn(() => this.sweep()), Math.min(this.#ttlMs, SWEEP_EVERY_MS)).unref();
+    const sweep = (): void => {
+      if (this.#running || this.#closed) return; // one sweep at a time: a long one is not stacked on
+      this.#running = this.sweep()
+        .then(() => undefined, this.#onError)
+        .finally(() => {
+          this.#running = undefined;
+        });
+    };
+    sweep();
+    this.#timer = setInterval(sweep, Math.max(SWEEP_FLOOR_MS, Math.min(this.#ttlMs, SWEEP_EVERY_MS))).unref();
   }
 
-  /** Removes every tombstone older than the time to live at `now`; returns how many. */
+  /** Removes every expiring tombstone older than the time to live at `now`; returns how many. */
   async sweep(now = Date.now()): Promise<number> {
     let total = 0;
     while (!this.#closed) {
@@ -58,14 +69,5 @@ export class TombstoneExpiry {
     this.#closed = true;
     clearInterval(this.#timer);
     await this.#running;
-  }
-
-  #spawn(sweep: () => Promise<unknown>): void {
-    if (this.#running || this.#closed) return; // one sweep at a time: a long one is not stacked on
-    this.#running = sweep()
-      .then(() => undefined, this.#onError)
-      .finally(() => {
-        this.#running = undefined;
-      });
   }
 }

@@ -130,7 +130,7 @@ export class Importer {
     const topIds = new Set<string>(tops.map((t) => t.id));
     const here = await rt.store.getMany('n', [...ids]);
     const dead = await rt.store.getMany('t', [...ids]);
-    if (here.some(Boolean) || dead.some(Boolean)) throw new KeynodeError('ERR_NOT_MOVABLE', `a node of this move lives here already, or was destroyed here`);
+    if (here.some(Boolean) || dead.some(Boolean)) throw new KeynodeError('ERR_NOT_MOVABLE', `a node of this move lives here already, or was destroyed here (its tombstone stands: --tombstone-ttl-ms)`);
     // Every part is read back and checked: nothing a peer sent is trusted because it was accepted in parts.
     let bytes = 0;
     let usage = 0;

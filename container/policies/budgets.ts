@@ -119,18 +119,22 @@ export class Budgets {
   /**
    * Adds the release to `txn`; call inside `locked(holder)` with `holder` from `creditHolder(rec)`. What the
    * node stored itself goes back to every holder above it; what its surviving children store stays counted
-   * there, as their own later writes and deletes will be.
+   * there, as their own later writes and deletes will be. Returns whether none of its descendants is charged
+   * to it any more (none lives here: each is charged to its parent, and a destroyed parent's share of them stays
+   * with the holder above), which is when its ID may one day be freed (store/tombstones.ts).
    */
-  async release(rec: NodeRecord, holder: NodeId | undefined, txn: Txn): Promise<void> {
+  async release(rec: NodeRecord, holder: NodeId | undefined, txn: Txn): Promise<boolean> {
     const above = (await this.chain(rec)).slice(1).map((l) => usageKey(l.id));
     txn.uncount(ownUsageKey(rec.id), above, [ownUsageKey(rec.id), usageKey(rec.id)]);
     const own = await this.#holder(rec.id);
     txn.del('b', rec.id);
-    if (holder === undefined) return;
-    const share = 1 + rec.budget.maxNodes - own.usedNodes;
-    const record = await this.#holder(holder);
-    record.usedNodes = Math.max(0, record.usedNodes - share);
-    txn.put('b', holder, encode(record));
+    if (holder !== undefined) {
+      const share = 1 + rec.budget.maxNodes - own.usedNodes;
+      const record = await this.#holder(holder);
+      record.usedNodes = Math.max(0, record.usedNodes - share);
+      txn.put('b', holder, encode(record));
+    }
+    return own.usedNodes === 0;
   }
 
   /** Operator only: gives `principal` a budget carved from the capacity (replacing any earlier grant). */

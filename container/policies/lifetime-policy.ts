@@ -225,9 +225,11 @@ export class LifetimePolicy {
       const holder = await rt.budgets.creditHolder(rec);
       const commit = async () => {
         const txn = rt.store.txn();
-        await rt.budgets.release(rec, holder, txn);
+        const leaf = await rt.budgets.release(rec, holder, txn);
         txn.del('x', rec.id).del('e', `${rec.parent}${rec.id}`);
-        await rt.store.destroyNode(rec, reason, txn);
+        // A node with descendants still here keeps its tombstone for ever: its ID freed and spawned again
+        // (by whoever holds its key) would be their ancestor, with an ancestor's reach over them.
+        await rt.store.destroyNode(rec, reason, txn, leaf);
       };
       // Under the lock of the holder that gets the share back, so its own spawns never race the credit.
       await (holder === undefined ? commit() : rt.budgets.locked(holder, commit));

@@ -283,7 +283,8 @@ export class Spawner {
   /**
    * Keys for a spawn that chose some of its own: derived and sealed on the mint's threads. A client-chosen
    * key must name a node nobody is yet: not another in this group, not a principal, not a node here (alive,
-   * destroyed, or with a budget record: every principal with a grant has one, and a node's goes with it).
+   * destroyed while its tombstone stands (store/tombstones.ts), or with a budget record: every principal with a
+   * grant has one, and a node's goes with it).
    */
   async #clientKeys(from: NodeId, keys: SpawnKeys, minted: MintedKey[], ancestors: NodeId[], taken: Set<NodeId>): Promise<MintedKey[]> {
     const chosen = keys.flatMap((k) => (k === undefined ? [] : [k.seed]));

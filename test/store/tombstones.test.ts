@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, Lifetime, type KeynodeError } from 'keynode';
 import { encode } from '../../dist/protocol/index.js';
-import { Store, TombstoneExpiry } from '../../dist/store/index.js';
+import { Store, TombstoneExpiry, tombstoneKey } from '../../dist/store/index.js';
 import type { NodeRecord } from '../../dist/store/records.js';
 import { startContainer, until } from '../helpers/containers.js';
 
@@ -43,21 +43,21 @@ async function count(store: Store, sub: 'o' | 't'): Promise<number> {
   return n;
 }
 
-/** Tombstones as a store written before tombstones had keys by time holds them: `t` entries only. */
-async function oldTombstones(store: Store, at: (i: number) => number, n: number, first = 0): Promise<string[]> {
+/** Expiring tombstones written at chosen times, as `destroyNode(..., true)` writes them at the present one. */
+async function tombstonesAt(store: Store, at: (i: number) => number, n: number, first = 0): Promise<string[]> {
   const ids = Array.from({ length: n }, (_, i) => ID(first + i));
   const t = store.txn();
-  ids.forEach((id, i) => t.put('t', id, encode({ destroyedAt: at(i), reason: 'old' })));
+  ids.forEach((id, i) => t.put('t', id, encode({ destroyedAt: at(i), reason: 'test' })).put('o', tombstoneKey(at(i), id), new Uint8Array(0)));
   await t.commit();
   return ids;
 }
 
 describe('tombstones expire (store/tombstones)', () => {
-  it('a destroyed node leaves a tombstone with a key by time; expiring removes both, and the ID is unknown', async () => {
+  it('a destroyed node that may expire leaves a tombstone with a key by time; expiring removes both, and the ID is unknown', async () => {
     const store = await open();
     const ids = [ID(1), ID(2), ID(3)];
     for (const id of ids) await store.txn().putNode(record(id)).commit();
-    for (const id of ids) await store.destroyNode(record(id), 'test');
+    for (const id of ids) await store.destroyNode(record(id), 'test', undefined, true);
     expect(await count(store, 't')).toBe(3);
     expect(await count(store, 'o')).toBe(3);
     for (const id of ids) expect(await store.knows(id)).toBe(true);
@@ -74,14 +74,25 @@ describe('tombstones expire (store/tombstones)', () => {
     }
   });
 
-  it("a sweep removes only what is older than the time to live, in batches, and an older store's tombstones are indexed once", async () => {
+  it('a tombstone not marked to expire (a node that left descendants here) is never swept', async () => {
     const store = await open();
-    // 2,500 old ones (more than one batch) at t=1000..3499, and 10 recent ones at t=10,000.
-    const old = await oldTombstones(store, (i) => 1000 + i, 2500);
-    const recent = await oldTombstones(store, () => 10_000, 10, 5000);
-    expect(await count(store, 'o')).toBe(0);
-    expect(await store.indexTombstones()).toBe(2510);
-    expect(await store.indexTombstones()).toBe(0); // once per store
+    const [kept, gone] = [ID(7), ID(8)];
+    for (const id of [kept, gone]) await store.txn().putNode(record(id)).commit();
+    await store.destroyNode(record(kept), 'test');
+    await store.destroyNode(record(gone), 'test', undefined, true);
+    const expiry = new TombstoneExpiry(store, 1000, (e) => {
+      throw e;
+    });
+    expect(await expiry.sweep(Date.now() + 10 * 365 * 86_400_000)).toBe(1);
+    expect(await store.getTombstone(kept)).toBeDefined();
+    expect(await store.getTombstone(gone)).toBeUndefined();
+  });
+
+  it('a sweep removes only what is older than the time to live, in batches', async () => {
+    const store = await open();
+    // 2,500 at t=1000..3499 (more than one batch), and 10 recent ones at t=10,000.
+    const old = await tombstonesAt(store, (i) => 1000 + i, 2500);
+    const recent = await tombstonesAt(store, () => 10_000, 10, 5000);
     const expiry = new TombstoneExpiry(store, 5000, (e) => {
       throw e;
     });
@@ -92,17 +103,9 @@ describe('tombstones expire (store/tombstones)', () => {
     expect(expiry.expired).toBe(2500);
     for (const id of recent) expect((await store.getTombstone(id))?.destroyedAt).toBe(10_000);
     expect(await count(store, 't')).toBe(10);
-    expect(await count(store, 'o')).toBe(11); // the ten and the marker that the store is indexed
+    expect(await count(store, 'o')).toBe(10);
     await expiry.close();
-  });
-
-  it('a tombstone whose value is not one (a damaged store) is indexed as expired, not a reason to stop', async () => {
-    const store = await open();
-    const [good] = await oldTombstones(store, () => Date.now(), 1);
-    await store.txn().put('t', ID(9), new Uint8Array([0xc1])).put('t', ID(10), encode({ reason: 'no time' })).commit();
-    expect(await store.indexTombstones()).toBe(3);
-    expect(await new TombstoneExpiry(store, 60_000, () => {}).sweep()).toBe(2);
-    expect(await store.getTombstone(good!)).toBeDefined();
+    expect(await expiry.sweep(1e15)).toBe(0); // closed: sweeps nothing more
   });
 
   it('in a container: ERR_NODE_DESTROYED for the time to live, then ERR_NODE_NOT_FOUND', async () => {
@@ -117,6 +120,20 @@ describe('tombstones expire (store/tombstones)', () => {
     const stranger = await connect(node.url.slice(0, node.url.lastIndexOf('/')));
     expect(await code(stranger.at(node, () => 1))).toBe('ERR_NODE_NOT_FOUND');
     await stranger.close();
+  });
+
+  it('a node destroyed while a descendant lives here keeps its tombstone; a childless one destroyed after it loses its own', async () => {
+    const { client } = await startContainer({ tombstoneTtlMs: 300 });
+    const parent = await client.spawn({ lifetime: Lifetime.root(), budget: { maxNodes: 2 }, sandbox: { spawn: { lifetimes: ['root'] } } });
+    const child = await client.at(parent, (ctx) => ctx.spawn({ lifetime: ctx.Lifetime.root() }));
+    const leaf = await client.spawn({ lifetime: Lifetime.root() });
+    await client.destroy(parent);
+    await client.destroy(leaf);
+    const code = (p: Promise<unknown>): Promise<string | undefined> => p.then(() => undefined, (e: KeynodeError) => e.code);
+    await until(async () => (await code(client.describe(leaf.id))) === 'ERR_NODE_NOT_FOUND', 10_000, 'the leaf tombstone to expire');
+    // The parent was destroyed first: had its tombstone been swept, it would have gone with the leaf's.
+    expect(await code(client.describe(parent.id))).toBe('ERR_NODE_DESTROYED');
+    expect((await client.describe(child.id)).parent).toBe(parent.id);
   });
 
   it('the option is checked like every other', async () => {
