@@ -1,12 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connect, Lifetime, type KeynodeError } from 'keynode';
 import { encode } from '../../dist/protocol/index.js';
 import { Store, TombstoneExpiry, tombstoneKey } from '../../dist/store/index.js';
 import type { NodeRecord } from '../../dist/store/records.js';
-import { startContainer, until } from '../helpers/containers.js';
+import { defer, startContainer, tempDir, until } from '../helpers/containers.js';
 
 const ID = (n: number): string => String(n).padStart(52, '0').replace(/\d/g, (d) => 'abcdefghij'[Number(d)]!);
 
@@ -23,19 +20,11 @@ function record(id: string): NodeRecord {
   } as NodeRecord;
 }
 
-const opened: { store: Store; dir: string }[] = [];
 async function open(): Promise<Store> {
-  const dir = await mkdtemp(join(tmpdir(), 'keynode-tombstones-'));
-  const store = await Store.open(dir);
-  opened.push({ store, dir });
+  const store = await Store.open(await tempDir('keynode-tombstones-'));
+  defer(() => store.close());
   return store;
 }
-afterEach(async () => {
-  for (const { store, dir } of opened.splice(0)) {
-    await store.close().catch(() => {});
-    await rm(dir, { recursive: true, force: true });
-  }
-});
 
 async function count(store: Store, sub: 'o' | 't'): Promise<number> {
   let n = 0;
