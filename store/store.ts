@@ -299,6 +299,11 @@ export class Store {
     return this.#clearNodeData(id);
   }
 
+  async hasChildren(parent: NodeId): Promise<boolean> {
+    for await (const _ of this.sub('c').keys({ ...nodeRange(parent), limit: 1 })) return true;
+    return false;
+  }
+
   async *children(parent: NodeId): AsyncGenerator<NodeId> {
     for await (const key of this.sub('c').keys(nodeRange(parent))) yield key.slice(parent.length);
   }

@@ -6,9 +6,10 @@
  * destroys in a loop grow the store (and start-up, backups) without bound: ~220 bytes a node, ~19 GB a day at
  * a thousand destroys a second.
  *
- * Only the tombstone of a node none of whose descendants lives here expires (the destroy decides, from the
- * budget its subtree holds: container/policies/budgets.ts `release`); any other stays, since a node spawned
- * again under that ID would be their ancestor. Tombstones written before expiry existed stay too.
+ * Only the tombstone of a node that never spawned (nor held a grant) expires: the destroy decides, from the
+ * budget record any spawn leaves (container/policies/budgets.ts `release`); any other stays, since a node
+ * spawned again under that ID would be its children's ancestor. A move that brings descendants of a
+ * destroyed node makes its tombstone permanent too. Tombstones written before expiry existed stay.
  *
  * Each expiring tombstone has a key in sublevel `o` ordered by when it was written, so a sweep reads only the
  * expired head of that range, never the whole store. Sweeps run every `min(ttlMs, an hour)` (at least a

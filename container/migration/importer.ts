@@ -12,7 +12,7 @@ import {
   boxShared, decode, encode, formatNodeUrl, isNodeId, KeynodeError, openKeys, parseNodeUrl, publicKeyFromSeed, idFromPublicKey, storageBytes,
   type Bodies, type NodeId,
 } from '../../protocol/index.js';
-import { entryBytes, nodeRange, usageKey, type NodeRecord } from '../../store/index.js';
+import { entryBytes, nodeRange, tombstoneKey, usageKey, type NodeRecord, type Tombstone } from '../../store/index.js';
 import { movedError, type Runtime } from '../runtime.js';
 import type { LifetimePolicy } from '../policies/lifetime-policy.js';
 import { checkEntry, checkRecords, type Entry } from './package.js';
@@ -279,6 +279,12 @@ export class Importer {
           wake.push(at);
         }
       }
+      // An ancestor destroyed here whose tombstone could expire: no longer, now that descendants of it live here.
+      const moved = new Set(prepared.records.map((r) => r.id));
+      const above = [...new Set(prepared.records.flatMap((r) => r.ancestors))].filter((a) => !moved.has(a));
+      (await rt.store.getMany('t', above)).forEach((v, i) => {
+        if (v) t.del('o', tombstoneKey((decode(v) as Tombstone).destroyedAt, above[i]!));
+      });
       const root = await rt.budgets.holderRecord(rt.operator);
       root.usedNodes += prepared.need;
       t.put('b', rt.operator, encode(root)).del('p', node);

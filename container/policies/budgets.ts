@@ -119,14 +119,16 @@ export class Budgets {
   /**
    * Adds the release to `txn`; call inside `locked(holder)` with `holder` from `creditHolder(rec)`. What the
    * node stored itself goes back to every holder above it; what its surviving children store stays counted
-   * there, as their own later writes and deletes will be. Returns whether none of its descendants is charged
-   * to it any more (none lives here: each is charged to its parent, and a destroyed parent's share of them stays
-   * with the holder above), which is when its ID may one day be freed (store/tombstones.ts).
+   * there, as their own later writes and deletes will be. Returns whether the node never held a budget record:
+   * it never spawned (every spawn writes its spawner's record, here or, for a child placed elsewhere, at its
+   * container; records move with their nodes) and holds no grant, so it has no descendants anywhere. Only then
+   * may its ID one day be freed (store/tombstones.ts).
    */
   async release(rec: NodeRecord, holder: NodeId | undefined, txn: Txn): Promise<boolean> {
     const above = (await this.chain(rec)).slice(1).map((l) => usageKey(l.id));
     txn.uncount(ownUsageKey(rec.id), above, [ownUsageKey(rec.id), usageKey(rec.id)]);
-    const own = await this.#holder(rec.id);
+    const stored = await this.#store.sub('b').get(rec.id);
+    const own: HolderRecord = stored ? (decode(stored) as HolderRecord) : { usedNodes: 0 };
     txn.del('b', rec.id);
     if (holder !== undefined) {
       const share = 1 + rec.budget.maxNodes - own.usedNodes;
@@ -134,7 +136,7 @@ export class Budgets {
       record.usedNodes = Math.max(0, record.usedNodes - share);
       txn.put('b', holder, encode(record));
     }
-    return own.usedNodes === 0;
+    return stored === undefined;
   }
 
   /** Operator only: gives `principal` a budget carved from the capacity (replacing any earlier grant). */

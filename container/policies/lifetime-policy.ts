@@ -225,10 +225,11 @@ export class LifetimePolicy {
       const holder = await rt.budgets.creditHolder(rec);
       const commit = async () => {
         const txn = rt.store.txn();
-        const leaf = await rt.budgets.release(rec, holder, txn);
+        // Any child left (one moved in under it) keeps the tombstone too.
+        const leaf = (await rt.budgets.release(rec, holder, txn)) && !(await rt.store.hasChildren(rec.id));
         txn.del('x', rec.id).del('e', `${rec.parent}${rec.id}`);
-        // A node with descendants still here keeps its tombstone for ever: its ID freed and spawned again
-        // (by whoever holds its key) would be their ancestor, with an ancestor's reach over them.
+        // A node that ever had descendants keeps its tombstone for ever: its ID freed and spawned again (by
+        // whoever holds its key) would be their ancestor, with an ancestor's reach and budget over them.
         await rt.store.destroyNode(rec, reason, txn, leaf);
       };
       // Under the lock of the holder that gets the share back, so its own spawns never race the credit.
