@@ -9,7 +9,7 @@
  * The container treats everything this process says as untrusted input.
  */
 import { types } from 'node:util';
-import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapStatistics } from 'node:v8';
 import { makeCodec, NodeRef } from '../protocol/codec.js';
 import { KeynodeError, type RemoteError, type WireError } from '../protocol/errors.js';
 import type { FromWorker, ToWorker, WorkerNode, WorkerRequest } from '../protocol/messages.js';
@@ -355,17 +355,4 @@ async function rehearse(): Promise<void> {
   redirect(restore);
 }
 
-/**
- * V8 optimizes a function once it has run some 67 KB of its bytecode a few times over. A worker of one node
- * among a hundred runs its eval path 20-30 times a second, so that path stayed in the baseline tier (an IC
- * call per property read) for a minute or more, and each cold eval cost more for it. An eighth of that budget
- * from here on (not during boot, where it would only optimize lockdown's one-time loops: +25% boot CPU,
- * measured) optimizes it within seconds: paired blocks of 100 nodes, 64 in flight, workers 0.77x CPU per
- * eval, evals/s 1.14x; boot CPU and sequential evals unchanged; +0.2 MB PSS per busy worker.
- */
-const INTERRUPT_BUDGET = 8 * 1024;
-
-void rehearse().then(() => {
-  setFlagsFromString(`--interrupt-budget=${INTERRUPT_BUDGET}`);
-  send({ type: 'ready', pid: process.pid });
-});
+void rehearse().then(() => send({ type: 'ready', pid: process.pid }));
