@@ -6,7 +6,7 @@
  * destroys in a loop grow the store (and start-up, backups) without bound: ~220 bytes a node, ~19 GB a day at
  * a thousand destroys a second.
  *
- * Only the tombstone of a node that never spawned (nor held a grant) expires: the destroy decides, from the
+ * Only the tombstone of a node that never spawned here (nor held a grant here) expires: the destroy decides, from the
  * budget record any spawn leaves (container/policies/budgets.ts `release`); any other stays, since a node
  * spawned again under that ID would be its children's ancestor. A move that brings descendants of a
  * destroyed node makes its tombstone permanent too. Tombstones written before expiry existed stay.

@@ -119,10 +119,10 @@ export class Budgets {
   /**
    * Adds the release to `txn`; call inside `locked(holder)` with `holder` from `creditHolder(rec)`. What the
    * node stored itself goes back to every holder above it; what its surviving children store stays counted
-   * there, as their own later writes and deletes will be. Returns whether the node never held a budget record:
-   * it never spawned (every spawn writes its spawner's record, here or, for a child placed elsewhere, at its
-   * container; records move with their nodes) and holds no grant, so it has no descendants anywhere. Only then
-   * may its ID one day be freed (store/tombstones.ts).
+   * there, as their own later writes and deletes will be. Returns whether the node never held a budget record
+   * here: it never spawned here (every spawn writes its spawner's record; records move with their nodes) and
+   * holds no grant here. Only then may its ID one day be freed (store/tombstones.ts). A child it placed on
+   * another member is charged there; one that moves here later makes its tombstone permanent (the importer).
    */
   async release(rec: NodeRecord, holder: NodeId | undefined, txn: Txn): Promise<boolean> {
     const above = (await this.chain(rec)).slice(1).map((l) => usageKey(l.id));

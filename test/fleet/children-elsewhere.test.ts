@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { Identity, Lifetime } from 'keynode';
 import { decode, encode } from '../../dist/protocol/index.js';
-import { startContainer, type TestContainer } from '../helpers/containers.js';
+import { startContainer, until, type TestContainer } from '../helpers/containers.js';
 import { freePorts, startFleet } from '../helpers/fleet-local.js';
 import { rewritingProxy } from '../helpers/wire.js';
 import { failure as caught } from '../policies/util.js';
@@ -125,5 +125,23 @@ describe('children placed on another member', () => {
     // Both members did spawn (the reply, not the request, was refused): the parent was told no URL it cannot trust.
     expect((await b.client.budget(parent.id)).used.nodes).toBe(1);
     expect((await liar.client.budget(parent.id)).used.nodes).toBe(1);
+  });
+});
+
+describe('tombstones of parents whose children live elsewhere', () => {
+  it('a child placed on another member that moves back under its destroyed parent makes the parent’s tombstone permanent', async () => {
+    const [a, b] = (await startFleet(2, { tombstoneTtlMs: 4000 })) as [TestContainer, TestContainer];
+    const parent = await a.client.spawn({ lifetime: Lifetime.root(), sandbox: SANDBOX, budget: { maxNodes: 8 } });
+    await b.client.grant(parent, GRANT);
+    // Spawned on B and charged there: on A the parent never spawned, so its tombstone there may expire.
+    const child = await a.client.at(parent, async (ctx, on: string) => (await ctx.spawn({ lifetime: ctx.Lifetime.root(), placement: { on } })).url as string, b.url);
+    await a.client.destroy(parent);
+    await b.client.move(child, a.url);
+    expect((await a.client.describe(idOf(child))).parent).toBe(parent.id);
+    const leaf = await a.client.spawn({ lifetime: Lifetime.root() });
+    await a.client.destroy(leaf);
+    await until(async () => (await caught(a.client.describe(leaf.id))).code === 'ERR_NODE_NOT_FOUND', 20_000, 'the leaf tombstone to expire');
+    // Destroyed before the leaf: its tombstone would have gone with the leaf's had the move not kept it.
+    expect((await caught(a.client.describe(parent.id))).code).toBe('ERR_NODE_DESTROYED');
   });
 });
