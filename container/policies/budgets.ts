@@ -62,8 +62,12 @@ export class Budgets {
   }
 
   async #holder(id: NodeId): Promise<HolderRecord> {
+    return (await this.#stored(id)) ?? { usedNodes: 0 };
+  }
+
+  async #stored(id: NodeId): Promise<HolderRecord | undefined> {
     const v = await this.#store.sub('b').get(id);
-    return v ? (decode(v) as HolderRecord) : { usedNodes: 0 };
+    return v ? (decode(v) as HolderRecord) : undefined;
   }
 
   /** A holder's limits: the capacity for the operator, a grant for a principal, the record for a node. */
@@ -127,8 +131,8 @@ export class Budgets {
   async release(rec: NodeRecord, holder: NodeId | undefined, txn: Txn): Promise<boolean> {
     const above = (await this.chain(rec)).slice(1).map((l) => usageKey(l.id));
     txn.uncount(ownUsageKey(rec.id), above, [ownUsageKey(rec.id), usageKey(rec.id)]);
-    const stored = await this.#store.sub('b').get(rec.id);
-    const own: HolderRecord = stored ? (decode(stored) as HolderRecord) : { usedNodes: 0 };
+    const stored = await this.#stored(rec.id);
+    const own = stored ?? { usedNodes: 0 };
     txn.del('b', rec.id);
     if (holder !== undefined) {
       const share = 1 + rec.budget.maxNodes - own.usedNodes;
